@@ -1,0 +1,5 @@
+"""``python -m vdevperf``: the same as the ``vdevperf`` console script."""
+
+from vdevperf.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""The typed model: what a topology is, what a test asks for, what a run measured.
+
+Everything here is a frozen dataclass that checks its own values, so that a
+value which exists is a valid one. Parsing (TOML, argv, JSON) lives elsewhere
+and turns its input into these types or raises with the source named.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Union
+
+IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+# Real interface names are "vdp" + run id (4) + this short name: IFNAMSIZ is 16
+# bytes including the NUL, so 15 characters, so 8 are left for the short name.
+DEVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+# Namespace names are "vdp-" + run id (4) + "-" + this short name, also kept to 15.
+NETNS_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
+
+
+class DeviceKind(enum.StrEnum):
+    """Device kinds a topology can use; each has a builder in topology/kinds.py."""
+
+    VETH = "veth"
+    BRIDGE = "bridge"
+    MACVLAN = "macvlan"
+    MACVTAP = "macvtap"
+    IPVLAN = "ipvlan"
+
+
+# Modes each kind accepts, first one is the default. Kinds absent here take no mode.
+KIND_MODES: dict[DeviceKind, tuple[str, ...]] = {
+    DeviceKind.MACVLAN: ("bridge", "private", "vepa", "passthru", "source"),
+    DeviceKind.MACVTAP: ("bridge", "private", "vepa", "passthru", "source"),
+    DeviceKind.IPVLAN: ("l2", "l3", "l3s"),
+}
+# Kinds that sit on a parent (lower) device.
+STACKED_KINDS = frozenset({DeviceKind.MACVLAN, DeviceKind.MACVTAP, DeviceKind.IPVLAN})
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One network device of a topology, named by its short name."""
+
+    name: str
+    kind: DeviceKind
+    netns: str
+    mode: str | None = None
+    parent: str | None = None
+    peer: str | None = None
+    master: str | None = None
+    mtu: int | None = None
+    addresses: tuple[IPInterface, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check(bool(DEVICE_NAME_RE.match(self.name)),
+               f"device name '{self.name}' must be 1-8 lowercase letters/digits, starting with a letter")
+        _check(bool(NETNS_NAME_RE.match(self.netns)),
+               f"device '{self.name}': namespace name '{self.netns}' is invalid")
+        modes = KIND_MODES.get(self.kind)
+        if modes is None:
+            _check(self.mode is None, f"device '{self.name}': kind '{self.kind}' takes no mode")
+        else:
+            _check(self.mode in modes,
+                   f"device '{self.name}': mode '{self.mode}' is not one of {', '.join(modes)}")
+        if self.kind in STACKED_KINDS:
+            _check(self.parent is not None, f"device '{self.name}': kind '{self.kind}' needs a parent")
+        else:
+            _check(self.parent is None, f"device '{self.name}': kind '{self.kind}' takes no parent")
+        if self.kind is DeviceKind.VETH:
+            _check(self.peer is not None, f"device '{self.name}': a veth needs a peer")
+        else:
+            _check(self.peer is None, f"device '{self.name}': only a veth has a peer")
+        if self.mtu is not None:
+            _check(68 <= self.mtu <= 65535, f"device '{self.name}': mtu {self.mtu} is out of range 68-65535")
+
+    @property
+    def ifname_suffix(self) -> str:
+        """The short name as it appears at the end of the real interface name."""
+        return self.name
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """Where one end of the load runs: a namespace and the addresses it uses."""
+
+    netns: str
+    ipv4: ipaddress.IPv4Address | None = None
+    ipv6: ipaddress.IPv6Address | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.ipv4 is not None or self.ipv6 is not None,
+               f"endpoint in '{self.netns}' needs an ipv4 or ipv6 address")
+
+    def address(self, family: int) -> IPAddress | None:
+        """The address of this endpoint for IP version 4 or 6."""
+        return self.ipv4 if family == 4 else self.ipv6
+
+
+@dataclass(frozen=True)
+class TopologySpec:
+    """A whole topology: namespaces, devices and the two load endpoints."""
+
+    name: str
+    namespaces: tuple[str, ...]
+    devices: tuple[DeviceSpec, ...]
+    client: EndpointSpec
+    server: EndpointSpec
+    description: str = ""
+    source: str = ""
+
+    def device(self, name: str) -> DeviceSpec:
+        """The device with this short name."""
+        for dev in self.devices:
+            if dev.name == name:
+                return dev
+        raise KeyError(name)
+
+
+class TestName(enum.StrEnum):
+    """netperf's test names."""
+
+    TCP_STREAM = "TCP_STREAM"
+    TCP_RR = "TCP_RR"
+
+    @property
+    def is_stream(self) -> bool:
+        """True for bulk-transfer tests, measured in 10^6 bits/s."""
+        return self.value.endswith("STREAM") or self.value.endswith("MAERTS")
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    """What to run: one test with its netperf-style options."""
+
+    test: TestName
+    duration_s: float = 10.0
+    warmup_s: float = 1.0
+    send_size: int = 128 * 1024
+    recv_size: int = 128 * 1024
+    request_size: int = 1
+    response_size: int = 1
+    ip_version: int = 4
+    client_cpu: int | None = None
+    server_cpu: int | None = None
+    interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self.duration_s > 0, "-l: duration must be positive")
+        _check(self.warmup_s >= 0, "--warmup: must not be negative")
+        _check(self.send_size > 0 and self.recv_size > 0, "-m/-M: sizes must be positive")
+        _check(self.request_size > 0 and self.response_size > 0, "-r: sizes must be positive")
+        _check(self.ip_version in (4, 6), "-4/-6: IP version must be 4 or 6")
+        _check(self.interval_s > 0, "--interval: must be positive")
+        for cpu in (self.client_cpu, self.server_cpu):
+            _check(cpu is None or cpu >= 0, "-T: CPU numbers must not be negative")
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Derived figures of one run, netperf's units; a figure that does not apply is None."""
+
+    elapsed_s: float
+    throughput_mbps: float | None
+    transactions_per_s: float | None
+    mean_latency_us: float | None
+    cpu_util_pct: float
+    softirq_pct: float
+    service_demand_us_per_kb: float | None
+    service_demand_us_per_tr: float | None
+
+
+__all__ = [
+    "DeviceKind", "KIND_MODES", "STACKED_KINDS", "DeviceSpec", "EndpointSpec", "TopologySpec",
+    "TestName", "TestConfig", "Metrics", "IPInterface", "IPAddress",
+]
