@@ -130,6 +130,8 @@ class TopologySpec:
 class TestName(enum.StrEnum):
     """netperf's test names."""
 
+    __test__ = False  # not a pytest test class
+
     TCP_STREAM = "TCP_STREAM"
     TCP_RR = "TCP_RR"
 
@@ -142,6 +144,8 @@ class TestName(enum.StrEnum):
 @dataclass(frozen=True)
 class TestConfig:
     """What to run: one test with its netperf-style options."""
+
+    __test__ = False  # not a pytest test class
 
     test: TestName
     duration_s: float = 10.0
@@ -180,7 +184,35 @@ class Metrics:
     service_demand_us_per_tr: float | None
 
 
+
+class RunStatus(enum.StrEnum):
+    """How a run ended: measured, or why there is no figure."""
+
+    OK = "ok"
+    UNSUPPORTED = "unsupported"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One test on one topology: its configuration, figures and the raw samples behind them."""
+
+    topology: str
+    topology_source: str
+    config: TestConfig
+    status: RunStatus
+    reason: str | None = None
+    metrics: Metrics | None = None
+    endpoints: dict | None = None
+    raw: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is RunStatus.OK:
+            _check(self.metrics is not None and self.raw is not None, "a measured run needs metrics and raw samples")
+        else:
+            _check(self.reason is not None, "a run without figures needs a reason")
+
+
 __all__ = [
     "DeviceKind", "KIND_MODES", "STACKED_KINDS", "DeviceSpec", "EndpointSpec", "TopologySpec",
-    "TestName", "TestConfig", "Metrics", "IPInterface", "IPAddress",
+    "TestName", "TestConfig", "Metrics", "RunStatus", "RunResult", "IPInterface", "IPAddress",
 ]

@@ -1,0 +1,231 @@
+"""Command line: argparse, one ``cmd_*`` per subcommand, exit codes.
+
+A thin layer: each command turns its flags into typed configs, calls one
+operation of ``vdevperf.bench`` (or topology/probe/cleanup) and formats what
+comes back. Test names, flags and units follow netperf (-t, -l, -m, -M, -r,
+-T); output habits follow iperf3 (--json).
+
+Exit status: 0 success, 2 bad input or an expected failure (one line on
+stderr, ``vdevperf: <what>: <why>``), 1 reserved for regressions found by a
+later ``diff``. On SIGINT/SIGTERM everything is torn down, then the process
+dies by the same signal, so callers see how it ended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from vdevperf import bench
+from vdevperf.errors import Interrupted, VdevperfError
+from vdevperf.model import TestConfig, TestName
+from vdevperf.report.table import compare_table, run_table
+from vdevperf.results import ResultFile, default_path
+from vdevperf.topology import cleanup, probe
+from vdevperf.topology.spec import bundled_topologies, load_topology
+
+EXIT_ERROR = 2
+DEFAULT_RESULTS_DIR = Path("results")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad flags in vdevperf's one-line form with exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise VdevperfError("usage", message)
+
+
+def _size(text: str) -> int:
+    """A byte count: plain, or with K/M/G suffix (powers of 1024, as netperf's -m)."""
+    scale = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}.get(text[-1:].lower(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or int(digits) <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive byte count (e.g. 128K)")
+    return int(digits) * scale
+
+
+def _pair(kind: Callable[[str], int], name: str) -> Callable[[str], tuple[int, int]]:
+    """netperf's A,B arguments; a single value applies to both."""
+    def parse(text: str) -> tuple[int, int]:
+        parts = text.split(",")
+        if len(parts) > 2 or not all(parts):
+            raise argparse.ArgumentTypeError(f"'{text}' is not {name}")
+        values = [kind(p) for p in parts]
+        return (values[0], values[-1])
+    return parse
+
+
+def _cpu(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"'{text}' is not a CPU number")
+    cpu = int(text)
+    if cpu >= (os.cpu_count() or 1):
+        raise argparse.ArgumentTypeError(f"CPU {cpu} does not exist (this machine has {os.cpu_count()})")
+    return cpu
+
+
+def _tests(text: str) -> list[TestName]:
+    names = []
+    for part in text.split(","):
+        try:
+            names.append(TestName(part.strip().upper()))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"unknown test '{part}' (known: {', '.join(t.value for t in TestName)})") from None
+    return names
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of seconds")
+    return value
+
+
+def _add_test_flags(p: argparse.ArgumentParser, tests_default: str) -> None:
+    p.add_argument("-t", "--test", dest="tests", type=_tests, default=_tests(tests_default),
+                   help=f"netperf test name(s), comma-separated (default {tests_default})")
+    p.add_argument("-l", "--length", type=_seconds, default=10.0, help="measured seconds per test (default 10)")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds run before measuring (default 1)")
+    p.add_argument("-m", "--send-size", type=_size, default=128 * 1024, help="bytes per send call (default 128K)")
+    p.add_argument("-M", "--recv-size", type=_size, default=128 * 1024, help="bytes per receive call (default 128K)")
+    p.add_argument("-r", "--rr-size", type=_pair(_size, "REQ,RESP"), default=(1, 1),
+                   help="request,response bytes of RR tests (default 1,1)")
+    p.add_argument("-T", "--cpu", type=_pair(_cpu, "CLIENT_CPU,SERVER_CPU"), default=None,
+                   help="pin client and server to these CPUs (default: not pinned, the scheduler decides)")
+    family = p.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="ip_version", action="store_const", const=4, default=4, help="IPv4 (default)")
+    family.add_argument("-6", dest="ip_version", action="store_const", const=6, help="IPv6")
+    p.add_argument("--interval", type=_seconds, default=1.0, help="sampling interval in seconds (default 1)")
+    p.add_argument("-o", "--output", type=Path, help="result JSON file (default results/vdevperf-<time>.json)")
+    p.add_argument("--json", action="store_true", help="print the result document as JSON instead of a table")
+
+
+def _configs(args: argparse.Namespace) -> list[TestConfig]:
+    client_cpu, server_cpu = args.cpu if args.cpu else (None, None)
+    try:
+        return [TestConfig(test=test, duration_s=args.length, warmup_s=args.warmup,
+                           send_size=args.send_size, recv_size=args.recv_size,
+                           request_size=args.rr_size[0], response_size=args.rr_size[1],
+                           ip_version=args.ip_version, client_cpu=client_cpu, server_cpu=server_cpu,
+                           interval_s=args.interval)
+                for test in args.tests]
+    except ValueError as exc:
+        flag, _, why = str(exc).partition(": ")
+        raise VdevperfError(flag, why) from None
+
+
+def _result_file(args: argparse.Namespace, argv: Sequence[str]) -> ResultFile:
+    path = args.output or default_path(DEFAULT_RESULTS_DIR)
+    return ResultFile(path=path, command=["vdevperf", *argv])
+
+
+def _progress(args: argparse.Namespace) -> Callable[[str], None]:
+    if args.json or not sys.stderr.isatty():
+        return lambda message: None
+    return lambda message: print(f"vdevperf: running {message} ...", file=sys.stderr, flush=True)
+
+
+def _emit(args: argparse.Namespace, results: ResultFile, table: str) -> None:
+    if args.json:
+        json.dump(results.document(), sys.stdout, indent=1)
+        print()
+    else:
+        print(table)
+        print(f"\nresults: {results.path}")
+
+
+def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Run tests on one topology and print a netperf-style table."""
+    spec = load_topology(args.topology)
+    configs = _configs(args)
+    results = _result_file(args, argv)
+    runs = bench.run(spec, configs, results, _progress(args))
+    _emit(args, results, run_table(runs))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Run tests on several topologies; one table relative to a baseline."""
+    names = args.topologies or bundled_topologies()
+    specs = [load_topology(name) for name in names]
+    known = [s.name for s in specs]
+    baseline = args.baseline or ("veth" if "veth" in known else known[0])
+    if baseline not in known:
+        raise VdevperfError("--baseline", f"'{baseline}' is not among the compared topologies ({', '.join(known)})")
+    configs = _configs(args)
+    results = _result_file(args, argv)
+    runs = bench.compare(specs, configs, results, _progress(args))
+    _emit(args, results, compare_table(runs, baseline))
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Remove namespaces and processes left by runs whose process is gone."""
+    report = cleanup.cleanup()
+    print(report.summary())
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Print what this kernel and these privileges allow."""
+    print(probe.doctor_report())
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], int]] = {
+    "run": cmd_run,
+    "compare": cmd_compare,
+    "cleanup": cmd_cleanup,
+    "doctor": cmd_doctor,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    top = _Parser(prog="vdevperf", description="netperf-style throughput and CPU cost of virtual network devices")
+    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="run tests on one topology")
+    run.add_argument("topology", help="bundled topology name (e.g. veth) or path to a .toml file")
+    _add_test_flags(run, "TCP_STREAM")
+    compare = sub.add_parser("compare", help="compare topologies (default: all bundled ones)")
+    compare.add_argument("topologies", nargs="*", help="topology names or files (default: all bundled)")
+    compare.add_argument("--baseline", help="topology the others are relative to (default veth, else the first)")
+    _add_test_flags(compare, "TCP_STREAM,TCP_RR")
+    sub.add_parser("cleanup", help="remove leftovers of dead vdevperf runs")
+    sub.add_parser("doctor", help="show supported device kinds, privileges, kernel")
+    return top
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``vdevperf`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        args = parser().parse_args(argv)
+        return COMMANDS[args.command](args, argv)
+    except VdevperfError as exc:
+        print(f"vdevperf: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Interrupted as exc:
+        # Teardown already ran in the finally blocks; now die the way we were asked to.
+        print(f"vdevperf: interrupted by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        sys.stdout.flush()
+        signal.signal(exc.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), exc.signum)
+        return 128 + exc.signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,218 @@
+"""Endpoint processes: one forked process per end of a flow, inside its namespace.
+
+An endpoint is forked (not spawned: no interpreter start-up, and it inherits
+the listening socket and the shared counters), enters its network namespace
+with setns, pins itself if asked and runs a role function. It talks to the
+parent over two pipes: JSON lines up (ready, done, error) and one "go" byte
+down, which is the start barrier for all flows of a test.
+
+The hot loops never talk to the parent: they store running totals in shared
+int64 slots (an anonymous shared mmap) that the parent reads at the edges of
+the measured window. A load is stopped by SIGUSR1, whose handler raises
+StopLoad, so the loops need no flag checks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import mmap
+import os
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vdevperf.errors import LoadError
+
+# Slots of one endpoint in the shared counters, in order.
+SLOTS = ("bytes_sent", "bytes_received", "transactions", "messages_received")
+BYTES_SENT, BYTES_RECEIVED, TRANSACTIONS, MESSAGES_RECEIVED = range(len(SLOTS))
+
+_CLONE_NEWNET = 0x40000000
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class StopLoad(Exception):
+    """Raised inside an endpoint by SIGUSR1: the measured load is over."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise StopLoad
+
+
+class Counters:
+    """Shared int64 slots: the endpoints write their own, the parent reads all.
+
+    Aligned 8-byte stores and loads are atomic on the platforms Linux runs
+    vdevperf on, so no lock is needed and a read never sees a torn value.
+    """
+
+    def __init__(self, endpoints: int) -> None:
+        self._map = mmap.mmap(-1, max(1, endpoints) * len(SLOTS) * 8)
+        self._view = memoryview(self._map).cast("q")
+
+    def slots(self, index: int) -> memoryview:
+        """The writable slots of endpoint ``index``."""
+        return self._view[index * len(SLOTS):(index + 1) * len(SLOTS)]
+
+    def read(self) -> list[int]:
+        """A copy of every slot of every endpoint."""
+        return self._view.tolist()
+
+
+class Channel:
+    """The child's side of the pipes to the parent."""
+
+    def __init__(self, up_fd: int, go_fd: int) -> None:
+        self._up = up_fd
+        self._go = go_fd
+
+    def send(self, message: dict) -> None:
+        """Send one JSON message to the parent."""
+        os.write(self._up, (json.dumps(message) + "\n").encode())
+
+    def wait_go(self) -> None:
+        """Block until the parent releases all endpoints at once."""
+        if os.read(self._go, 1) != b"g":
+            raise LoadError("endpoint", "the parent went away before the start")
+
+
+RoleBody = Callable[[Channel, memoryview], None]
+
+
+@dataclass
+class Endpoint:
+    """The parent's handle on one endpoint process."""
+
+    role: str
+    pid: int
+    up_fd: int
+    go_fd: int
+    _buffer: bytes = b""
+    exit_status: int | None = None
+    messages: list[dict] = field(default_factory=list)
+
+    def receive(self, deadline: float) -> dict:
+        """The next message from the endpoint, waiting until ``deadline`` (monotonic)."""
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self.up_fd], [], [], remaining)[0]:
+                raise LoadError(f"{self.role} endpoint", "timed out waiting for it")
+            chunk = os.read(self.up_fd, 65536)
+            if not chunk:
+                raise LoadError(f"{self.role} endpoint", f"exited unexpectedly ({self._reap()})")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        message = json.loads(line)
+        self.messages.append(message)
+        if "error" in message:
+            raise LoadError(f"{self.role} endpoint", message["error"])
+        return message
+
+    def go(self) -> None:
+        """Release the endpoint's start barrier."""
+        os.write(self.go_fd, b"g")
+
+    def stop(self) -> None:
+        """Ask the endpoint to end its load (SIGUSR1)."""
+        if self.exit_status is None:
+            os.kill(self.pid, signal.SIGUSR1)
+
+    def kill(self) -> None:
+        """Kill the endpoint if it still runs, and reap it."""
+        if self.exit_status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._reap()
+
+    def close(self) -> None:
+        """Kill if needed and release the pipes."""
+        self.kill()
+        for fd in (self.up_fd, self.go_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _reap(self) -> str:
+        if self.exit_status is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.exit_status = status
+        return f"wait status {self.exit_status}"
+
+    def join(self, deadline: float) -> None:
+        """Wait for the endpoint to exit by itself, until ``deadline``."""
+        while self.exit_status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.exit_status = status
+                return
+            if time.monotonic() > deadline:
+                raise LoadError(f"{self.role} endpoint", "did not finish in time")
+            time.sleep(0.005)
+
+
+def enter_netns(path: str) -> None:
+    """Move the calling process (its only thread) into the namespace at ``path``."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.setns(fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns into {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def _prepare_child(parent_pid: int, netns_path: str | None, cpu: int | None) -> None:
+    # The parent handles SIGINT/SIGTERM and tears down; endpoints must not run
+    # its handlers. A terminal's SIGINT reaches the whole group: ignore it here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR1, _raise_stop)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    # Die with the parent, even on kill -9 of the parent.
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    if netns_path is not None:
+        enter_netns(netns_path)
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def start(role: str, netns_path: str | None, cpu: int | None, body: RoleBody,
+          slots: memoryview) -> Endpoint:
+    """Fork an endpoint that runs ``body(channel, slots)`` in ``netns_path`` pinned to ``cpu``."""
+    up_r, up_w = os.pipe()
+    go_r, go_w = os.pipe()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        code = 1
+        channel = Channel(up_w, go_r)
+        try:
+            os.close(up_r)
+            os.close(go_w)
+            _prepare_child(parent, netns_path, cpu)
+            body(channel, slots)
+            code = 0
+        except BaseException as exc:  # report everything, then leave without cleanup handlers
+            try:
+                channel.send({"error": f"{type(exc).__name__}: {exc}"})
+            except BaseException:
+                pass
+        finally:
+            os._exit(code)
+    os.close(up_w)
+    os.close(go_r)
+    return Endpoint(role=role, pid=pid, up_fd=up_r, go_fd=go_w)
+
+
+def placement(cpu: int | None) -> dict:
+    """What the endpoint asked for and what the kernel granted, for the result."""
+    return {"requested_cpu": cpu, "affinity": sorted(os.sched_getaffinity(0))}

@@ -1,0 +1,365 @@
+"""Build a TopologySpec into real namespaces and devices, and tear it down.
+
+``build(spec)`` returns a ready Topology, to be used as a context manager:
+
+    with build(load_topology("veth")) as topo:
+        with netns.entered(topo.netns_fd(topo.server.netns)):
+            ...
+
+Order of work: check privileges; reserve a run id with a ledger; for each
+namespace, record it in the ledger, then create it; open one IPRoute per
+namespace (inside it, no fork); bring ``lo`` up; create devices (veth pairs
+once per pair, stacked devices in their parent's namespace and moved into
+their own by the same request); enslave and bring every device up; add
+addresses; then wait until no address is tentative and a real TCP connection
+from the client to the server works on every IP version both have.
+
+Teardown closes the netlink sockets and fds and removes the namespaces, which
+removes every link (each lives in one of them, veth peers die with their
+other end); then the ledger goes. It runs on normal exit and on any
+exception, with SIGINT and SIGTERM blocked so a second signal cannot cut it
+short. A build that fails part way tears down what it made before raising.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from vdevperf.errors import TopologyError, UnsupportedKind
+from vdevperf.model import STACKED_KINDS, DeviceKind, DeviceSpec, EndpointSpec, TopologySpec
+from vdevperf.topology import naming, netns
+from vdevperf.topology.kinds import KINDS, LinkContext
+from vdevperf.topology.ledger import Ledger
+from vdevperf.topology.probe import require_privileges
+
+READY_TIMEOUT_S = 5.0
+_READY_POLL_S = 0.02
+IFA_F_NODAD = 0x02
+IFA_F_TENTATIVE = 0x40
+IFA_F_DADFAILED = 0x08
+_TEARDOWN_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where one load endpoint runs: short namespace name, its path, its addresses."""
+
+    netns: str
+    netns_path: str
+    ipv4: str | None
+    ipv6: str | None
+
+    def address(self, family: int) -> str | None:
+        """The address for IP version 4 or 6."""
+        return self.ipv4 if family == 4 else self.ipv6
+
+
+def creation_order(spec: TopologySpec) -> list[DeviceSpec]:
+    """Devices in the order to create them: parents before stacked devices, one end per veth pair."""
+    done: set[str] = set()
+    order: list[DeviceSpec] = []
+    pending = list(spec.devices)
+    while pending:
+        ready = [d for d in pending if d.parent is None or d.parent in done]
+        if not ready:
+            raise TopologyError(f"topology {spec.name}", "devices have a parent cycle")
+        for dev in ready:
+            pending.remove(dev)
+            done.add(dev.name)
+            # A veth pair is one request: the second end is created with the first.
+            if dev.kind is DeviceKind.VETH and dev.peer in done:
+                continue
+            order.append(dev)
+    return order
+
+
+class Topology:
+    """A built topology: namespaces, fds, netlink sockets and the run's ledger."""
+
+    def __init__(self, spec: TopologySpec, ledger: Ledger) -> None:
+        self.spec = spec
+        self.ledger = ledger
+        self.run_id = ledger.run_id
+        self.client = self._site(spec.client)
+        self.server = self._site(spec.server)
+        self._fds: dict[str, int] = {}
+        self._iprs: dict[str, IPRoute] = {}
+        self._index: dict[str, int] = {}
+        # Ledgered names that turned out to exist already: not ours, never removed.
+        self._foreign: set[str] = set()
+        self._closed = False
+
+    @property
+    def what(self) -> str:
+        """How errors name this topology."""
+        return f"topology {self.spec.name}"
+
+    def _site(self, end: EndpointSpec) -> Site:
+        return Site(end.netns, self.netns_path(end.netns),
+                    None if end.ipv4 is None else str(end.ipv4),
+                    None if end.ipv6 is None else str(end.ipv6))
+
+    def netns_name(self, short: str) -> str:
+        """The real name of topology namespace ``short``."""
+        return naming.netns_name(self.run_id, short)
+
+    def netns_path(self, short: str) -> str:
+        """The bind-mount path of topology namespace ``short``."""
+        return netns.path(self.netns_name(short))
+
+    def netns_fd(self, short: str) -> int:
+        """An open fd on topology namespace ``short`` (owned by the Topology, closed at teardown)."""
+        return self._fds[short]
+
+    def ifname(self, dev: str) -> str:
+        """The real interface name of topology device ``dev``."""
+        return naming.ifname(self.run_id, dev)
+
+    def ipr(self, short: str) -> IPRoute:
+        """The IPRoute bound to topology namespace ``short``."""
+        return self._iprs[short]
+
+    def __enter__(self) -> Topology:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # ---- build
+
+    def _build(self) -> None:
+        for short in self.spec.namespaces:
+            self._add_namespace(short)
+        for dev in creation_order(self.spec):
+            self._create(dev)
+        for dev in self.spec.devices:
+            self._configure(dev)
+        self._wait_ready()
+
+    def _add_namespace(self, short: str) -> None:
+        name = self.netns_name(short)
+        self.ledger.add_namespace(name)
+        try:
+            try:
+                netns.create(name)
+            except FileExistsError:
+                self._foreign.add(name)
+                raise
+            self._fds[short] = fd = netns.open_fd(name)
+            with netns.entered(fd):
+                # Only our own namespace's sysctls: the default devconf applies to every link
+                # created here later. No DAD: addresses are unique by construction (spec.py)
+                # and link-local ones would otherwise stay tentative for a second or two.
+                _write_sysctl("net/ipv6/conf/all/accept_dad", "0")
+                _write_sysctl("net/ipv6/conf/default/accept_dad", "0")
+                # groups=0: no multicast subscriptions, this socket only sends requests.
+                self._iprs[short] = ipr = IPRoute(groups=0)
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        except (OSError, NetlinkError) as exc:
+            raise TopologyError(self.what, f"namespace '{name}': {_strerror(exc)}") from exc
+
+    def _lookup(self, dev: DeviceSpec) -> None:
+        found = self.ipr(dev.netns).link_lookup(ifname=self.ifname(dev.name))
+        if not found:
+            raise TopologyError(self.what, f"device '{dev.name}' vanished after creation")
+        self._index[dev.name] = found[0]
+
+    def _create(self, dev: DeviceSpec) -> None:
+        kind = KINDS[dev.kind]
+        ctx = LinkContext(ifname=self.ifname(dev.name))
+        where = dev.netns
+        if dev.kind is DeviceKind.VETH:
+            peer = self.spec.device(dev.peer)
+            ctx = LinkContext(ifname=ctx.ifname, peer=peer, peer_ifname=self.ifname(peer.name),
+                              peer_netns_fd=None if peer.netns == dev.netns else self.netns_fd(peer.netns))
+        elif dev.kind in STACKED_KINDS:
+            parent = self.spec.device(dev.parent)
+            # Created next to its parent (the kernel finds the lower device there) and
+            # placed into its own namespace by the same request.
+            where = parent.netns
+            ctx = LinkContext(ifname=ctx.ifname, parent_index=self._index[parent.name],
+                              netns_fd=None if parent.netns == dev.netns else self.netns_fd(dev.netns))
+        try:
+            self.ipr(where).link("add", **kind.build(dev, ctx))
+        except NetlinkError as exc:
+            if exc.code == errno.EOPNOTSUPP:
+                raise UnsupportedKind(self.what, dev.kind.value, kind.config, dev.mode) from exc
+            raise TopologyError(self.what, f"device '{dev.name}' ({dev.kind}): cannot create: "
+                                f"{_strerror(exc)}") from exc
+        self._lookup(dev)
+        if dev.kind is DeviceKind.VETH:
+            self._lookup(self.spec.device(dev.peer))
+
+    def _configure(self, dev: DeviceSpec) -> None:
+        ipr = self.ipr(dev.netns)
+        index = self._index[dev.name]
+        step = "bring up"
+        try:
+            # Enslaving and bringing up in one request: one round trip per device.
+            if dev.master is not None:
+                step = f"enslave to '{dev.master}' and bring up"
+                ipr.link("set", index=index, master=self._index[dev.master], state="up")
+            else:
+                ipr.link("set", index=index, state="up")
+            for iface in dev.addresses:
+                step = f"add address {iface}"
+                ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen,
+                         flags=IFA_F_NODAD if iface.version == 6 else 0)
+        except NetlinkError as exc:
+            raise TopologyError(self.what, f"device '{dev.name}': cannot {step}: {_strerror(exc)}") from exc
+
+    def _tentative(self) -> list[str]:
+        bad = []
+        for short, ipr in self._iprs.items():
+            for msg in ipr.get_addr(family=socket.AF_INET6):
+                flags = msg.get("IFA_FLAGS") or msg["flags"]
+                if flags & IFA_F_DADFAILED:
+                    raise TopologyError(self.what, f"address {msg.get('IFA_ADDRESS')} in namespace "
+                                        f"'{short}' failed duplicate address detection")
+                if flags & IFA_F_TENTATIVE:
+                    bad.append(f"{msg.get('IFA_ADDRESS')} in namespace '{short}' is still tentative")
+        return bad
+
+    def _connect_once(self, version: int, timeout_s: float) -> str | None:
+        family = socket.AF_INET if version == 4 else socket.AF_INET6
+        server_addr = self.server.address(version)
+        client_addr = self.client.address(version)
+        with netns.entered(self.netns_fd(self.server.netns)):
+            listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.bind((server_addr, 0))
+            listener.listen(1)
+            port = listener.getsockname()[1]
+            with netns.entered(self.netns_fd(self.client.netns)):
+                conn = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                conn.bind((client_addr, 0))
+                conn.settimeout(timeout_s)
+                conn.connect((server_addr, port))
+                listener.settimeout(timeout_s)
+                listener.accept()[0].close()
+            finally:
+                conn.close()
+        except OSError as exc:
+            shown = f"[{server_addr}]" if version == 6 else server_addr
+            return (f"TCP from [client] in '{self.client.netns}' to {shown} in '{self.server.netns}' "
+                    f"failed: {exc.strerror or exc}")
+        finally:
+            listener.close()
+        return None
+
+    def _wait_ready(self) -> None:
+        versions = [v for v in (4, 6) if self.client.address(v) and self.server.address(v)]
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            problems = self._tentative()
+            if not problems:
+                for version in versions:
+                    remaining = deadline - time.monotonic()
+                    problem = self._connect_once(version, max(0.05, min(1.0, remaining)))
+                    if problem:
+                        problems.append(problem)
+                        break
+                else:
+                    return
+                # The connection that worked need not be retried.
+                versions = versions[versions.index(version):]
+            if time.monotonic() >= deadline:
+                raise TopologyError(self.what, f"not ready after {READY_TIMEOUT_S:g} s: {problems[0]}")
+            time.sleep(_READY_POLL_S)
+
+    # ---- teardown
+
+    def close(self) -> None:
+        """Tear everything down: sockets, fds, namespaces (with their links), then the ledger."""
+        if self._closed:
+            return
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _TEARDOWN_SIGNALS)
+        try:
+            self._closed = True
+            failure = self._teardown()
+        finally:
+            # A signal that came during teardown is delivered here, once all is gone.
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        if failure is not None:
+            raise TopologyError(self.what, f"teardown incomplete: {failure}; "
+                                "the ledger is kept for 'vdevperf cleanup'") from failure
+
+    def _teardown(self) -> BaseException | None:
+        failure: BaseException | None = None
+        # Each step runs even if one before failed; the first failure is reported.
+        for ipr in self._iprs.values():
+            try:
+                ipr.close()
+            except BaseException as exc:
+                failure = failure or exc
+        self._iprs.clear()
+        for fd in self._fds.values():
+            try:
+                os.close(fd)
+            except OSError as exc:
+                failure = failure or exc
+        self._fds.clear()
+        removed_all = True
+        for name in self.ledger.record.namespaces:
+            if name in self._foreign:
+                continue
+            try:
+                netns.remove(name)
+            except OSError as exc:
+                failure = failure or exc
+                removed_all = False
+        if removed_all:
+            self.ledger.remove()
+        return failure
+
+
+def _strerror(exc: BaseException) -> str:
+    if isinstance(exc, NetlinkError):
+        return os.strerror(exc.code) if exc.code else str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
+def _write_sysctl(key: str, value: str) -> None:
+    # /proc/sys/net resolves to the namespace of the calling thread at open time.
+    try:
+        with open(f"/proc/sys/{key}", "w") as f:
+            f.write(value)
+    except FileNotFoundError:
+        pass  # IPv6 disabled in this kernel: nothing to configure.
+
+
+def build(spec: TopologySpec, run_id: str | None = None) -> Topology:
+    """Build ``spec`` and return the ready Topology; use it as a context manager to tear it down."""
+    what = f"topology {spec.name}"
+    require_privileges(what)
+    try:
+        ledger = Ledger.create(run_id, topology=spec.name)
+    except FileExistsError:
+        raise TopologyError(what, f"run id '{run_id}' is in use") from None
+    except ValueError as exc:
+        raise TopologyError(what, str(exc)) from None
+    except OSError as exc:
+        raise TopologyError(what, f"cannot write the ledger: {_strerror(exc)}") from exc
+    topo = Topology(spec, ledger)
+    try:
+        topo._build()
+    except BaseException:
+        topo.close()
+        raise
+    return topo
+
+
+__all__ = ["Site", "Topology", "build", "creation_order", "READY_TIMEOUT_S"]

@@ -1,0 +1,194 @@
+"""What this kernel and this process can do: device kinds and modes, privileges, facts.
+
+``probe_kinds`` tries every kind and every mode for real, in a scratch
+namespace named and ledgered like any run's (``vdp-{rid}-probe``) and always
+removed; stacked kinds are tried on a veth parent inside that namespace.
+Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from vdevperf.errors import PrivilegeError
+from vdevperf.model import KIND_MODES, STACKED_KINDS, DeviceKind, DeviceSpec
+from vdevperf.topology import naming, netns
+from vdevperf.topology.kinds import KINDS, LinkContext
+from vdevperf.topology.ledger import Ledger
+
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+_PROBE_NS = "probe"
+_PARENT, _PARENT_PEER, _SCRATCH = "p0", "p1", "t0"
+
+
+@dataclass(frozen=True)
+class KindSupport:
+    """Whether one kind (in one mode, if it has modes) can be created here, and why not."""
+
+    kind: DeviceKind
+    mode: str | None
+    supported: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class KernelFacts:
+    """Facts about the running system that a result should record."""
+
+    release: str
+    cpu_count: int
+    cpu_model: str
+    congestion_control: str
+
+
+def _effective_caps() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def has_privileges() -> bool:
+    """True if this process has CAP_NET_ADMIN and CAP_SYS_ADMIN (netns, mounts, links)."""
+    caps = _effective_caps()
+    return bool(caps & (1 << CAP_NET_ADMIN)) and bool(caps & (1 << CAP_SYS_ADMIN))
+
+
+def require_privileges(what: str) -> None:
+    """Raise PrivilegeError naming ``what`` unless has_privileges()."""
+    if not has_privileges():
+        raise PrivilegeError(what, "needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create namespaces "
+                             "and devices; run it with sudo")
+
+
+def _reason(exc: NetlinkError, config: str) -> str:
+    if exc.code == errno.EOPNOTSUPP:
+        return f"not supported by this kernel ({config})"
+    return f"{os.strerror(exc.code)} (errno {exc.code})"
+
+
+def _try(ipr: IPRoute, dev: DeviceSpec, ctx: LinkContext) -> tuple[bool, str]:
+    kind = KINDS[dev.kind]
+    try:
+        ipr.link("add", **kind.build(dev, ctx))
+    except NetlinkError as exc:
+        return False, _reason(exc, kind.config)
+    return True, "ok"
+
+
+def _delete(ipr: IPRoute, ifname: str) -> None:
+    for index in ipr.link_lookup(ifname=ifname):
+        ipr.link("del", index=index)
+
+
+def _probe_in(ipr: IPRoute, run_id: str) -> list[KindSupport]:
+    names = {short: naming.ifname(run_id, short) for short in (_PARENT, _PARENT_PEER, _SCRATCH)}
+    results = []
+    veth = DeviceSpec(name=_PARENT, kind=DeviceKind.VETH, netns=_PROBE_NS, peer=_PARENT_PEER)
+    veth_ok, veth_reason = _try(ipr, veth, LinkContext(ifname=names[_PARENT], peer_ifname=names[_PARENT_PEER]))
+    results.append(KindSupport(DeviceKind.VETH, None, veth_ok, veth_reason))
+    parent_index = ipr.link_lookup(ifname=names[_PARENT])[0] if veth_ok else None
+    for kind in DeviceKind:
+        if kind is DeviceKind.VETH:
+            continue
+        for mode in KIND_MODES.get(kind, (None,)):
+            if kind in STACKED_KINDS:
+                if parent_index is None:
+                    results.append(KindSupport(kind, mode, False, "not tried: needs a veth parent"))
+                    continue
+                dev = DeviceSpec(name=_SCRATCH, kind=kind, netns=_PROBE_NS, mode=mode, parent=_PARENT)
+            else:
+                dev = DeviceSpec(name=_SCRATCH, kind=kind, netns=_PROBE_NS, mode=mode)
+            ok, reason = _try(ipr, dev, LinkContext(ifname=names[_SCRATCH], parent_index=parent_index))
+            if ok:
+                _delete(ipr, names[_SCRATCH])
+            results.append(KindSupport(kind, mode, ok, reason))
+    return results
+
+
+def probe_kinds() -> list[KindSupport]:
+    """Try to create every device kind in every mode; one KindSupport per (kind, mode)."""
+    require_privileges("probe")
+    ledger = Ledger.create(topology="probe")
+    name = naming.netns_name(ledger.run_id, _PROBE_NS)
+    fd = ipr = None
+    try:
+        ledger.add_namespace(name)
+        netns.create(name)
+        fd = netns.open_fd(name)
+        with netns.entered(fd):
+            ipr = IPRoute(groups=0)
+        return _probe_in(ipr, ledger.run_id)
+    finally:
+        # Same rule as a topology's teardown: a second signal must not cut it short.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            if ipr is not None:
+                ipr.close()
+            if fd is not None:
+                os.close(fd)
+            netns.remove(name)
+            ledger.remove()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
+def _cpu_model() -> str:
+    # x86 says "model name"; arm64 "Model" or "Hardware"; ppc "cpu"; riscv "uarch".
+    keys = ("model name", "Model", "Hardware", "cpu", "uarch")
+    found: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                key = key.strip()
+                if sep and key in keys and key not in found and value.strip():
+                    found[key] = value.strip()
+    except OSError:
+        return "unknown"
+    return next((found[k] for k in keys if k in found), "unknown")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def kernel_facts() -> KernelFacts:
+    """Kernel release, CPU count and model, and the default TCP congestion control."""
+    return KernelFacts(
+        release=os.uname().release,
+        cpu_count=os.cpu_count() or 1,
+        cpu_model=_cpu_model(),
+        # New namespaces start with the root namespace's choice, so this is the one the runs use.
+        congestion_control=_read("/proc/sys/net/ipv4/tcp_congestion_control"),
+    )
+
+
+def doctor_report() -> str:
+    """Privileges, kernel facts and, when privileged, kind support, as lines of text."""
+    facts = kernel_facts()
+    lines = [
+        f"kernel: {facts.release}",
+        f"cpus: {facts.cpu_count} x {facts.cpu_model}",
+        f"tcp congestion control: {facts.congestion_control}",
+    ]
+    if not has_privileges():
+        lines.append("privileges: missing CAP_NET_ADMIN and/or CAP_SYS_ADMIN; run as root to probe device kinds")
+        return "\n".join(lines)
+    lines.append("privileges: ok")
+    for support in probe_kinds():
+        label = support.kind.value if support.mode is None else f"{support.kind.value} mode {support.mode}"
+        lines.append(f"{label}: {'ok' if support.supported else support.reason}")
+    return "\n".join(lines)

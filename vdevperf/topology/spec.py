@@ -1,0 +1,312 @@
+"""Topology files (TOML) to TopologySpec, with every error naming file and field.
+
+The format is documented in ``topologies/README.md``. A topology file is data:
+nothing in it is executed. Loading checks everything that can be checked
+without a kernel (names, kinds, modes, references between devices, addresses),
+so that building fails only for reasons of the running system. Any problem
+raises TopologyError(what=<the file>, why=<one line>).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, NoReturn
+
+from vdevperf.errors import TopologyError
+from vdevperf.model import (
+    KIND_MODES,
+    NETNS_NAME_RE,
+    STACKED_KINDS,
+    DeviceKind,
+    DeviceSpec,
+    EndpointSpec,
+    IPInterface,
+    TopologySpec,
+)
+
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "topologies"
+# Shown first, in this order: the reference, then from simplest to most stacked.
+_BUNDLED_ORDER = ("loopback", "veth", "bridge", "macvlan", "ipvlan")
+
+_TOP_KEYS = ("name", "description", "namespaces", "device", "client", "server")
+_DEVICE_KEYS = ("name", "kind", "netns", "peer", "mtu", "addresses", "mode", "parent", "master")
+_ENDPOINT_KEYS = ("netns", "ipv4", "ipv6")
+# ipvlan and macvlan/macvtap each claim the parent's receive handler.
+_HANDLER_FAMILY = {DeviceKind.MACVLAN: "macvlan", DeviceKind.MACVTAP: "macvlan", DeviceKind.IPVLAN: "ipvlan"}
+
+
+def bundled_topologies() -> list[str]:
+    """Names of the bundled topologies: the reference ones in a fixed order, then the rest sorted."""
+    names = {p.stem for p in BUNDLED_DIR.glob("*.toml")}
+    first = [n for n in _BUNDLED_ORDER if n in names]
+    return first + sorted(names - set(first))
+
+
+def _label(path: Path) -> str:
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def resolve(name_or_path: str) -> tuple[Path, str]:
+    """The file a topology argument refers to, and the label errors use for it."""
+    if "/" in name_or_path or name_or_path.endswith(".toml"):
+        return Path(name_or_path), name_or_path
+    path = BUNDLED_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise TopologyError(
+            name_or_path,
+            f"no bundled topology of that name (bundled: {', '.join(bundled_topologies())}); "
+            "to load a file, give a path containing '/' or ending in .toml",
+        )
+    return path, _label(path)
+
+
+def load_topology(name_or_path: str) -> TopologySpec:
+    """Load a bundled topology by name, or a topology file by path."""
+    path, label = resolve(name_or_path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise TopologyError(label, f"cannot read the file: {exc.strerror}") from None
+    return parse_topology(raw, label, default_name=path.stem)
+
+
+def parse_topology(raw: bytes | str, label: str, default_name: str = "topology") -> TopologySpec:
+    """Parse the text of a topology file; ``label`` names it in errors."""
+    return _Parser(label).parse(raw, default_name)
+
+
+def _kind_list() -> str:
+    return ", ".join(k.value for k in DeviceKind)
+
+
+class _Parser:
+    """One parse of one file; ``fail`` raises with the file named."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def fail(self, why: str) -> NoReturn:
+        raise TopologyError(self.label, why)
+
+    def parse(self, raw: bytes | str, default_name: str) -> TopologySpec:
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            self.fail(f"cannot read the file: not UTF-8 text (byte {exc.start})")
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            self.fail(f"TOML syntax error: {exc}")
+        self.check_keys(doc, _TOP_KEYS, "top level")
+        name = self.typed(doc.get("name", default_name), str, "'name'")
+        description = self.typed(doc.get("description", ""), str, "'description'")
+        namespaces = self.namespaces(doc)
+        tables = self.typed(doc.get("device", []), list, "'device' (write each as [[device]])")
+        devices = tuple(self.device(i, t) for i, t in enumerate(tables))
+        self.check_devices(devices, namespaces)
+        client = self.endpoint(doc, "client", namespaces, devices)
+        server = self.endpoint(doc, "server", namespaces, devices)
+        self.check_endpoint_pair(client, server)
+        try:
+            return TopologySpec(name=name, namespaces=namespaces, devices=devices, client=client,
+                                server=server, description=description, source=self.label)
+        except ValueError as exc:
+            self.fail(str(exc))
+
+    def check_keys(self, table: dict, known: tuple[str, ...], where: str) -> None:
+        for key in table:
+            if key not in known:
+                self.fail(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
+
+    def typed(self, value: Any, kind: type, where: str) -> Any:
+        # bool is an int to Python, never to a topology file.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            self.fail(f"{where} must be {_TYPE_NAMES[kind]}, not {_TYPE_NAMES.get(type(value), type(value).__name__)}")
+        return value
+
+    def namespaces(self, doc: dict) -> tuple[str, ...]:
+        if "namespaces" not in doc:
+            self.fail("missing key 'namespaces' (a list of short namespace names)")
+        names = self.typed(doc["namespaces"], list, "'namespaces'")
+        if not names:
+            self.fail("'namespaces' is empty; a topology needs at least one namespace")
+        seen: list[str] = []
+        for name in names:
+            self.typed(name, str, "each entry of 'namespaces'")
+            if not NETNS_NAME_RE.match(name):
+                self.fail(f"namespace name '{name}' must be 1-6 lowercase letters/digits, starting with a letter")
+            if name in seen:
+                self.fail(f"namespace '{name}' is declared twice")
+            seen.append(name)
+        return tuple(seen)
+
+    def device(self, index: int, table: Any) -> DeviceSpec:
+        where = f"device #{index + 1}"
+        self.typed(table, dict, where)
+        if "name" in table:
+            name = self.typed(table["name"], str, f"{where}: name")
+            where = f"device '{name}'"
+        self.check_keys(table, _DEVICE_KEYS, where)
+        for key in ("name", "kind", "netns"):
+            if key not in table:
+                self.fail(f"{where}: missing key '{key}'")
+        kind_name = self.typed(table["kind"], str, f"{where}: kind")
+        try:
+            kind = DeviceKind(kind_name)
+        except ValueError:
+            self.fail(f"{where}: unknown kind '{kind_name}' (known: {_kind_list()})")
+        mode = table.get("mode")
+        if mode is not None:
+            self.typed(mode, str, f"{where}: mode")
+            if kind not in KIND_MODES:
+                self.fail(f"{where}: kind '{kind}' takes no mode")
+            if mode not in KIND_MODES[kind]:
+                self.fail(f"{where}: mode '{mode}' is not one of {', '.join(KIND_MODES[kind])} for kind '{kind}'")
+        elif kind in KIND_MODES:
+            mode = KIND_MODES[kind][0]
+        fields = {key: self.typed(table[key], str, f"{where}: {key}")
+                  for key in ("netns", "peer", "parent", "master") if key in table}
+        mtu = self.typed(table["mtu"], int, f"{where}: mtu") if "mtu" in table else None
+        addresses = self.addresses(table.get("addresses", []), where)
+        try:
+            return DeviceSpec(name=table["name"], kind=kind, mode=mode, mtu=mtu, addresses=addresses, **fields)
+        except ValueError as exc:
+            self.fail(str(exc))
+
+    def addresses(self, values: Any, where: str) -> tuple[IPInterface, ...]:
+        self.typed(values, list, f"{where}: addresses")
+        result = []
+        for value in values:
+            self.typed(value, str, f"{where}: each address")
+            if "/" not in value:
+                self.fail(f"{where}: address '{value}' needs a prefix length, e.g. '{value}/24' or '{value}/64'")
+            try:
+                result.append(ipaddress.ip_interface(value))
+            except ValueError:
+                self.fail(f"{where}: '{value}' is not a valid IPv4 or IPv6 address with prefix length")
+        return tuple(result)
+
+    def check_devices(self, devices: tuple[DeviceSpec, ...], namespaces: tuple[str, ...]) -> None:
+        by_name: dict[str, DeviceSpec] = {}
+        for dev in devices:
+            if dev.name in by_name:
+                self.fail(f"device name '{dev.name}' is used twice")
+            by_name[dev.name] = dev
+        for dev in devices:
+            if dev.netns not in namespaces:
+                self.fail(f"device '{dev.name}': namespace '{dev.netns}' is not declared "
+                          f"(declared: {', '.join(namespaces)})")
+        for dev in devices:
+            self.check_peer(dev, by_name)
+            self.check_parent(dev, by_name)
+            self.check_master(dev, by_name)
+        self.check_unique_addresses(devices)
+
+    def check_peer(self, dev: DeviceSpec, by_name: dict[str, DeviceSpec]) -> None:
+        if dev.peer is None:
+            return
+        where = f"device '{dev.name}'"
+        if dev.peer == dev.name:
+            self.fail(f"{where}: a veth cannot be its own peer")
+        peer = by_name.get(dev.peer)
+        if peer is None:
+            self.fail(f"{where}: peer '{dev.peer}' is not a device of this topology "
+                      "(declare the other end as its own [[device]])")
+        if peer.kind is not DeviceKind.VETH:
+            self.fail(f"{where}: peer '{peer.name}' is a {peer.kind}, not a veth")
+        if peer.peer != dev.name:
+            self.fail(f"{where}: peer '{peer.name}' does not point back (its peer is '{peer.peer}')")
+
+    def check_parent(self, dev: DeviceSpec, by_name: dict[str, DeviceSpec]) -> None:
+        if dev.parent is None:
+            return
+        where = f"device '{dev.name}'"
+        parent = by_name.get(dev.parent)
+        if parent is None:
+            self.fail(f"{where}: parent '{dev.parent}' is not a device of this topology; stacked devices sit "
+                      "only on devices in namespaces the topology owns, never on a root-namespace interface")
+        if parent.kind in STACKED_KINDS:
+            self.fail(f"{where}: parent '{parent.name}' is a {parent.kind}; the parent must be a veth or a bridge")
+        if parent.master is not None:
+            self.fail(f"{where}: parent '{parent.name}' is a port of bridge '{parent.master}' "
+                      "and cannot also carry stacked devices")
+        for other in by_name.values():
+            if other.parent == parent.name and _HANDLER_FAMILY[other.kind] != _HANDLER_FAMILY[dev.kind]:
+                self.fail(f"{where}: parent '{parent.name}' also carries {other.kind} '{other.name}'; "
+                          "the kernel allows ipvlan or macvlan/macvtap on one parent, not both")
+
+    def check_master(self, dev: DeviceSpec, by_name: dict[str, DeviceSpec]) -> None:
+        if dev.master is None:
+            return
+        where = f"device '{dev.name}'"
+        master = by_name.get(dev.master)
+        if master is None:
+            self.fail(f"{where}: master '{dev.master}' is not a device of this topology")
+        if master.kind is not DeviceKind.BRIDGE:
+            self.fail(f"{where}: master '{master.name}' is a {master.kind}, not a bridge")
+        if dev.kind is DeviceKind.BRIDGE:
+            self.fail(f"{where}: a bridge cannot be a port of bridge '{master.name}'")
+        if master.netns != dev.netns:
+            self.fail(f"{where}: master '{master.name}' is in namespace '{master.netns}', "
+                      f"not in '{dev.netns}' like the device")
+
+    def check_unique_addresses(self, devices: tuple[DeviceSpec, ...]) -> None:
+        owner: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str] = {}
+        for dev in devices:
+            for iface in dev.addresses:
+                if iface.ip in owner:
+                    self.fail(f"device '{dev.name}': address {iface.ip} is already assigned to "
+                              f"device '{owner[iface.ip]}'; addresses must be unique in a topology")
+                owner[iface.ip] = dev.name
+
+    def endpoint(self, doc: dict, role: str, namespaces: tuple[str, ...],
+                 devices: tuple[DeviceSpec, ...]) -> EndpointSpec:
+        if role not in doc:
+            self.fail(f"missing table [{role}] (keys: {', '.join(_ENDPOINT_KEYS)})")
+        table = self.typed(doc[role], dict, f"'{role}'")
+        self.check_keys(table, _ENDPOINT_KEYS, f"[{role}]")
+        if "netns" not in table:
+            self.fail(f"[{role}]: missing key 'netns'")
+        ns = self.typed(table["netns"], str, f"[{role}]: netns")
+        if ns not in namespaces:
+            self.fail(f"[{role}]: namespace '{ns}' is not declared (declared: {', '.join(namespaces)})")
+        present = {iface.ip for dev in devices if dev.netns == ns for iface in dev.addresses}
+        addrs: dict[str, Any] = {}
+        for key, cls in (("ipv4", ipaddress.IPv4Address), ("ipv6", ipaddress.IPv6Address)):
+            if key not in table:
+                continue
+            text = self.typed(table[key], str, f"[{role}]: {key}")
+            try:
+                addr = cls(text)
+            except ValueError:
+                self.fail(f"[{role}]: {key} '{text}' is not an {'IPv4' if key == 'ipv4' else 'IPv6'} "
+                          "address (write it without prefix length)")
+            # The loopback addresses exist in every namespace.
+            if not addr.is_loopback and addr not in present:
+                self.fail(f"[{role}]: {key} {addr} is not assigned to any device in namespace '{ns}'")
+            addrs[key] = addr
+        try:
+            return EndpointSpec(netns=ns, **addrs)
+        except ValueError as exc:
+            self.fail(f"[{role}]: {exc}")
+
+    def check_endpoint_pair(self, client: EndpointSpec, server: EndpointSpec) -> None:
+        versions = [v for v in (4, 6) if client.address(v) is not None and server.address(v) is not None]
+        if not versions:
+            self.fail("[client] and [server] share no IP version: give both an ipv4 or both an ipv6 address")
+        if client.netns != server.netns:
+            for role, end in (("client", client), ("server", server)):
+                for v in (4, 6):
+                    addr = end.address(v)
+                    if addr is not None and addr.is_loopback:
+                        self.fail(f"[{role}]: ipv{v} {addr} is a loopback address, which cannot reach "
+                                  "another namespace; client and server are in different namespaces")
+
+
+_TYPE_NAMES: dict[type, str] = {
+    str: "a string", int: "an integer", list: "a list", dict: "a table", bool: "a boolean", float: "a number",
+}
