@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from vdevperf.load.endpoint import enter_netns
+from vdevperf.topology.netns import move_to
 
 
 def require(tool: str, package: str) -> str:
@@ -21,7 +21,7 @@ def require(tool: str, package: str) -> str:
 
 def popen_in(netns_path: str, argv: list[str], **kwargs) -> subprocess.Popen:
     """Start ``argv`` inside the namespace at ``netns_path`` (setns in the child, no `ip netns exec`)."""
-    return subprocess.Popen(argv, preexec_fn=lambda: enter_netns(netns_path), **kwargs)
+    return subprocess.Popen(argv, preexec_fn=lambda: move_to(netns_path), **kwargs)
 
 
 def iperf3_stream(server_ns: str, client_ns: str, address: str, seconds: float, warmup: float,

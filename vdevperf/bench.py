@@ -8,33 +8,16 @@ It never prints; progress goes to an optional callback.
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 from vdevperf.errors import TopologyError, UnsupportedKind
 from vdevperf.load import runner
 from vdevperf.measure.metrics import derive
 from vdevperf.model import RunResult, RunStatus, TestConfig, TopologySpec
 from vdevperf.results import ResultFile, raw_to_json
-from vdevperf.topology import netns
 from vdevperf.topology.builder import Topology, build
 
 Progress = Callable[[str], None]
-
-
-@contextlib.contextmanager
-def _in_netns(path: str | None) -> Iterator[None]:
-    """Run the block inside the namespace at ``path`` (None: where we are)."""
-    if path is None:
-        yield
-        return
-    fd = netns.open_fd(path)
-    try:
-        with netns.entered(fd):
-            yield
-    finally:
-        os.close(fd)
 
 
 def _sites(topology: Topology, cfg: TestConfig) -> tuple[runner.Site, runner.Site]:
@@ -42,7 +25,8 @@ def _sites(topology: Topology, cfg: TestConfig) -> tuple[runner.Site, runner.Sit
     for site, cpu in ((topology.client, cfg.client_cpu), (topology.server, cfg.server_cpu)):
         address = site.ipv4 if cfg.ip_version == 4 else site.ipv6
         if address is None:
-            raise TopologyError(f"topology {topology.spec.name}", f"has no IPv{cfg.ip_version} address for its endpoints")
+            raise TopologyError(f"topology {topology.spec.name}",
+                                f"has no IPv{cfg.ip_version} address for its endpoints")
         ends.append(runner.Site(netns_path=site.netns_path, address=address, cpu=cpu))
     return ends[0], ends[1]
 
@@ -50,7 +34,7 @@ def _sites(topology: Topology, cfg: TestConfig) -> tuple[runner.Site, runner.Sit
 def measure(topology: Topology, cfg: TestConfig) -> RunResult:
     """Run one test on an already built topology."""
     client, server = _sites(topology, cfg)
-    raw = runner.run(cfg, client, server, _in_netns, on_spawn=topology.ledger.add_pids)
+    raw = runner.run(cfg, client, server, on_spawn=topology.ledger.add_pids)
     return RunResult(
         topology=topology.spec.name,
         topology_source=topology.spec.source,

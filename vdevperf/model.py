@@ -11,10 +11,9 @@ import enum
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Union
 
-IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Real interface names are "vdp" + run id (4) + this short name: IFNAMSIZ is 16
 # bytes including the NUL, so 15 characters, so 8 are left for the short name.

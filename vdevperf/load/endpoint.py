@@ -25,12 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vdevperf.errors import LoadError
+from vdevperf.topology import netns
 
 # Slots of one endpoint in the shared counters, in order.
 SLOTS = ("bytes_sent", "bytes_received", "transactions", "messages_received")
 BYTES_SENT, BYTES_RECEIVED, TRANSACTIONS, MESSAGES_RECEIVED = range(len(SLOTS))
 
-_CLONE_NEWNET = 0x40000000
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -157,17 +157,6 @@ class Endpoint:
             time.sleep(0.005)
 
 
-def enter_netns(path: str) -> None:
-    """Move the calling process (its only thread) into the namespace at ``path``."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if _libc.setns(fd, _CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns into {path}: {os.strerror(err)}")
-    finally:
-        os.close(fd)
-
-
 def _prepare_child(parent_pid: int, netns_path: str | None, cpu: int | None) -> None:
     # The parent handles SIGINT/SIGTERM and tears down; endpoints must not run
     # its handlers. A terminal's SIGINT reaches the whole group: ignore it here.
@@ -180,7 +169,7 @@ def _prepare_child(parent_pid: int, netns_path: str | None, cpu: int | None) -> 
     if os.getppid() != parent_pid:
         os._exit(1)
     if netns_path is not None:
-        enter_netns(netns_path)
+        netns.move_to(netns_path)
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
 

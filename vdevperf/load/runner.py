@@ -26,6 +26,7 @@ from vdevperf.load.endpoint import Channel, Counters, Endpoint
 from vdevperf.measure import cpu
 from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.model import TestConfig, TestName
+from vdevperf.topology import netns
 
 Loop = Callable[[socket.socket, TestConfig, memoryview], None]
 
@@ -89,9 +90,9 @@ def _connect(address: tuple, family: int, loop: Loop, cfg: TestConfig) -> endpoi
     return body
 
 
-def _listen(site: Site, family: int, enter: Callable) -> socket.socket:
+def _listen(site: Site, family: int) -> socket.socket:
     """A listening socket created inside the server's namespace (sockets keep their netns)."""
-    with enter(site.netns_path):
+    with netns.entered_path(site.netns_path):
         listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((site.address, 0))
@@ -121,18 +122,17 @@ class _Watch:
                 pass
 
 
-def run(cfg: TestConfig, client: Site, server: Site, enter: Callable,
+def run(cfg: TestConfig, client: Site, server: Site,
         on_spawn: Callable[[int], None] = lambda pid: None) -> RawRun:
     """Run ``cfg`` from ``client`` to ``server`` and return the raw samples.
 
-    ``enter(netns_path)`` is a context manager that puts the calling thread in
-    a namespace; ``on_spawn(pid)`` learns every endpoint pid (for the ledger).
+    ``on_spawn(pid)`` learns every endpoint pid as it starts (for the ledger).
     """
     client_loop, server_loop = LOOPS[cfg.test]
     family = socket.AF_INET if cfg.ip_version == 4 else socket.AF_INET6
     counters = Counters(2)
     endpoints: list[Endpoint] = []
-    listener = _listen(server, family, enter)
+    listener = _listen(server, family)
     try:
         port = listener.getsockname()[1]
         endpoints.append(endpoint.start("server", server.netns_path, cfg.server_cpu,
@@ -174,6 +174,6 @@ def run(cfg: TestConfig, client: Site, server: Site, enter: Callable,
                               observed_cpus={str(k): v for k, v in sorted(watch.observed[ep.role].items())}),
             "socket": ready[ep.role]["socket"],
             "final_counters": dict(zip(endpoint.SLOTS, final[index * len(endpoint.SLOTS):
-                                                              (index + 1) * len(endpoint.SLOTS)])),
+                                                              (index + 1) * len(endpoint.SLOTS)], strict=True)),
         }
     return RawRun(samples=watch.samples, endpoints=reports)

@@ -30,6 +30,19 @@ class Row:
     demand_ratio: float | None = None
 
 
+# What a row without figures says; the run's full reason goes in a footnote.
+NOTES = {RunStatus.UNSUPPORTED: "unsupported by this kernel"}
+
+
+def footnotes(runs: Sequence[RunResult]) -> list[str]:
+    """One line per topology whose runs have no figures, with the reason."""
+    seen: dict[str, str] = {}
+    for run in runs:
+        if run.status is not RunStatus.OK and run.topology not in seen:
+            seen[run.topology] = f"{run.topology}: {run.reason}"
+    return list(seen.values())
+
+
 def row(run: RunResult) -> Row:
     """The headline figures of one run."""
     stream = run.config.test.is_stream
@@ -37,7 +50,7 @@ def row(run: RunResult) -> Row:
     m = run.metrics
     if run.status is not RunStatus.OK or m is None:
         return Row(run.topology, str(run.config.test), None, units[0], None, None, None, units[1],
-                   note=f"{run.status}: {run.reason}")
+                   note=NOTES[run.status])
     return Row(
         topology=run.topology,
         test=str(run.config.test),

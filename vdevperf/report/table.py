@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from tabulate import tabulate
 
 from vdevperf.model import RunResult
-from vdevperf.report.rows import Row, relative_rows, row
+from vdevperf.report.rows import Row, footnotes, relative_rows, row
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -25,11 +25,16 @@ def _figures(r: Row) -> list[str]:
             _num(r.service_demand, 3), r.demand_units]
 
 
+def _with_notes(table: str, runs: Sequence[RunResult]) -> str:
+    return "\n".join([table, *footnotes(runs)])
+
+
 def run_table(runs: Sequence[RunResult], fmt: str = "simple") -> str:
     """One row per run: rate, CPU utilisation, softirq share and service demand."""
     headers = ["Topology", "Test", "Result", "Units", "CPU util %", "softirq %", "Svc demand", "Units"]
-    return tabulate([[r.topology, r.test, *_figures(r)] for r in map(row, runs)],
-                    headers=headers, tablefmt=fmt, disable_numparse=True, colalign=("left", "left") + ("right",) * 6)
+    table = tabulate([[r.topology, r.test, *_figures(r)] for r in map(row, runs)],
+                     headers=headers, tablefmt=fmt, disable_numparse=True, colalign=("left", "left") + ("right",) * 6)
+    return _with_notes(table, runs)
 
 
 def compare_table(runs: Sequence[RunResult], baseline: str, fmt: str = "simple") -> str:
@@ -44,5 +49,6 @@ def compare_table(runs: Sequence[RunResult], baseline: str, fmt: str = "simple")
         else:
             body.append([r.topology, r.test, fig[0], fig[1], _ratio(r.rate_ratio), fig[2], fig[3],
                          fig[4], fig[5], _ratio(r.demand_ratio)])
-    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True,
-                    colalign=("left", "left") + ("right",) * 8)
+    table = tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True,
+                     colalign=("left", "left") + ("right",) * 8)
+    return _with_notes(table, runs)

@@ -192,8 +192,10 @@ class Topology:
         try:
             self.ipr(where).link("add", **kind.build(dev, ctx))
         except NetlinkError as exc:
+            # EOPNOTSUPP is rtnetlink's answer for a kind it has no driver for
+            # (an unknown mode of a known kind is EINVAL), so the mode is not named.
             if exc.code == errno.EOPNOTSUPP:
-                raise UnsupportedKind(self.what, dev.kind.value, kind.config, dev.mode) from exc
+                raise UnsupportedKind(self.what, dev.kind.value, kind.config) from exc
             raise TopologyError(self.what, f"device '{dev.name}' ({dev.kind}): cannot create: "
                                 f"{_strerror(exc)}") from exc
         self._lookup(dev)

@@ -139,3 +139,26 @@ def entered(netns_fd: int) -> Iterator[None]:
             _setns(orig, "original namespace")
     finally:
         os.close(orig)
+
+
+@contextmanager
+def entered_path(netns_path: str | None) -> Iterator[None]:
+    """Like ``entered``, given the namespace's path; None runs the block where the thread is."""
+    if netns_path is None:
+        yield
+        return
+    fd = open_fd(netns_path)
+    try:
+        with entered(fd):
+            yield
+    finally:
+        os.close(fd)
+
+
+def move_to(netns_path: str) -> None:
+    """Move the calling thread into the namespace at ``netns_path`` for good (forked endpoints)."""
+    fd = open_fd(netns_path)
+    try:
+        _setns(fd, netns_path)
+    finally:
+        os.close(fd)
