@@ -90,6 +90,7 @@ def write_atomic(path: Path, document: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the user who reads them
         with os.fdopen(fd, "w") as f:
             json.dump(document, f, indent=1)
             f.write("\n")

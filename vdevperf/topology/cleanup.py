@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vdevperf.topology import ledger as ledger_mod
 from vdevperf.topology import naming, netns
+from vdevperf.topology.probe import require_privileges
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def owner_alive(record: ledger_mod.LedgerRecord) -> bool:
 
 def cleanup(directory: Path = ledger_mod.LEDGER_DIR) -> CleanupReport:
     """Remove the processes and namespaces of every run whose owner is dead."""
+    require_privileges("cleanup")
     runs, namespaces, killed, live, unreadable = [], [], [], [], []
     for path in ledger_mod.list_ledgers(directory):
         try:
