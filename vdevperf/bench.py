@@ -20,14 +20,14 @@ from vdevperf.topology.builder import Topology, build
 Progress = Callable[[str], None]
 
 
-def _sites(topology: Topology, cfg: TestConfig) -> tuple[runner.Site, runner.Site]:
+def _sites(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Side]:
     ends = []
     for site, cpu in ((topology.client, cfg.client_cpu), (topology.server, cfg.server_cpu)):
         address = site.ipv4 if cfg.ip_version == 4 else site.ipv6
         if address is None:
             raise TopologyError(f"topology {topology.spec.name}",
                                 f"has no IPv{cfg.ip_version} address for its endpoints")
-        ends.append(runner.Site(netns_path=site.netns_path, address=address, cpu=cpu))
+        ends.append(runner.Side(netns_path=site.netns_path, address=address, cpu=cpu))
     return ends[0], ends[1]
 
 

@@ -42,8 +42,8 @@ TCP_CONGESTION = getattr(socket, "TCP_CONGESTION", 13)
 
 
 @dataclass(frozen=True)
-class Site:
-    """Where one end runs: a namespace path (None: the current one) and an address."""
+class Side:
+    """Where one end of the load runs: a namespace path (None: the current one), address, CPU."""
 
     netns_path: str | None
     address: str
@@ -62,16 +62,21 @@ def _socket_facts(sock: socket.socket) -> dict:
     return facts
 
 
+def _drive(channel: Channel, sock: socket.socket, cpu: int | None, loop: Loop, cfg: TestConfig,
+           slots: memoryview) -> None:
+    """Report readiness, wait for the common start, run the loop, report the end."""
+    channel.send({"event": "ready", "placement": endpoint.placement(cpu), "socket": _socket_facts(sock)})
+    channel.wait_go()
+    loop(sock, cfg, slots)
+    sock.close()
+    channel.send({"event": "done"})
+
+
 def _serve(listener: socket.socket, loop: Loop, cfg: TestConfig) -> endpoint.RoleBody:
     def body(channel: Channel, slots: memoryview) -> None:
         conn, _ = listener.accept()
         listener.close()
-        channel.send({"event": "ready", "placement": endpoint.placement(cfg.server_cpu),
-                      "socket": _socket_facts(conn)})
-        channel.wait_go()
-        loop(conn, cfg, slots)
-        conn.close()
-        channel.send({"event": "done"})
+        _drive(channel, conn, cfg.server_cpu, loop, cfg, slots)
     return body
 
 
@@ -81,16 +86,11 @@ def _connect(address: tuple, family: int, loop: Loop, cfg: TestConfig) -> endpoi
         sock.settimeout(SETUP_TIMEOUT_S)
         sock.connect(address)
         sock.settimeout(None)
-        channel.send({"event": "ready", "placement": endpoint.placement(cfg.client_cpu),
-                      "socket": _socket_facts(sock)})
-        channel.wait_go()
-        loop(sock, cfg, slots)
-        sock.close()
-        channel.send({"event": "done"})
+        _drive(channel, sock, cfg.client_cpu, loop, cfg, slots)
     return body
 
 
-def _listen(site: Site, family: int) -> socket.socket:
+def _listen(site: Side, family: int) -> socket.socket:
     """A listening socket created inside the server's namespace (sockets keep their netns)."""
     with netns.entered_path(site.netns_path):
         listener = socket.socket(family, socket.SOCK_STREAM)
@@ -122,7 +122,7 @@ class _Watch:
                 pass
 
 
-def run(cfg: TestConfig, client: Site, server: Site,
+def run(cfg: TestConfig, client: Side, server: Side,
         on_spawn: Callable[[int], None] = lambda pid: None) -> RawRun:
     """Run ``cfg`` from ``client`` to ``server`` and return the raw samples.
 
