@@ -1,9 +1,9 @@
-"""The public operations: run one test on a topology, compare topologies.
+"""The public operations: run tests on a topology, compare topologies.
 
 This layer composes the others: it builds a topology, runs the load between
-its endpoints, derives the figures and hands every finished run to a
-ResultFile at once, so a measured result is on disk before the next starts.
-It never prints; progress goes to an optional callback.
+its endpoints (repeating it as -i/-I ask), derives the figures and hands
+every finished run to a ResultFile at once, so a measured result is on disk
+before the next starts. It never prints; progress goes to an optional callback.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ from collections.abc import Callable, Sequence
 
 from vdevperf.errors import TopologyError, UnsupportedKind
 from vdevperf.load import runner
-from vdevperf.measure.metrics import derive
-from vdevperf.model import RunResult, RunStatus, TestConfig, TopologySpec
-from vdevperf.results import ResultFile, raw_to_json
+from vdevperf.measure.metrics import confidence, derive, summarize
+from vdevperf.model import Iteration, RunResult, RunStatus, TestConfig, TopologySpec
+from vdevperf.results import ResultFile, histograms_from_json, raw_to_json
 from vdevperf.topology.builder import Topology, build
 
 Progress = Callable[[str], None]
 
 
-def _sites(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Side]:
+def _sides(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Side]:
     ends = []
     for site, cpu in ((topology.client, cfg.client_cpu), (topology.server, cfg.server_cpu)):
-        address = site.ipv4 if cfg.ip_version == 4 else site.ipv6
+        address = site.address(cfg.ip_version)
         if address is None:
             raise TopologyError(f"topology {topology.spec.name}",
                                 f"has no IPv{cfg.ip_version} address for its endpoints")
@@ -31,18 +31,35 @@ def _sites(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Sid
     return ends[0], ends[1]
 
 
-def measure(topology: Topology, cfg: TestConfig) -> RunResult:
-    """Run one test on an already built topology."""
-    client, server = _sites(topology, cfg)
+def iterate(topology: Topology, cfg: TestConfig) -> Iteration:
+    """Run the test once on an already built topology."""
+    client, server = _sides(topology, cfg)
     raw = runner.run(cfg, client, server, on_spawn=topology.ledger.add_pids)
+    return Iteration(metrics=derive(cfg.test, cfg.flows, raw.samples[0], raw.samples[-1], raw.histograms),
+                     endpoints=raw.endpoints, raw=raw_to_json(raw, cfg.flows))
+
+
+def measure(topology: Topology, cfg: TestConfig, progress: Progress = lambda message: None) -> RunResult:
+    """Run the test on a built topology, repeated until its confidence interval is met (netperf's -i/-I)."""
+    iterations: list[Iteration] = []
+    verdict = None
+    while len(iterations) < cfg.iterations_max:
+        if cfg.iterations_max > 1:
+            progress(f"{topology.spec.name} {cfg.test} iteration {len(iterations) + 1}/{cfg.iterations_max}")
+        iterations.append(iterate(topology, cfg))
+        if cfg.iterations_max > 1 and len(iterations) >= max(cfg.iterations_min, 2):
+            verdict = confidence(cfg, [it.metrics for it in iterations])
+            if verdict.met and len(iterations) >= cfg.iterations_min:
+                break
+    histograms = [h for it in iterations for h in histograms_from_json(it.raw)]
     return RunResult(
         topology=topology.spec.name,
         topology_source=topology.spec.source,
         config=cfg,
         status=RunStatus.OK,
-        metrics=derive(cfg.test, raw.samples[0], raw.samples[-1]),
-        endpoints=raw.endpoints,
-        raw=raw_to_json(raw),
+        metrics=summarize(cfg.test, [it.metrics for it in iterations], histograms),
+        iterations=tuple(iterations),
+        confidence=verdict,
     )
 
 
@@ -53,7 +70,7 @@ def run(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile,
     with build(spec) as topology:
         for cfg in configs:
             progress(f"{spec.name} {cfg.test}")
-            result = measure(topology, cfg)
+            result = measure(topology, cfg, progress)
             results.add(result)
             done.append(result)
     return done

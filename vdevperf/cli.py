@@ -23,6 +23,7 @@ from pathlib import Path
 
 from vdevperf import bench
 from vdevperf.errors import Interrupted, VdevperfError
+from vdevperf.load.tests import TESTS
 from vdevperf.model import TestConfig, TestName
 from vdevperf.report.table import compare_table, run_table
 from vdevperf.results import ResultFile, default_path
@@ -69,6 +70,24 @@ def _cpu(text: str) -> int:
     return cpu
 
 
+def _count(flag: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 1")
+        return int(text)
+    return parse
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 100:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a percentage between 0 and 100")
+    return value
+
+
 def _tests(text: str) -> list[TestName]:
     names = []
     for part in text.split(","):
@@ -95,10 +114,22 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str) -> None:
                    help=f"netperf test name(s), comma-separated (default {tests_default})")
     p.add_argument("-l", "--length", type=_seconds, default=10.0, help="measured seconds per test (default 10)")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds run before measuring (default 1)")
-    p.add_argument("-m", "--send-size", type=_size, default=128 * 1024, help="bytes per send call (default 128K)")
+    p.add_argument("-m", "--send-size", type=_size,
+                   help="bytes per send call (default 128K; UDP_STREAM 1472, one unfragmented datagram)")
     p.add_argument("-M", "--recv-size", type=_size, default=128 * 1024, help="bytes per receive call (default 128K)")
     p.add_argument("-r", "--rr-size", type=_pair(_size, "REQ,RESP"), default=(1, 1),
                    help="request,response bytes of RR tests (default 1,1)")
+    p.add_argument("-s", "--client-sockbuf", type=_pair(_size, "SEND[,RECV]"), default=(None, None),
+                   help="client SO_SNDBUF,SO_RCVBUF bytes (default: kernel's, autotuned)")
+    p.add_argument("-S", "--server-sockbuf", type=_pair(_size, "SEND[,RECV]"), default=(None, None),
+                   help="server SO_SNDBUF,SO_RCVBUF bytes (default: kernel's, autotuned)")
+    p.add_argument("-P", "--parallel", type=_count("-P"), default=1,
+                   help="concurrent flows, each a client and a server process (default 1)")
+    p.add_argument("-i", "--iterations", type=_pair(_count("-i"), "MAX[,MIN]"), default=None,
+                   help="repeat each test up to MAX times, at least MIN (netperf's -i; default 1, with -I 10,3)")
+    p.add_argument("-I", "--confidence", type=_pair(_percent, "LEVEL[,WIDTH]"), default=None,
+                   help="stop repeating once the LEVEL %% confidence interval of throughput and CPU is within "
+                        "WIDTH %% (mean ±WIDTH/2 %%; default 99,5)")
     p.add_argument("-T", "--cpu", type=_pair(_cpu, "CLIENT_CPU,SERVER_CPU"), default=None,
                    help="pin client and server to these CPUs (default: not pinned, the scheduler decides)")
     family = p.add_mutually_exclusive_group()
@@ -111,12 +142,19 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str) -> None:
 
 def _configs(args: argparse.Namespace) -> list[TestConfig]:
     client_cpu, server_cpu = args.cpu if args.cpu else (None, None)
+    # netperf: -I alone repeats 3 to 10 times; -i alone aims at 99 % +-2.5 %.
+    iterations = args.iterations or ((10, 3) if args.confidence else (1, 1))
+    level, width = args.confidence or (99.0, 5.0)
     try:
         return [TestConfig(test=test, duration_s=args.length, warmup_s=args.warmup,
-                           send_size=args.send_size, recv_size=args.recv_size,
+                           send_size=args.send_size or TESTS[test].default_send_size, recv_size=args.recv_size,
                            request_size=args.rr_size[0], response_size=args.rr_size[1],
                            ip_version=args.ip_version, client_cpu=client_cpu, server_cpu=server_cpu,
-                           interval_s=args.interval)
+                           interval_s=args.interval, flows=args.parallel,
+                           client_sndbuf=args.client_sockbuf[0], client_rcvbuf=args.client_sockbuf[1],
+                           server_sndbuf=args.server_sockbuf[0], server_rcvbuf=args.server_sockbuf[1],
+                           iterations_max=iterations[0], iterations_min=min(iterations),
+                           confidence_level_pct=level, confidence_width_pct=width)
                 for test in args.tests]
     except ValueError as exc:
         flag, _, why = str(exc).partition(": ")

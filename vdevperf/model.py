@@ -132,17 +132,34 @@ class TestName(enum.StrEnum):
     __test__ = False  # not a pytest test class
 
     TCP_STREAM = "TCP_STREAM"
+    TCP_MAERTS = "TCP_MAERTS"
+    UDP_STREAM = "UDP_STREAM"
     TCP_RR = "TCP_RR"
+    TCP_CRR = "TCP_CRR"
+    UDP_RR = "UDP_RR"
 
     @property
     def is_stream(self) -> bool:
         """True for bulk-transfer tests, measured in 10^6 bits/s."""
-        return self.value.endswith("STREAM") or self.value.endswith("MAERTS")
+        return self.value.endswith(("STREAM", "MAERTS"))
+
+    @property
+    def is_udp(self) -> bool:
+        """True for tests over UDP."""
+        return self.value.startswith("UDP")
+
+
+# Largest UDP payload per IP version (65535 minus the IP and UDP headers).
+UDP_MAX_PAYLOAD = {4: 65507, 6: 65527}
 
 
 @dataclass(frozen=True)
 class TestConfig:
-    """What to run: one test with its netperf-style options."""
+    """What to run: one test with its netperf-style options.
+
+    Socket buffer sizes of None leave the kernel's defaults (and autotuning)
+    alone; iterations and confidence follow netperf's -i MAX,MIN and -I LEVEL,WIDTH.
+    """
 
     __test__ = False  # not a pytest test class
 
@@ -157,6 +174,15 @@ class TestConfig:
     client_cpu: int | None = None
     server_cpu: int | None = None
     interval_s: float = 1.0
+    flows: int = 1
+    client_sndbuf: int | None = None
+    client_rcvbuf: int | None = None
+    server_sndbuf: int | None = None
+    server_rcvbuf: int | None = None
+    iterations_max: int = 1
+    iterations_min: int = 1
+    confidence_level_pct: float = 99.0
+    confidence_width_pct: float = 5.0
 
     def __post_init__(self) -> None:
         _check(self.duration_s > 0, "-l: duration must be positive")
@@ -165,13 +191,35 @@ class TestConfig:
         _check(self.request_size > 0 and self.response_size > 0, "-r: sizes must be positive")
         _check(self.ip_version in (4, 6), "-4/-6: IP version must be 4 or 6")
         _check(self.interval_s > 0, "--interval: must be positive")
+        _check(1 <= self.flows <= 256, "-P: flows must be 1-256")
         for cpu in (self.client_cpu, self.server_cpu):
             _check(cpu is None or cpu >= 0, "-T: CPU numbers must not be negative")
+        for size in (self.client_sndbuf, self.client_rcvbuf, self.server_sndbuf, self.server_rcvbuf):
+            _check(size is None or size > 0, "-s/-S: socket buffer sizes must be positive")
+        _check(1 <= self.iterations_min <= self.iterations_max, "-i: need 1 <= MIN <= MAX iterations")
+        _check(50 <= self.confidence_level_pct < 100, "-I: confidence level must be 50-99.9 %")
+        _check(0 < self.confidence_width_pct <= 100, "-I: interval width must be 0-100 %")
+        if self.test.is_udp:
+            limit = UDP_MAX_PAYLOAD[self.ip_version]
+            sizes = (self.send_size,) if self.test.is_stream else (self.request_size, self.response_size)
+            _check(max(sizes) <= limit, f"-m/-r: a UDP message carries at most {limit} bytes over IPv{self.ip_version}")
+
+
+@dataclass(frozen=True)
+class FlowMetrics:
+    """One flow's share of a run: its rate in the run's units."""
+
+    flow: int
+    rate: float
 
 
 @dataclass(frozen=True)
 class Metrics:
-    """Derived figures of one run, netperf's units; a figure that does not apply is None."""
+    """Derived figures of one run, netperf's units; a figure that does not apply is None.
+
+    With several flows, rates are sums over flows and latency percentiles come
+    from the merged histogram of all flows.
+    """
 
     elapsed_s: float
     throughput_mbps: float | None
@@ -181,7 +229,20 @@ class Metrics:
     softirq_pct: float
     service_demand_us_per_kb: float | None
     service_demand_us_per_tr: float | None
-
+    min_latency_us: float | None = None
+    p50_latency_us: float | None = None
+    p90_latency_us: float | None = None
+    p99_latency_us: float | None = None
+    p99_9_latency_us: float | None = None
+    max_latency_us: float | None = None
+    messages_sent: float | None = None
+    messages_received: float | None = None
+    loss_pct: float | None = None
+    send_throughput_mbps: float | None = None
+    flows: tuple[FlowMetrics, ...] = ()
+    min_flow_rate: float | None = None
+    max_flow_rate: float | None = None
+    jain_index: float | None = None
 
 
 class RunStatus(enum.StrEnum):
@@ -192,8 +253,41 @@ class RunStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Iteration:
+    """One measured repetition of a test: its figures and the raw samples behind them."""
+
+    metrics: Metrics
+    endpoints: dict
+    raw: dict
+
+
+@dataclass(frozen=True)
+class MetricInterval:
+    """The confidence interval of one metric over the iterations of a run."""
+
+    metric: str
+    mean: float
+    half_width: float | None
+    met: bool
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """netperf's -I verdict: were throughput and CPU utilisation within ±width/2 % at level %?"""
+
+    level_pct: float
+    width_pct: float
+    intervals: tuple[MetricInterval, ...]
+
+    @property
+    def met(self) -> bool:
+        """True when every tracked metric's interval is narrow enough."""
+        return all(i.met for i in self.intervals)
+
+
+@dataclass(frozen=True)
 class RunResult:
-    """One test on one topology: its configuration, figures and the raw samples behind them."""
+    """One test on one topology: configuration, summary figures and every iteration behind them."""
 
     topology: str
     topology_source: str
@@ -201,17 +295,24 @@ class RunResult:
     status: RunStatus
     reason: str | None = None
     metrics: Metrics | None = None
-    endpoints: dict | None = None
-    raw: dict | None = None
+    iterations: tuple[Iteration, ...] = ()
+    confidence: Confidence | None = None
 
     def __post_init__(self) -> None:
         if self.status is RunStatus.OK:
-            _check(self.metrics is not None and self.raw is not None, "a measured run needs metrics and raw samples")
+            _check(self.metrics is not None and len(self.iterations) > 0,
+                   "a measured run needs metrics and at least one iteration")
         else:
             _check(self.reason is not None, "a run without figures needs a reason")
+
+    @property
+    def unstable(self) -> bool:
+        """True when iterations were asked to converge and did not."""
+        return self.confidence is not None and not self.confidence.met
 
 
 __all__ = [
     "DeviceKind", "KIND_MODES", "STACKED_KINDS", "DeviceSpec", "EndpointSpec", "TopologySpec",
-    "TestName", "TestConfig", "Metrics", "RunStatus", "RunResult", "IPInterface", "IPAddress",
+    "TestName", "TestConfig", "FlowMetrics", "Metrics", "UDP_MAX_PAYLOAD", "RunStatus", "Iteration",
+    "MetricInterval", "Confidence", "RunResult", "IPInterface", "IPAddress",
 ]

@@ -1,17 +1,23 @@
 """The result file format: the only place that reads or writes result JSON.
 
 A result file holds the environment once and a list of runs. Each run keeps
-its configuration, derived metrics and the raw samples behind them, so any
-figure can be recomputed later. Files are written atomically (temporary file
-in the same directory, fsync, os.replace), after every finished run.
+its configuration, summary metrics, the confidence verdict and every
+iteration with its own metrics and raw samples, so any figure can be
+recomputed later. Files are written atomically (temporary file in the same
+directory, fsync, os.replace) after every finished run.
 
 Format versions (``schema_version``), newest last; a file from a newer
 vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
-  1  vdevperf 0.1.0: first format.
+  1  vdevperf 0.1.0: first format; one measurement per run (metrics, endpoints, raw).
+  2  vdevperf 0.2.0: iterations (each with metrics, endpoints as a list with flow and
+     role, raw with per-flow counter names and latency histograms), confidence,
+     unstable flag; metrics gain latency percentiles, UDP counts and per-flow rates;
+     config gains flows, socket buffers, iterations and confidence.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import json
@@ -22,40 +28,73 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vdevperf.errors import ResultError
-from vdevperf.measure import cpu
+from vdevperf.load.context import counter_names
+from vdevperf.measure import cpu, histogram
 from vdevperf.measure.env import environment
-from vdevperf.measure.metrics import counter_names
 from vdevperf.measure.sample import RawRun, Sample
-from vdevperf.model import Metrics, RunResult, RunStatus, TestConfig, TestName
+from vdevperf.model import (
+    Confidence,
+    FlowMetrics,
+    Iteration,
+    MetricInterval,
+    Metrics,
+    RunResult,
+    RunStatus,
+    TestConfig,
+    TestName,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics))
-
-# Upgrades from version N to N+1, applied in order to older files.
-_UPGRADES: dict[int, Callable[[dict], dict]] = {}
+CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TestConfig) if f.name != "test"}
 
 
-def raw_to_json(raw: RawRun) -> dict:
-    """The raw samples of a run, self-describing (field and counter names)."""
+def raw_to_json(raw: RawRun, flows: int) -> dict:
+    """The raw measurements of one iteration, self-describing (field, counter and bucket layout)."""
     return {
         "cpu_fields": list(cpu.FIELDS),
-        "counter_names": counter_names(),
+        "counter_names": counter_names(flows),
         "samples": [{"t_s": s.t_s, "cpu": s.cpu, "counters": s.counters} for s in raw.samples],
+        "histogram_sub_bits": histogram.SUB_BITS,
+        # JSON keys are strings: bucket index -> count, per flow.
+        "latency_histograms": [{str(b): c for b, c in sorted(h.items())} for h in raw.histograms],
     }
 
 
 def samples_from_json(raw: dict) -> list[Sample]:
-    """The samples of a stored run."""
+    """The samples of a stored iteration."""
     return [Sample(t_s=s["t_s"], cpu=s["cpu"], counters=s["counters"]) for s in raw["samples"]]
 
 
+def histograms_from_json(raw: dict) -> list[dict[int, int]]:
+    """The per-flow latency histograms of a stored iteration."""
+    return [{int(b): c for b, c in h.items()} for h in raw.get("latency_histograms", [])]
+
+
+def _metrics_to_json(metrics: Metrics | None) -> dict:
+    if metrics is None:
+        return dict.fromkeys(METRIC_KEYS) | {"flows": []}
+    return dataclasses.asdict(metrics) | {"flows": [dataclasses.asdict(f) for f in metrics.flows]}
+
+
+def _metrics_from_json(doc: dict) -> Metrics:
+    return Metrics(**(doc | {"flows": tuple(FlowMetrics(**f) for f in doc["flows"])}))
+
+
 def _config_to_json(config: TestConfig) -> dict:
-    return {k: (str(v) if isinstance(v, TestName) else v) for k, v in dataclasses.asdict(config).items()}
+    return dataclasses.asdict(config) | {"test": str(config.test)}
 
 
 def run_to_json(run: RunResult) -> dict:
     """One run as stored; metrics keys are always present, null where they do not apply."""
-    metrics = dataclasses.asdict(run.metrics) if run.metrics else dict.fromkeys(METRIC_KEYS)
+    confidence = None
+    if run.confidence is not None:
+        confidence = {
+            "level_pct": run.confidence.level_pct,
+            "width_pct": run.confidence.width_pct,
+            "met": run.confidence.met,
+            "intervals": [dataclasses.asdict(i) for i in run.confidence.intervals],
+        }
     return {
         "topology": run.topology,
         "topology_source": run.topology_source,
@@ -63,26 +102,62 @@ def run_to_json(run: RunResult) -> dict:
         "status": str(run.status),
         "reason": run.reason,
         "config": _config_to_json(run.config),
-        "metrics": metrics,
-        "endpoints": run.endpoints,
-        "raw": run.raw,
+        "metrics": _metrics_to_json(run.metrics),
+        "unstable": run.unstable,
+        "confidence": confidence,
+        "iterations": [{"metrics": _metrics_to_json(it.metrics), "endpoints": it.endpoints, "raw": it.raw}
+                       for it in run.iterations],
     }
 
 
 def run_from_json(doc: dict) -> RunResult:
     """A stored run back as a RunResult."""
-    config = dict(doc["config"], test=TestName(doc["config"]["test"]))
     status = RunStatus(doc["status"])
+    confidence = None
+    if doc["confidence"] is not None:
+        c = doc["confidence"]
+        confidence = Confidence(level_pct=c["level_pct"], width_pct=c["width_pct"],
+                                intervals=tuple(MetricInterval(**i) for i in c["intervals"]))
     return RunResult(
         topology=doc["topology"],
         topology_source=doc["topology_source"],
-        config=TestConfig(**config),
+        config=TestConfig(**(doc["config"] | {"test": TestName(doc["config"]["test"])})),
         status=status,
         reason=doc["reason"],
-        metrics=Metrics(**doc["metrics"]) if status is RunStatus.OK else None,
-        endpoints=doc["endpoints"],
-        raw=doc["raw"],
+        metrics=_metrics_from_json(doc["metrics"]) if status is RunStatus.OK else None,
+        iterations=tuple(Iteration(metrics=_metrics_from_json(it["metrics"]), endpoints=it["endpoints"],
+                                   raw=it["raw"]) for it in doc["iterations"]),
+        confidence=confidence,
     )
+
+
+def _upgrade_1_to_2(document: dict) -> dict:
+    """Version 1 had one measurement per run; it becomes that run's single iteration."""
+    document = copy.deepcopy(document)
+    for run in document["runs"]:
+        run["config"] = CONFIG_DEFAULTS | run["config"]
+        metrics = dict.fromkeys(METRIC_KEYS) | run.pop("metrics")
+        rate = metrics["throughput_mbps"] if metrics["throughput_mbps"] is not None else metrics["transactions_per_s"]
+        if rate is not None:
+            metrics |= {"flows": [{"flow": 0, "rate": rate}], "min_flow_rate": rate, "max_flow_rate": rate,
+                        "jain_index": 1.0}
+        else:
+            metrics["flows"] = []
+        endpoints, raw = run.pop("endpoints"), run.pop("raw")
+        run["metrics"] = metrics
+        run["unstable"] = False
+        run["confidence"] = None
+        run["iterations"] = []
+        if run["status"] == "ok":
+            raw = raw | {"counter_names": [f"flow0.{name}" for name in raw["counter_names"]],
+                         "histogram_sub_bits": histogram.SUB_BITS, "latency_histograms": []}
+            run["iterations"] = [{"metrics": metrics, "raw": raw,
+                                  "endpoints": [{"flow": 0, "role": role, **ep} for role, ep in endpoints.items()]}]
+    return document
+
+
+# Upgrades from version N to N+1, applied in order to older files.
+_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _upgrade_1_to_2}
 
 
 def write_atomic(path: Path, document: dict) -> None:

@@ -19,7 +19,7 @@ from vdevperf.topology import naming, netns
 from vdevperf.topology.probe import probe_kinds
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA = json.loads((REPO / "vdevperf" / "schema" / "result-v1.json").read_text())
+SCHEMA = json.loads((REPO / "vdevperf" / "schema" / "result.schema.json").read_text())
 FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
 
@@ -83,12 +83,15 @@ def test_run_writes_a_valid_result_whose_figures_follow_from_its_raw_samples(tmp
     jsonschema.validate(document, SCHEMA)
     assert [run["test"] for run in document["runs"]] == ["TCP_STREAM", "TCP_RR"]
     for run in document["runs"]:
-        raw, metrics = run["raw"], run["metrics"]
+        assert len(run["iterations"]) == 1 and run["confidence"] is None and run["unstable"] is False
+        iteration = run["iterations"][0]
+        raw, metrics = iteration["raw"], iteration["metrics"]
+        assert metrics == run["metrics"]
         assert raw["cpu_fields"] == list(FIELDS)
         first, last = raw["samples"][0], raw["samples"][-1]
         assert len(raw["samples"]) >= 4  # window start, ticks every 0.25 s, window end
         names = raw["counter_names"]
-        work_name = "server.bytes_received" if run["test"] == "TCP_STREAM" else "client.transactions"
+        work_name = "flow0.server.bytes_received" if run["test"] == "TCP_STREAM" else "flow0.client.transactions"
         work = last["counters"][names.index(work_name)] - first["counters"][names.index(work_name)]
         assert work > 0
         cpu_us = busy_us(first["cpu"], last["cpu"])
@@ -101,7 +104,8 @@ def test_run_writes_a_valid_result_whose_figures_follow_from_its_raw_samples(tmp
             assert metrics["throughput_mbps"] is None and metrics["service_demand_us_per_kb"] is None
         assert 0 < metrics["cpu_util_pct"] <= 100
         # Placement: what -T asked for, what the kernel granted, where the ends were seen running.
-        client, server = run["endpoints"]["client"], run["endpoints"]["server"]
+        client, server = ({(e["flow"], e["role"]): e for e in iteration["endpoints"]}[0, role]
+                          for role in ("client", "server"))
         assert client["placement"]["requested_cpu"] == 1 and client["placement"]["affinity"] == [1]
         assert server["placement"]["requested_cpu"] == 0 and server["placement"]["affinity"] == [0]
         assert set(client["placement"]["observed_cpus"]) == {"1"}

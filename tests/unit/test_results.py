@@ -7,27 +7,30 @@ import jsonschema
 import pytest
 
 from vdevperf.errors import ResultError
+from vdevperf.load.context import BYTES_RECEIVED, counter_names, slot_index
 from vdevperf.measure import cpu
-from vdevperf.measure.metrics import counter_names, derive, work_index
+from vdevperf.measure.metrics import derive
 from vdevperf.measure.sample import RawRun, Sample
-from vdevperf.model import RunResult, RunStatus, TestConfig, TestName
+from vdevperf.model import Iteration, RunResult, RunStatus, TestConfig, TestName
 from vdevperf.results import SCHEMA_VERSION, ResultFile, load, raw_to_json, run_from_json, run_to_json
 
-SCHEMA = json.loads((Path(__file__).parents[2] / "vdevperf" / "schema" / "result-v1.json").read_text())
+SCHEMA = json.loads((Path(__file__).parents[2] / "vdevperf" / "schema" / "result.schema.json").read_text())
 
 
 def _measured_run() -> RunResult:
-    first = Sample(0.0, [[0.0] * len(cpu.FIELDS)], [0] * len(counter_names()))
-    last_counters = [0] * len(counter_names())
-    last_counters[work_index(TestName.TCP_STREAM)] = 10 * 1024 * 1024
+    first = Sample(0.0, [[0.0] * len(cpu.FIELDS)], [0] * len(counter_names(1)))
+    last_counters = [0] * len(counter_names(1))
+    last_counters[slot_index(0, "server", BYTES_RECEIVED)] = 10 * 1024 * 1024
     busy = [1.0, 0.0, 0.5, 2.5, 0.0, 0.0, 0.2, 0.0]
     last = Sample(4.0, [busy], last_counters)
     cfg = TestConfig(test=TestName.TCP_STREAM, duration_s=4.0)
-    raw = RawRun(samples=[first, last], endpoints={})
-    endpoints = {role: {"pid": 1, "placement": {"requested_cpu": None, "affinity": [0], "observed_cpus": {"0": 2}},
-                        "socket": {}, "final_counters": {}} for role in ("client", "server")}
+    raw = RawRun(samples=[first, last], endpoints=[], histograms=[])
+    endpoints = [{"flow": 0, "role": role, "pid": 1, "socket": {}, "final_counters": {},
+                  "placement": {"requested_cpu": None, "affinity": [0], "observed_cpus": {"0": 2}}}
+                 for role in ("client", "server")]
+    metrics = derive(cfg.test, 1, first, last, [])
     return RunResult(topology="veth", topology_source="topologies/veth.toml", config=cfg, status=RunStatus.OK,
-                     metrics=derive(cfg.test, first, last), endpoints=endpoints, raw=raw_to_json(raw))
+                     metrics=metrics, iterations=(Iteration(metrics, endpoints, raw_to_json(raw, 1)),))
 
 
 def _unsupported_run() -> RunResult:

@@ -25,18 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vdevperf.errors import LoadError
+from vdevperf.load.context import SLOTS, StopLoad
 from vdevperf.topology import netns
-
-# Slots of one endpoint in the shared counters, in order.
-SLOTS = ("bytes_sent", "bytes_received", "transactions", "messages_received")
-BYTES_SENT, BYTES_RECEIVED, TRANSACTIONS, MESSAGES_RECEIVED = range(len(SLOTS))
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-class StopLoad(Exception):
-    """Raised inside an endpoint by SIGUSR1: the measured load is over."""
 
 
 def _raise_stop(signum: int, frame: object) -> None:
@@ -44,23 +37,37 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 class Counters:
-    """Shared int64 slots: the endpoints write their own, the parent reads all.
+    """Shared int64 memory: per endpoint, its SLOTS and a latency histogram.
 
+    Each endpoint writes only its own words and the parent only reads.
     Aligned 8-byte stores and loads are atomic on the platforms Linux runs
     vdevperf on, so no lock is needed and a read never sees a torn value.
     """
 
-    def __init__(self, endpoints: int) -> None:
-        self._map = mmap.mmap(-1, max(1, endpoints) * len(SLOTS) * 8)
+    def __init__(self, endpoints: int, hist_buckets: int) -> None:
+        self.endpoints = endpoints
+        self.hist_buckets = hist_buckets
+        self._slots_words = endpoints * len(SLOTS)
+        words = self._slots_words + endpoints * hist_buckets
+        self._map = mmap.mmap(-1, max(1, words) * 8)
         self._view = memoryview(self._map).cast("q")
 
     def slots(self, index: int) -> memoryview:
         """The writable slots of endpoint ``index``."""
         return self._view[index * len(SLOTS):(index + 1) * len(SLOTS)]
 
+    def hist(self, index: int) -> memoryview:
+        """The writable latency histogram of endpoint ``index`` (empty if none was allocated)."""
+        start = self._slots_words + index * self.hist_buckets
+        return self._view[start:start + self.hist_buckets]
+
     def read(self) -> list[int]:
-        """A copy of every slot of every endpoint."""
-        return self._view.tolist()
+        """A copy of every slot of every endpoint (not the histograms)."""
+        return self._view[:self._slots_words].tolist()
+
+    def read_hist(self, index: int) -> list[int]:
+        """A copy of endpoint ``index``'s histogram."""
+        return self.hist(index).tolist()
 
 
 class Channel:
@@ -80,7 +87,7 @@ class Channel:
             raise LoadError("endpoint", "the parent went away before the start")
 
 
-RoleBody = Callable[[Channel, memoryview], None]
+RoleBody = Callable[[Channel], None]
 
 
 @dataclass
@@ -174,9 +181,8 @@ def _prepare_child(parent_pid: int, netns_path: str | None, cpu: int | None) -> 
         os.sched_setaffinity(0, {cpu})
 
 
-def start(role: str, netns_path: str | None, cpu: int | None, body: RoleBody,
-          slots: memoryview) -> Endpoint:
-    """Fork an endpoint that runs ``body(channel, slots)`` in ``netns_path`` pinned to ``cpu``."""
+def start(role: str, netns_path: str | None, cpu: int | None, body: RoleBody) -> Endpoint:
+    """Fork an endpoint that runs ``body(channel)`` in ``netns_path`` pinned to ``cpu``."""
     up_r, up_w = os.pipe()
     go_r, go_w = os.pipe()
     parent = os.getpid()
@@ -188,7 +194,7 @@ def start(role: str, netns_path: str | None, cpu: int | None, body: RoleBody,
             os.close(up_r)
             os.close(go_w)
             _prepare_child(parent, netns_path, cpu)
-            body(channel, slots)
+            body(channel)
             code = 0
         except BaseException as exc:  # report everything, then leave without cleanup handlers
             try:

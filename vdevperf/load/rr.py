@@ -1,18 +1,23 @@
-"""Request/response loops (TCP_RR): one transaction is a request and its whole response.
+"""Request/response loops (TCP_RR, UDP_RR, TCP_CRR): one transaction is a request and its whole response.
 
 The client sends ``-r REQ`` bytes and waits for all ``RESP`` bytes back; the
 server does the opposite. A single recv usually returns the whole message, so
 the loops try that first and fall back to a slice loop only for partial reads.
-Per transaction there are two syscalls, two additions and one counter store.
+
+The client times every transaction with one clock read (the time since the
+previous one ended, so nothing between transactions goes unaccounted) and
+adds it to the shared latency histogram, computing the bucket inline (see
+measure.histogram). Per transaction: two syscalls (CRR: a connection too),
+one clock read, a few integer operations and two stores.
 """
 
 from __future__ import annotations
 
-import socket
+import time
 
 from vdevperf.errors import LoadError
-from vdevperf.load.endpoint import BYTES_RECEIVED, BYTES_SENT, TRANSACTIONS, StopLoad
-from vdevperf.model import TestConfig
+from vdevperf.load.context import BYTES_RECEIVED, BYTES_SENT, CONNECTIONS, ERRORS, TRANSACTIONS, LoopContext
+from vdevperf.measure.histogram import HALF_BITS, SUB_BITS
 
 
 def _fill(recv_into, view: memoryview, have: int, want: int) -> int:
@@ -25,47 +30,150 @@ def _fill(recv_into, view: memoryview, have: int, want: int) -> int:
     return have
 
 
-def request_loop(sock: socket.socket, cfg: TestConfig, slots: memoryview) -> None:
-    """Client: send a request, read the whole response, count one transaction; until stopped."""
+def request_loop(ctx: LoopContext) -> None:
+    """Client: send a request, read the whole response, time and count it; until stopped.
+
+    Over UDP a request or response can be lost: the socket's receive timeout
+    (SO_RCVTIMEO, set by the runner) then ends the wait, the loss is counted
+    in ``errors`` and a new request goes out.
+    """
+    cfg, slots, hist = ctx.cfg, ctx.slots, ctx.hist
     request = bytes(cfg.request_size)
     want = cfg.response_size
     buf = bytearray(want)
     view = memoryview(buf)
-    sendall = sock.sendall
-    recv_into = sock.recv_into
-    done = 0
+    send = ctx.sock.send
+    recv_into = ctx.sock.recv_into
+    clock = time.perf_counter_ns
+    sub, half = SUB_BITS, HALF_BITS
+    done = lost = 0
     try:
+        prev = clock()
         while True:
-            sendall(request)
-            n = recv_into(buf)
+            send(request)
+            try:
+                n = recv_into(buf)
+            except BlockingIOError:  # UDP receive timeout: the request or its response was lost
+                lost += 1
+                slots[ERRORS] = lost
+                prev = clock()
+                continue
             if n != want and _fill(recv_into, view, n, want) != want:
-                raise LoadError("TCP_RR client", "server closed the connection mid-test")
+                raise LoadError("RR client", "server closed the connection mid-test")
+            now = clock()
+            v = now - prev
+            prev = now
+            m = v.bit_length()
+            hist[v if m <= sub else ((m - sub) << half) + (v >> (m - sub))] += 1
             done += 1
             slots[TRANSACTIONS] = done
-    except StopLoad:
-        pass
-    slots[BYTES_SENT] = done * cfg.request_size
-    slots[BYTES_RECEIVED] = done * want
+    finally:
+        slots[BYTES_SENT] = done * cfg.request_size
+        slots[BYTES_RECEIVED] = done * want
 
 
-def response_loop(sock: socket.socket, cfg: TestConfig, slots: memoryview) -> None:
-    """Server: read a whole request, send the response; until the client closes."""
+def response_loop(ctx: LoopContext) -> None:
+    """Server: read a whole request, send the response; until the client closes or it is stopped."""
+    cfg, slots = ctx.cfg, ctx.slots
     response = bytes(cfg.response_size)
     want = cfg.request_size
     buf = bytearray(want)
     view = memoryview(buf)
-    sendall = sock.sendall
-    recv_into = sock.recv_into
+    send = ctx.sock.send
+    recv_into = ctx.sock.recv_into
     done = 0
     try:
         while True:
             n = recv_into(buf)
             if n != want and _fill(recv_into, view, n, want) != want:
                 break
-            sendall(response)
+            send(response)
             done += 1
             slots[TRANSACTIONS] = done
     except (ConnectionResetError, BrokenPipeError):
         pass  # the client stopped with a response unread: the normal end of a test
-    slots[BYTES_RECEIVED] = done * want
-    slots[BYTES_SENT] = done * cfg.response_size
+    finally:
+        slots[BYTES_RECEIVED] = done * want
+        slots[BYTES_SENT] = done * cfg.response_size
+
+
+def udp_response_loop(ctx: LoopContext) -> None:
+    """UDP server: learn the client from its first request, connect to it, then serve as over TCP."""
+    buf = bytearray(ctx.cfg.request_size)
+    _, peer = ctx.sock.recvfrom_into(buf)
+    ctx.sock.connect(peer)
+    ctx.sock.send(bytes(ctx.cfg.response_size))
+    response_loop(ctx)
+
+
+def crr_request_loop(ctx: LoopContext) -> None:
+    """TCP_CRR client: connect, request, response, close per transaction; until stopped.
+
+    The client reads until the server's FIN before closing, so the server
+    closes first and TIME_WAIT stays on the server, not on the client's
+    ephemeral ports (which would run out within seconds).
+    """
+    cfg, slots, hist = ctx.cfg, ctx.slots, ctx.hist
+    request = bytes(cfg.request_size)
+    want = cfg.response_size
+    buf = bytearray(max(want, 1))
+    view = memoryview(buf)
+    connect = ctx.connect
+    clock = time.perf_counter_ns
+    sub, half = SUB_BITS, HALF_BITS
+    done = 0
+    try:
+        prev = clock()
+        while True:
+            sock = connect()
+            try:
+                sock.sendall(request)
+                recv_into = sock.recv_into
+                n = recv_into(buf)
+                if n != want and _fill(recv_into, view, n, want) != want:
+                    raise LoadError("TCP_CRR client", "server closed the connection before responding")
+                recv_into(buf)  # the server's FIN
+            finally:
+                sock.close()
+            now = clock()
+            v = now - prev
+            prev = now
+            m = v.bit_length()
+            hist[v if m <= sub else ((m - sub) << half) + (v >> (m - sub))] += 1
+            done += 1
+            slots[TRANSACTIONS] = done
+            slots[CONNECTIONS] = done
+    finally:
+        slots[BYTES_SENT] = done * cfg.request_size
+        slots[BYTES_RECEIVED] = done * want
+
+
+def crr_response_loop(ctx: LoopContext) -> None:
+    """TCP_CRR server: accept, read the request, respond, close; until stopped. Counts accepts."""
+    cfg, slots = ctx.cfg, ctx.slots
+    response = bytes(cfg.response_size)
+    want = cfg.request_size
+    buf = bytearray(want)
+    view = memoryview(buf)
+    accept = ctx.sock.accept
+    accepted = done = 0
+    try:
+        while True:
+            conn, _ = accept()
+            accepted += 1
+            slots[CONNECTIONS] = accepted
+            try:
+                recv_into = conn.recv_into
+                n = recv_into(buf)
+                if n == want or _fill(recv_into, view, n, want) == want:
+                    conn.sendall(response)
+                    done += 1
+                    slots[TRANSACTIONS] = done
+            except (ConnectionResetError, BrokenPipeError):
+                pass  # the client went away mid-transaction (stopped): not counted
+            finally:
+                conn.close()
+    finally:
+        slots[BYTES_RECEIVED] = done * want
+        slots[BYTES_SENT] = done * cfg.response_size
+

@@ -1,18 +1,22 @@
-"""Runs one test between two sites and samples it: the measured window.
+"""Runs one test between two sides with one or more flows, and samples it: the measured window.
 
-Sequence: the parent opens the listening socket inside the server namespace,
-forks the server and client endpoints, waits until every connection is up,
-releases them together, lets the warm-up pass, then samples CPU times and the
-shared counters at the window start, every ``interval_s`` and at the window
-end. Afterwards it stops the loops and collects each endpoint's report.
-Sampling happens here, outside both endpoint processes, so it costs them
-nothing.
+Sequence: the parent opens each flow's server socket inside the server
+namespace, forks the server and client endpoints (one process each, so
+flows never share an interpreter lock), waits until every one is ready,
+releases them together (the start barrier), lets the warm-up pass, then
+reads CPU times and the shared counters at the window start, every
+``interval_s`` and at the window end, and the latency histograms at both
+edges. Afterwards it stops the loops as the test prescribes and collects
+each endpoint's report. Sampling happens here, outside the endpoint
+processes, so it costs them nothing.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import struct
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,23 +25,19 @@ from dataclasses import dataclass
 import psutil
 
 from vdevperf.errors import LoadError
-from vdevperf.load import endpoint, rr, stream
+from vdevperf.load import endpoint
+from vdevperf.load.context import ROLES, SLOTS, LoopContext, StopLoad, endpoint_index
 from vdevperf.load.endpoint import Channel, Counters, Endpoint
-from vdevperf.measure import cpu
+from vdevperf.load.tests import TESTS, Loop, TestDef
+from vdevperf.measure import cpu, histogram
 from vdevperf.measure.sample import RawRun, Sample
-from vdevperf.model import TestConfig, TestName
+from vdevperf.model import TestConfig
 from vdevperf.topology import netns
-
-Loop = Callable[[socket.socket, TestConfig, memoryview], None]
-
-# Which loop runs on each side, per test: (client loop, server loop).
-LOOPS: dict[TestName, tuple[Loop, Loop]] = {
-    TestName.TCP_STREAM: (stream.send_loop, stream.recv_loop),
-    TestName.TCP_RR: (rr.request_loop, rr.response_loop),
-}
 
 SETUP_TIMEOUT_S = 10.0
 FINISH_TIMEOUT_S = 10.0
+# How long a UDP_RR client waits for a response before it counts the transaction lost.
+UDP_RR_TIMEOUT_S = 1.0
 TCP_CONGESTION = getattr(socket, "TCP_CONGESTION", 13)
 
 
@@ -50,8 +50,16 @@ class Side:
     cpu: int | None = None
 
 
+def _set_buffers(sock: socket.socket, sndbuf: int | None, rcvbuf: int | None) -> None:
+    # Before connect/listen, so TCP's window scale is chosen with the final size.
+    if sndbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+
+
 def _socket_facts(sock: socket.socket) -> dict:
-    """Effective socket settings worth keeping with a result."""
+    """Effective socket settings worth keeping with a result (the kernel doubles SO_*BUF)."""
     facts = {
         "sndbuf_bytes": sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
         "rcvbuf_bytes": sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
@@ -62,51 +70,88 @@ def _socket_facts(sock: socket.socket) -> dict:
     return facts
 
 
-def _drive(channel: Channel, sock: socket.socket, cpu: int | None, loop: Loop, cfg: TestConfig,
-           slots: memoryview) -> None:
-    """Report readiness, wait for the common start, run the loop, report the end."""
-    channel.send({"event": "ready", "placement": endpoint.placement(cpu), "socket": _socket_facts(sock)})
+def _drive(channel: Channel, ctx: LoopContext, loop: Loop, cpu_wanted: int | None, facts: dict) -> None:
+    """Report readiness, wait for the common start, run the loop until it ends or is stopped."""
+    channel.send({"event": "ready", "placement": endpoint.placement(cpu_wanted), "socket": facts})
     channel.wait_go()
-    loop(sock, cfg, slots)
-    sock.close()
+    try:
+        loop(ctx)
+    except StopLoad:
+        pass
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a late stop must not break the report
+    if ctx.sock is not None:
+        ctx.sock.close()
     channel.send({"event": "done"})
 
 
-def _serve(listener: socket.socket, loop: Loop, cfg: TestConfig) -> endpoint.RoleBody:
-    def body(channel: Channel, slots: memoryview) -> None:
-        conn, _ = listener.accept()
-        listener.close()
-        _drive(channel, conn, cfg.server_cpu, loop, cfg, slots)
+def _server_socket(tdef: TestDef, side: Side, family: int, cfg: TestConfig) -> socket.socket:
+    """A flow's server socket, created inside the server's namespace (sockets keep their netns)."""
+    kind = socket.SOCK_DGRAM if tdef.name.is_udp else socket.SOCK_STREAM
+    with netns.entered_path(side.netns_path):
+        sock = socket.socket(family, kind)
+    try:
+        _set_buffers(sock, cfg.server_sndbuf, cfg.server_rcvbuf)
+        sock.bind((side.address, 0))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _server(tdef: TestDef, sock: socket.socket, cfg: TestConfig, shared: Counters, index: int) -> endpoint.RoleBody:
+    def body(channel: Channel) -> None:
+        data = sock
+        if sock.type == socket.SOCK_STREAM and not tdef.per_connection:
+            data, _ = sock.accept()
+            sock.close()
+        ctx = LoopContext(data, cfg, shared.slots(index), shared.hist(index))
+        _drive(channel, ctx, tdef.server_loop, cfg.server_cpu, _socket_facts(data))
     return body
 
 
-def _connect(address: tuple, family: int, loop: Loop, cfg: TestConfig) -> endpoint.RoleBody:
-    def body(channel: Channel, slots: memoryview) -> None:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(SETUP_TIMEOUT_S)
+def _client(tdef: TestDef, address: tuple, family: int, cfg: TestConfig, shared: Counters,
+            index: int) -> endpoint.RoleBody:
+    kind = socket.SOCK_DGRAM if tdef.name.is_udp else socket.SOCK_STREAM
+
+    def new_socket() -> socket.socket:
+        sock = socket.socket(family, kind)
+        _set_buffers(sock, cfg.client_sndbuf, cfg.client_rcvbuf)
+        return sock
+
+    def connect() -> socket.socket:
+        sock = new_socket()
         sock.connect(address)
-        sock.settimeout(None)
-        _drive(channel, sock, cfg.client_cpu, loop, cfg, slots)
+        return sock
+
+    def body(channel: Channel) -> None:
+        ctx = LoopContext(None, cfg, shared.slots(index), shared.hist(index))
+        if tdef.per_connection:
+            ctx.connect = connect
+            with new_socket() as probe:
+                facts = _socket_facts(probe)
+        else:
+            ctx.sock = sock = new_socket()
+            sock.settimeout(SETUP_TIMEOUT_S)
+            sock.connect(address)
+            sock.settimeout(None)
+            if tdef.name.is_udp and tdef.latency:
+                # At the socket level, not Python's settimeout: that would poll() before every recv.
+                timeval = struct.pack("ll", int(UDP_RR_TIMEOUT_S), int(UDP_RR_TIMEOUT_S % 1 * 1e6))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            facts = _socket_facts(sock)
+        _drive(channel, ctx, tdef.client_loop, cfg.client_cpu, facts)
     return body
-
-
-def _listen(site: Side, family: int) -> socket.socket:
-    """A listening socket created inside the server's namespace (sockets keep their netns)."""
-    with netns.entered_path(site.netns_path):
-        listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((site.address, 0))
-    listener.listen(16)
-    return listener
 
 
 class _Watch:
     """Samples CPU, counters and where each endpoint is running."""
 
-    def __init__(self, counters: Counters, endpoints: list[Endpoint]) -> None:
-        self.counters = counters
-        self.procs = {ep.role: psutil.Process(ep.pid) for ep in endpoints}
-        self.observed: dict[str, Counter] = {role: Counter() for role in self.procs}
+    def __init__(self, shared: Counters, endpoints: list[Endpoint]) -> None:
+        self.shared = shared
+        self.procs = [psutil.Process(ep.pid) for ep in endpoints]
+        self.observed: list[Counter] = [Counter() for _ in endpoints]
         self.start = 0.0
         self.samples: list[Sample] = []
 
@@ -114,66 +159,94 @@ class _Watch:
         now = time.monotonic()
         if not self.samples:
             self.start = now
-        self.samples.append(Sample(t_s=now - self.start, cpu=cpu.snapshot(), counters=self.counters.read()))
-        for role, proc in self.procs.items():
+        self.samples.append(Sample(t_s=now - self.start, cpu=cpu.snapshot(), counters=self.shared.read()))
+        for seen, proc in zip(self.observed, self.procs, strict=True):
             try:
-                self.observed[role][proc.cpu_num()] += 1
+                seen[proc.cpu_num()] += 1
             except psutil.Error:
                 pass
 
+    def histograms(self) -> list[list[int]]:
+        """Every client's latency histogram now (empty lists when the test has none)."""
+        return [self.shared.read_hist(endpoint_index(flow, "client"))
+                for flow in range(self.shared.endpoints // len(ROLES))]
 
-def run(cfg: TestConfig, client: Side, server: Side,
-        on_spawn: Callable[[int], None] = lambda pid: None) -> RawRun:
-    """Run ``cfg`` from ``client`` to ``server`` and return the raw samples.
+
+def _window_histograms(start: list[list[int]], end: list[list[int]]) -> list[dict[int, int]]:
+    return [histogram.sparse(b - a for a, b in zip(s, e, strict=True)) for s, e in zip(start, end, strict=True)]
+
+
+def _stop(endpoints: list[Endpoint], tdef: TestDef) -> None:
+    """End the load in the test's order, then wait for every endpoint's report and exit."""
+    deadline = time.monotonic() + FINISH_TIMEOUT_S
+    for role in tdef.stop:
+        stopped = [ep for ep in endpoints if ep.role == role]
+        for ep in stopped:
+            ep.stop()
+        for ep in stopped:
+            ep.receive(deadline)
+    for ep in endpoints:
+        if ep.role not in tdef.stop:
+            ep.receive(deadline)
+    for ep in endpoints:
+        ep.join(deadline)
+        if not os.WIFEXITED(ep.exit_status) or os.WEXITSTATUS(ep.exit_status) != 0:
+            raise LoadError(f"{ep.role} endpoint", f"exited with wait status {ep.exit_status}")
+
+
+def run(cfg: TestConfig, client: Side, server: Side, on_spawn: Callable[[int], None] = lambda pid: None) -> RawRun:
+    """Run ``cfg`` (all its flows) from ``client`` to ``server`` and return the raw measurements.
 
     ``on_spawn(pid)`` learns every endpoint pid as it starts (for the ledger).
     """
-    client_loop, server_loop = LOOPS[cfg.test]
+    tdef = TESTS[cfg.test]
     family = socket.AF_INET if cfg.ip_version == 4 else socket.AF_INET6
-    counters = Counters(2)
+    shared = Counters(cfg.flows * len(ROLES), histogram.BUCKETS if tdef.latency else 0)
     endpoints: list[Endpoint] = []
-    listener = _listen(server, family)
+    server_socks = [_server_socket(tdef, server, family, cfg) for _ in range(cfg.flows)]
     try:
-        port = listener.getsockname()[1]
-        endpoints.append(endpoint.start("server", server.netns_path, cfg.server_cpu,
-                                        _serve(listener, server_loop, cfg), counters.slots(1)))
-        on_spawn(endpoints[-1].pid)
-        listener.close()
-        endpoints.insert(0, endpoint.start("client", client.netns_path, cfg.client_cpu,
-                                           _connect((server.address, port), family, client_loop, cfg),
-                                           counters.slots(0)))
-        on_spawn(endpoints[0].pid)
+        for flow, sock in enumerate(server_socks):
+            ep = endpoint.start("server", server.netns_path, server.cpu,
+                                _server(tdef, sock, cfg, shared, endpoint_index(flow, "server")))
+            endpoints.append(ep)
+            on_spawn(ep.pid)
+        for flow, sock in enumerate(server_socks):
+            address = (server.address, sock.getsockname()[1])
+            sock.close()  # the server endpoint has its own copy
+            ep = endpoint.start("client", client.netns_path, client.cpu,
+                                _client(tdef, address, family, cfg, shared, endpoint_index(flow, "client")))
+            endpoints.insert(endpoint_index(flow, "client"), ep)
+            on_spawn(ep.pid)
         deadline = time.monotonic() + SETUP_TIMEOUT_S
-        ready = {ep.role: ep.receive(deadline) for ep in endpoints}
-        watch = _Watch(counters, endpoints)
+        ready = [ep.receive(deadline) for ep in endpoints]
+        watch = _Watch(shared, endpoints)
         for ep in endpoints:
             ep.go()
         time.sleep(cfg.warmup_s)
         watch.take()
+        hist_start = watch.histograms()
         end = watch.start + cfg.duration_s
         while (now := time.monotonic()) < end:
             time.sleep(min(cfg.interval_s - (now - watch.start) % cfg.interval_s, end - now))
             watch.take()
-        endpoints[0].stop()
-        deadline = time.monotonic() + FINISH_TIMEOUT_S
-        for ep in endpoints:
-            ep.receive(deadline)
-            ep.join(deadline)
-            if not os.WIFEXITED(ep.exit_status) or os.WEXITSTATUS(ep.exit_status) != 0:
-                raise LoadError(f"{ep.role} endpoint", f"exited with wait status {ep.exit_status}")
-        final = counters.read()
+        hist_end = watch.histograms()
+        _stop(endpoints, tdef)
+        final = shared.read()
     finally:
-        listener.close()
+        for sock in server_socks:
+            sock.close()
         for ep in endpoints:
             ep.close()
-    reports = {}
+    reports = []
     for index, ep in enumerate(endpoints):
-        reports[ep.role] = {
+        reports.append({
+            "flow": index // len(ROLES),
+            "role": ep.role,
             "pid": ep.pid,
-            "placement": dict(ready[ep.role]["placement"],
-                              observed_cpus={str(k): v for k, v in sorted(watch.observed[ep.role].items())}),
-            "socket": ready[ep.role]["socket"],
-            "final_counters": dict(zip(endpoint.SLOTS, final[index * len(endpoint.SLOTS):
-                                                              (index + 1) * len(endpoint.SLOTS)], strict=True)),
-        }
-    return RawRun(samples=watch.samples, endpoints=reports)
+            "placement": dict(ready[index]["placement"],
+                              observed_cpus={str(k): v for k, v in sorted(watch.observed[index].items())}),
+            "socket": ready[index]["socket"],
+            "final_counters": dict(zip(SLOTS, final[index * len(SLOTS):(index + 1) * len(SLOTS)], strict=True)),
+        })
+    return RawRun(samples=watch.samples, endpoints=reports,
+                  histograms=_window_histograms(hist_start, hist_end) if tdef.latency else [])

@@ -1,43 +1,61 @@
-"""Bulk-transfer loops (TCP_STREAM): a sender that never stops and a receiver that counts.
+"""Bulk-transfer loops (TCP_STREAM, TCP_MAERTS, UDP_STREAM): a sender and a counting receiver.
 
-Both loops allocate their buffer once and publish a running total into their
-shared counter slot on every call, which is the only per-call work besides the
-syscall. The sender runs until SIGUSR1 raises StopLoad; the receiver until EOF.
+Both loops allocate their buffer once and publish running totals into their
+shared counter slots on every call, which is the only per-call work besides
+the syscall. The same loops serve TCP (a byte stream: a send may be partial,
+the receiver ends at EOF) and UDP (one message per call). The sender runs
+until SIGUSR1 raises StopLoad; the receiver until EOF or StopLoad.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
 
-from vdevperf.load.endpoint import BYTES_RECEIVED, BYTES_SENT, MESSAGES_RECEIVED, StopLoad
-from vdevperf.model import TestConfig
+from vdevperf.load.context import (
+    BYTES_RECEIVED,
+    BYTES_SENT,
+    ERRORS,
+    MESSAGES_RECEIVED,
+    MESSAGES_SENT,
+    LoopContext,
+)
 
 
-def send_loop(sock: socket.socket, cfg: TestConfig, slots: memoryview) -> None:
-    """Send ``-m`` bytes per call until stopped; count bytes handed to the kernel."""
-    buf = memoryview(bytearray(cfg.send_size))
-    size = len(buf)
-    sendall = sock.sendall
-    sent = 0
+def send_loop(ctx: LoopContext) -> None:
+    """Send ``-m`` bytes per call until stopped; count bytes and calls (UDP: messages)."""
+    sock, slots = ctx.sock, ctx.slots
+    buf = memoryview(bytearray(ctx.cfg.send_size))
+    send = sock.send
+    sent = calls = errors = 0
     try:
         while True:
-            sendall(buf)
-            sent += size
+            try:
+                n = send(buf)
+            except OSError as exc:
+                # UDP: ENOBUFS when a queue below is full; the message is lost, not the test.
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                errors += 1
+                slots[ERRORS] = errors
+                continue
+            sent += n
+            calls += 1
             slots[BYTES_SENT] = sent
-    except StopLoad:
-        pass
+            slots[MESSAGES_SENT] = calls
     finally:
-        # Stop sending, so the receiver sees EOF and ends by itself.
+        # Stop sending, so a TCP receiver sees EOF and ends by itself.
         try:
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
 
 
-def recv_loop(sock: socket.socket, cfg: TestConfig, slots: memoryview) -> None:
-    """Receive into one ``-M``-byte buffer until EOF; count bytes and receive calls."""
-    buf = bytearray(cfg.recv_size)
-    recv_into = sock.recv_into
+def recv_loop(ctx: LoopContext) -> None:
+    """Receive into one ``-M``-byte buffer until EOF; count bytes and calls (UDP: messages)."""
+    slots = ctx.slots
+    buf = bytearray(ctx.cfg.recv_size)
+    recv_into = ctx.sock.recv_into
     received = calls = 0
     while True:
         n = recv_into(buf)

@@ -1,65 +1,111 @@
-"""Figures of one run from its raw samples, in netperf's units.
+"""Figures of one run from its raw measurements, in netperf's units.
 
-Throughput is counted where netperf counts it: bytes arriving at the receiver
-for stream tests, completed transactions at the client for RR tests, both
-over the window between the first and the last sample. CPU figures come from
-the same two samples, so work and CPU time cover exactly the same interval.
+Work is counted where netperf counts it (the TestDef says where): bytes at
+the receiver for stream tests, completed transactions at the client for RR
+tests, over the window between the first and the last sample. CPU figures
+come from the same two samples, so work and CPU time cover exactly the same
+interval. With several flows, rates add up and latency percentiles come from
+the merged histogram of all flows.
 """
 
 from __future__ import annotations
 
-from vdevperf.load.endpoint import BYTES_RECEIVED, SLOTS, TRANSACTIONS
-from vdevperf.measure import cpu
+import dataclasses
+import statistics
+from collections.abc import Sequence
+
+from vdevperf.load.context import BYTES_SENT, MESSAGES_RECEIVED, MESSAGES_SENT, slot_index
+from vdevperf.load.tests import TESTS
+from vdevperf.measure import cpu, histogram
 from vdevperf.measure.sample import Sample
-from vdevperf.model import Metrics, TestName
-
-ROLES = ("client", "server")
-
-# Where each test's unit of work is counted: (role, slot).
-WORK_COUNTER: dict[TestName, tuple[str, int]] = {
-    TestName.TCP_STREAM: ("server", BYTES_RECEIVED),
-    TestName.TCP_RR: ("client", TRANSACTIONS),
-}
+from vdevperf.measure.stats import confidence_interval, jain_index
+from vdevperf.model import Confidence, FlowMetrics, MetricInterval, Metrics, TestConfig, TestName
 
 
-def counter_names() -> list[str]:
-    """Names of the flat counter list of a sample, e.g. ``server.bytes_received``."""
-    return [f"{role}.{slot}" for role in ROLES for slot in SLOTS]
+def _deltas(first: Sample, last: Sample, flows: int, role: str, slot: int) -> list[int]:
+    """Per flow, how much one counter grew over the window."""
+    return [last.counters[i] - first.counters[i] for i in (slot_index(f, role, slot) for f in range(flows))]
 
 
-def work_index(test: TestName) -> int:
-    """Position of the test's work counter in a sample's counter list."""
-    role, slot = WORK_COUNTER[test]
-    return ROLES.index(role) * len(SLOTS) + slot
+def latency_fields(hist: dict[int, int]) -> dict[str, float | None]:
+    """The latency fields of Metrics from a (merged) histogram."""
+    summary = histogram.summary_us(hist)
+    return {f"{key}_latency_us": value for key, value in summary.items()}
 
 
-def derive(test: TestName, first: Sample, last: Sample) -> Metrics:
+def derive(test: TestName, flows: int, first: Sample, last: Sample, histograms: list[dict[int, int]]) -> Metrics:
     """Metrics over the window from the ``first`` to the ``last`` sample."""
+    tdef = TESTS[test]
+    role, slot = tdef.work
     elapsed = last.t_s - first.t_s
-    index = work_index(test)
-    work = last.counters[index] - first.counters[index]
+    per_flow = _deltas(first, last, flows, role, slot)
+    work = sum(per_flow)
     used = cpu.delta(first.cpu, last.cpu)
+    common = {"elapsed_s": elapsed, "cpu_util_pct": used.util_pct, "softirq_pct": used.softirq_pct}
     if test.is_stream:
-        kilobytes = work / 1024
-        return Metrics(
-            elapsed_s=elapsed,
-            throughput_mbps=work * 8 / elapsed / 1e6,
-            transactions_per_s=None,
-            mean_latency_us=None,
-            cpu_util_pct=used.util_pct,
-            softirq_pct=used.softirq_pct,
-            service_demand_us_per_kb=cpu.service_demand_us(used, kilobytes),
-            service_demand_us_per_tr=None,
-        )
-    rate = work / elapsed
+        rates = [w * 8 / elapsed / 1e6 for w in per_flow]
+        sender = "server" if role == "client" else "client"
+        extra = {
+            "throughput_mbps": sum(rates),
+            "transactions_per_s": None,
+            "mean_latency_us": None,
+            "service_demand_us_per_kb": cpu.service_demand_us(used, work / 1024),
+            "service_demand_us_per_tr": None,
+            "send_throughput_mbps": sum(_deltas(first, last, flows, sender, BYTES_SENT)) * 8 / elapsed / 1e6,
+        }
+        if test.is_udp:
+            sent = sum(_deltas(first, last, flows, sender, MESSAGES_SENT))
+            received = sum(_deltas(first, last, flows, role, MESSAGES_RECEIVED))
+            extra |= {"messages_sent": sent, "messages_received": received,
+                      "loss_pct": 100.0 * max(sent - received, 0) / sent if sent else None}
+    else:
+        rates = [w / elapsed for w in per_flow]
+        extra = {
+            "throughput_mbps": None,
+            "transactions_per_s": sum(rates),
+            "service_demand_us_per_kb": None,
+            "service_demand_us_per_tr": cpu.service_demand_us(used, work),
+            **latency_fields(histogram.merge(histograms)),
+        }
     return Metrics(
-        elapsed_s=elapsed,
-        throughput_mbps=None,
-        transactions_per_s=rate,
-        # One transaction in flight at a time: its mean latency is the inverse rate.
-        mean_latency_us=1e6 / rate if rate > 0 else None,
-        cpu_util_pct=used.util_pct,
-        softirq_pct=used.softirq_pct,
-        service_demand_us_per_kb=None,
-        service_demand_us_per_tr=cpu.service_demand_us(used, work),
+        **common, **extra,
+        flows=tuple(FlowMetrics(flow=i, rate=r) for i, r in enumerate(rates)),
+        min_flow_rate=min(rates),
+        max_flow_rate=max(rates),
+        jain_index=jain_index(rates),
     )
+
+
+def rate_key(test: TestName) -> str:
+    """The Metrics field holding a test's headline rate."""
+    return "throughput_mbps" if test.is_stream else "transactions_per_s"
+
+
+def summarize(test: TestName, iterations: Sequence[Metrics], histograms: Sequence[dict[int, int]]) -> Metrics:
+    """One Metrics for several iterations: means of every figure, latency from all histograms merged."""
+    if len(iterations) == 1:
+        return iterations[0]
+    values: dict = {}
+    for f in dataclasses.fields(Metrics):
+        column = [getattr(m, f.name) for m in iterations]
+        if f.name == "flows":
+            values["flows"] = tuple(FlowMetrics(flow=i, rate=statistics.fmean(fl.rate for fl in flows))
+                                    for i, flows in enumerate(zip(*column, strict=True)))
+        elif all(isinstance(v, int | float) for v in column):
+            values[f.name] = statistics.fmean(column)
+        else:
+            values[f.name] = None
+    if not test.is_stream:
+        values |= latency_fields(histogram.merge(histograms))
+    return Metrics(**values)
+
+
+def confidence(cfg: TestConfig, iterations: Sequence[Metrics]) -> Confidence:
+    """netperf's -I verdict over the iterations so far, for the headline rate and CPU utilisation."""
+    intervals = []
+    for key in (rate_key(cfg.test), "cpu_util_pct"):
+        ci = confidence_interval([getattr(m, key) for m in iterations], cfg.confidence_level_pct)
+        intervals.append(MetricInterval(metric=key, mean=ci.mean, half_width=ci.half_width,
+                                        met=ci.within(cfg.confidence_width_pct)))
+    return Confidence(level_pct=cfg.confidence_level_pct, width_pct=cfg.confidence_width_pct,
+                      intervals=tuple(intervals))

@@ -18,7 +18,13 @@ class Sample:
 
 @dataclass(frozen=True)
 class RawRun:
-    """Everything measured in one run: samples (first and last bound the window) and endpoint reports."""
+    """Everything measured in one run.
+
+    ``samples``: the first and last bound the window; ``endpoints``: each
+    endpoint's report (flow, role, placement, socket facts); ``histograms``:
+    per flow, the latency histogram of the window (RR tests), sparse.
+    """
 
     samples: list[Sample]
-    endpoints: dict[str, dict]
+    endpoints: list[dict]
+    histograms: list[dict[int, int]]

@@ -2,14 +2,16 @@
 
 Units follow netperf: stream throughput in 10^6 bits/s, RR rates in
 transactions/s, service demand in µs of CPU per KB (1024 bytes) or per
-transaction.
+transaction, latency in µs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vdevperf.measure.metrics import rate_key
 from vdevperf.model import RunResult, RunStatus
 
 
@@ -28,6 +30,16 @@ class Row:
     note: str = ""
     rate_ratio: float | None = None
     demand_ratio: float | None = None
+    # ± half the confidence interval of the rate, % of the mean (with -i/-I).
+    rate_ci_pct: float | None = None
+    unstable: bool = False
+    p50_latency_us: float | None = None
+    p99_latency_us: float | None = None
+    loss_pct: float | None = None
+    flows: int = 1
+    min_flow_rate: float | None = None
+    max_flow_rate: float | None = None
+    jain_index: float | None = None
 
 
 # What a row without figures says; the run's full reason goes in a footnote.
@@ -35,12 +47,20 @@ NOTES = {RunStatus.UNSUPPORTED: "unsupported by this kernel"}
 
 
 def footnotes(runs: Sequence[RunResult]) -> list[str]:
-    """One line per topology whose runs have no figures, with the reason."""
+    """Why some rows have no figures (once per topology), and which intervals were not met."""
     seen: dict[str, str] = {}
     for run in runs:
         if run.status is not RunStatus.OK and run.topology not in seen:
             seen[run.topology] = f"{run.topology}: {run.reason}"
-    return list(seen.values())
+    notes = list(seen.values())
+    for run in runs:
+        if run.unstable:
+            c = run.confidence
+            spans = ", ".join(f"{i.metric} ±{100 * i.half_width / abs(i.mean) if i.mean else 0:.1f} %"
+                              for i in c.intervals)
+            notes.append(f"! {run.topology} {run.config.test}: unstable, {c.level_pct:g} % confidence interval "
+                         f"not within ±{c.width_pct / 2:g} % after {len(run.iterations)} iterations ({spans})")
+    return notes
 
 
 def row(run: RunResult) -> Row:
@@ -51,15 +71,28 @@ def row(run: RunResult) -> Row:
     if run.status is not RunStatus.OK or m is None:
         return Row(run.topology, str(run.config.test), None, units[0], None, None, None, units[1],
                    note=NOTES[run.status])
+    ci = None
+    if run.confidence is not None:
+        interval = next(i for i in run.confidence.intervals if i.metric == rate_key(run.config.test))
+        ci = 100 * interval.half_width / abs(interval.mean) if interval.mean else None
     return Row(
         topology=run.topology,
         test=str(run.config.test),
-        rate=m.throughput_mbps if stream else m.transactions_per_s,
+        rate=getattr(m, rate_key(run.config.test)),
         rate_units=units[0],
         cpu_util_pct=m.cpu_util_pct,
         softirq_pct=m.softirq_pct,
         service_demand=m.service_demand_us_per_kb if stream else m.service_demand_us_per_tr,
         demand_units=units[1],
+        rate_ci_pct=ci,
+        unstable=run.unstable,
+        p50_latency_us=m.p50_latency_us,
+        p99_latency_us=m.p99_latency_us,
+        loss_pct=m.loss_pct,
+        flows=run.config.flows,
+        min_flow_rate=m.min_flow_rate,
+        max_flow_rate=m.max_flow_rate,
+        jain_index=m.jain_index,
     )
 
 
@@ -74,7 +107,6 @@ def relative_rows(runs: Sequence[RunResult], baseline: str) -> list[Row]:
     out = []
     for r in rows:
         b = base.get(r.test)
-        out.append(Row(**{**r.__dict__,
-                          "rate_ratio": _ratio(r.rate, b.rate if b else None),
-                          "demand_ratio": _ratio(r.service_demand, b.service_demand if b else None)}))
+        out.append(dataclasses.replace(r, rate_ratio=_ratio(r.rate, b.rate if b else None),
+                                       demand_ratio=_ratio(r.service_demand, b.service_demand if b else None)))
     return out

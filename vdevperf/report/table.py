@@ -1,8 +1,14 @@
-"""Text tables of runs (tabulate), in netperf's units and column order."""
+"""Text tables of runs (tabulate), in netperf's units and column order.
+
+The columns every run has come first; columns that only some tests fill
+(latency percentiles, UDP loss, per-flow spread, confidence) appear only
+when a row has them, so a plain TCP_STREAM table stays as narrow as netperf's.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from tabulate import tabulate
 
@@ -18,37 +24,55 @@ def _ratio(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}x"
 
 
-def _figures(r: Row) -> list[str]:
-    if r.rate is None:
-        return [r.note, "", "", "", "", ""]
-    return [_num(r.rate), r.rate_units, _num(r.cpu_util_pct), _num(r.softirq_pct),
-            _num(r.service_demand, 3), r.demand_units]
+@dataclass(frozen=True)
+class Column:
+    """A table column: header, how a measured row shows in it, and whether a row needs it."""
+
+    header: str
+    cell: Callable[[Row], str]
+    wanted: Callable[[Row], bool] = lambda r: True
 
 
-def _with_notes(table: str, runs: Sequence[RunResult]) -> str:
+def _columns(baseline: str | None) -> list[Column]:
+    relative = baseline is not None
+    return [
+        Column("Result", lambda r: _num(r.rate) + ("!" if r.unstable else "")),
+        Column("±CI %", lambda r: _num(r.rate_ci_pct, 1), lambda r: r.rate_ci_pct is not None),
+        Column("Units", lambda r: r.rate_units),
+        Column(f"vs {baseline}", lambda r: _ratio(r.rate_ratio), lambda r: relative),
+        Column("CPU util %", lambda r: _num(r.cpu_util_pct)),
+        Column("softirq %", lambda r: _num(r.softirq_pct)),
+        Column("Svc demand", lambda r: _num(r.service_demand, 3)),
+        Column("Units", lambda r: r.demand_units),
+        Column(f"vs {baseline}", lambda r: _ratio(r.demand_ratio), lambda r: relative),
+        Column("p50 us", lambda r: _num(r.p50_latency_us, 1), lambda r: r.p50_latency_us is not None),
+        Column("p99 us", lambda r: _num(r.p99_latency_us, 1), lambda r: r.p99_latency_us is not None),
+        Column("Loss %", lambda r: _num(r.loss_pct, 3), lambda r: r.loss_pct is not None),
+        Column("Flows", lambda r: str(r.flows), lambda r: r.flows > 1),
+        Column("Min flow", lambda r: _num(r.min_flow_rate), lambda r: r.flows > 1),
+        Column("Max flow", lambda r: _num(r.max_flow_rate), lambda r: r.flows > 1),
+        Column("Jain", lambda r: _num(r.jain_index, 3), lambda r: r.flows > 1),
+    ]
+
+
+def _render(rows: list[Row], runs: Sequence[RunResult], baseline: str | None, fmt: str) -> str:
+    columns = [c for c in _columns(baseline) if any(c.wanted(r) for r in rows if r.rate is not None)]
+    body = []
+    for r in rows:
+        if r.rate is None:
+            body.append([r.topology, r.test, r.note] + [""] * (len(columns) - 1))
+        else:
+            body.append([r.topology, r.test] + [c.cell(r) for c in columns])
+    table = tabulate(body, headers=["Topology", "Test"] + [c.header for c in columns], tablefmt=fmt,
+                     disable_numparse=True, colalign=("left", "left") + ("right",) * len(columns))
     return "\n".join([table, *footnotes(runs)])
 
 
 def run_table(runs: Sequence[RunResult], fmt: str = "simple") -> str:
-    """One row per run: rate, CPU utilisation, softirq share and service demand."""
-    headers = ["Topology", "Test", "Result", "Units", "CPU util %", "softirq %", "Svc demand", "Units"]
-    table = tabulate([[r.topology, r.test, *_figures(r)] for r in map(row, runs)],
-                     headers=headers, tablefmt=fmt, disable_numparse=True, colalign=("left", "left") + ("right",) * 6)
-    return _with_notes(table, runs)
+    """One row per run: rate, CPU utilisation, softirq share, service demand, and what else the tests measured."""
+    return _render([row(run) for run in runs], runs, None, fmt)
 
 
 def compare_table(runs: Sequence[RunResult], baseline: str, fmt: str = "simple") -> str:
     """Like run_table, with rate and service demand relative to ``baseline``."""
-    headers = ["Topology", "Test", "Result", "Units", f"vs {baseline}", "CPU util %", "softirq %",
-               "Svc demand", "Units", f"vs {baseline}"]
-    body = []
-    for r in relative_rows(runs, baseline):
-        fig = _figures(r)
-        if r.rate is None:
-            body.append([r.topology, r.test, r.note, "", "", "", "", "", "", ""])
-        else:
-            body.append([r.topology, r.test, fig[0], fig[1], _ratio(r.rate_ratio), fig[2], fig[3],
-                         fig[4], fig[5], _ratio(r.demand_ratio)])
-    table = tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True,
-                     colalign=("left", "left") + ("right",) * 8)
-    return _with_notes(table, runs)
+    return _render(relative_rows(runs, baseline), runs, baseline, fmt)
