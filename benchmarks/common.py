@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from vdevperf.topology.netns import move_to
+
+IPERF3_PORT = 5201
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def require(tool: str, package: str) -> str:
@@ -20,22 +27,58 @@ def require(tool: str, package: str) -> str:
 
 
 def popen_in(netns_path: str, argv: list[str], **kwargs) -> subprocess.Popen:
-    """Start ``argv`` inside the namespace at ``netns_path`` (setns in the child, no `ip netns exec`)."""
-    return subprocess.Popen(argv, preexec_fn=lambda: move_to(netns_path), **kwargs)
+    """Start ``argv`` inside the namespace at ``netns_path`` (setns in the child, no `ip netns exec`).
+
+    The child is killed if this process dies, even by SIGKILL, so it cannot outlive the topology.
+    """
+    def child() -> None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        move_to(netns_path)
+    return subprocess.Popen(argv, preexec_fn=child, **kwargs)
 
 
-def iperf3_stream(server_ns: str, client_ns: str, address: str, seconds: float, warmup: float,
-                  parallel: int = 1) -> float:
-    """iperf3 TCP throughput in 10^6 bits/s, counted at the receiver, warm-up omitted."""
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` (by its pid, only if it still runs) and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def _listening(pid: int, port: int) -> bool:
+    """True if a TCP socket listens on ``port`` in the network namespace of process ``pid``."""
+    with open(f"/proc/{pid}/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return any(row[1].endswith(f":{port:04X}") and row[3] == "0A" for row in rows)
+
+
+def iperf3_stream(server_ns: str, client_ns: str, address: str, seconds: int, warmup: int,
+                  parallel: int = 1, on_spawn: Callable[[int], None] = lambda pid: None) -> float:
+    """iperf3 TCP throughput in 10^6 bits/s, counted at the receiver, warm-up omitted.
+
+    iperf3 truncates -t and -O to whole seconds, hence the ints. ``on_spawn(pid)``
+    learns each iperf3 pid (pass the topology ledger's ``add_pids``).
+    """
     iperf3 = require("iperf3", "iperf3")
-    server = popen_in(server_ns, [iperf3, "-s", "-1", "-B", address], stdout=subprocess.DEVNULL)
+    server = popen_in(server_ns, [iperf3, "-s", "-1", "-B", address, "-p", str(IPERF3_PORT)],
+                      stdout=subprocess.DEVNULL)
+    client = None
     try:
-        time.sleep(0.3)
-        client = popen_in(client_ns, [iperf3, "-c", address, "-t", str(seconds), "-O", str(int(warmup)),
-                                      "-P", str(parallel), "--json"], stdout=subprocess.PIPE)
+        on_spawn(server.pid)
+        deadline = time.monotonic() + 5.0
+        while not _listening(server.pid, IPERF3_PORT):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("iperf3 server did not start listening")
+            time.sleep(0.02)
+        client = popen_in(client_ns, [iperf3, "-c", address, "-p", str(IPERF3_PORT), "-t", str(seconds),
+                                      "-O", str(warmup), "-P", str(parallel), "--json"],
+                          stdout=subprocess.PIPE)
+        on_spawn(client.pid)
         stdout, _ = client.communicate(timeout=seconds + warmup + 30)
-        report = json.loads(stdout)
+        report = json.loads(stdout or "{}")
+        if client.returncode != 0 or "error" in report:
+            raise RuntimeError(f"iperf3 client failed: {report.get('error', client.returncode)}")
         return report["end"]["sum_received"]["bits_per_second"] / 1e6
     finally:
-        server.kill()
-        server.wait()
+        for proc in (client, server):
+            if proc is not None:
+                _stop(proc)
