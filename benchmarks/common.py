@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from vdevperf.topology.netns import move_to
 
 IPERF3_PORT = 5201
+SOCKPERF_PORT = 11111
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -26,14 +29,17 @@ def require(tool: str, package: str) -> str:
     return path
 
 
-def popen_in(netns_path: str, argv: list[str], **kwargs) -> subprocess.Popen:
-    """Start ``argv`` inside the namespace at ``netns_path`` (setns in the child, no `ip netns exec`).
+def popen_in(netns_path: str, argv: list[str], cpu: int | None = None, **kwargs) -> subprocess.Popen:
+    """Start ``argv`` inside the namespace at ``netns_path`` (setns in the child, no `ip netns exec`),
+    pinned to ``cpu`` if given.
 
     The child is killed if this process dies, even by SIGKILL, so it cannot outlive the topology.
     """
     def child() -> None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         move_to(netns_path)
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
     return subprocess.Popen(argv, preexec_fn=child, **kwargs)
 
 
@@ -51,6 +57,40 @@ def _listening(pid: int, port: int) -> bool:
     return any(row[1].endswith(f":{port:04X}") and row[3] == "0A" for row in rows)
 
 
+def _wait_listening(proc: subprocess.Popen, port: int, what: str) -> None:
+    deadline = time.monotonic() + 5.0
+    while not _listening(proc.pid, port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} server did not start listening")
+        time.sleep(0.02)
+
+
+def sockperf_tcp_rr(server_ns: str, client_ns: str, address: str, seconds: int, message_size: int,
+                    client_cpu: int | None, server_cpu: int | None,
+                    on_spawn: Callable[[int], None] = lambda pid: None) -> float:
+    """Round trips per second of ``sockperf ping-pong --tcp`` (its valid-duration figures)."""
+    sockperf = require("sockperf", "sockperf")
+    server = popen_in(server_ns, [sockperf, "server", "--tcp", "-i", address, "-p", str(SOCKPERF_PORT)],
+                      cpu=server_cpu, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = None
+    try:
+        on_spawn(server.pid)
+        _wait_listening(server, SOCKPERF_PORT, "sockperf")
+        client = popen_in(client_ns, [sockperf, "ping-pong", "--tcp", "-i", address, "-p", str(SOCKPERF_PORT),
+                                      "-t", str(seconds), "-m", str(message_size)],
+                          cpu=client_cpu, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        on_spawn(client.pid)
+        out, _ = client.communicate(timeout=seconds + 30)
+        found = re.search(r"RunTime=([\d.]+) sec; SentMessages=(\d+); ReceivedMessages=(\d+)", out)
+        if client.returncode != 0 or found is None:
+            raise RuntimeError(f"sockperf client failed: {out.strip().splitlines()[-1:] or client.returncode}")
+        return int(found.group(3)) / float(found.group(1))
+    finally:
+        for proc in (client, server):
+            if proc is not None:
+                _stop(proc)
+
+
 def iperf3_stream(server_ns: str, client_ns: str, address: str, seconds: int, warmup: int,
                   parallel: int = 1, on_spawn: Callable[[int], None] = lambda pid: None) -> float:
     """iperf3 TCP throughput in 10^6 bits/s, counted at the receiver, warm-up omitted.
@@ -64,11 +104,7 @@ def iperf3_stream(server_ns: str, client_ns: str, address: str, seconds: int, wa
     client = None
     try:
         on_spawn(server.pid)
-        deadline = time.monotonic() + 5.0
-        while not _listening(server.pid, IPERF3_PORT):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("iperf3 server did not start listening")
-            time.sleep(0.02)
+        _wait_listening(server, IPERF3_PORT, "iperf3")
         client = popen_in(client_ns, [iperf3, "-c", address, "-p", str(IPERF3_PORT), "-t", str(seconds),
                                       "-O", str(warmup), "-P", str(parallel), "--json"],
                           stdout=subprocess.PIPE)

@@ -27,12 +27,13 @@ def main() -> None:
     p.add_argument("-l", type=int, default=5, help="measured seconds per round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--topology", default="veth")
+    p.add_argument("-P", type=int, default=1, help="parallel flows for both tools (iperf3's -P)")
     args = p.parse_args()
     require("iperf3", "iperf3")
     if args.l < 1 or args.rounds < 1:
         p.error("-l and --rounds must be at least 1")
     warmup = 1
-    cfg = TestConfig(test=TestName.TCP_STREAM, duration_s=args.l, warmup_s=warmup)
+    cfg = TestConfig(test=TestName.TCP_STREAM, duration_s=args.l, warmup_s=warmup, flows=args.P)
     ours, theirs = [], []
     with build(load_topology(args.topology)) as topo:
         def run_ours() -> None:
@@ -40,7 +41,7 @@ def main() -> None:
 
         def run_theirs() -> None:
             theirs.append(iperf3_stream(topo.server.netns_path, topo.client.netns_path, topo.server.ipv4,
-                                        args.l, warmup, on_spawn=topo.ledger.add_pids))
+                                        args.l, warmup, parallel=args.P, on_spawn=topo.ledger.add_pids))
 
         for n in range(args.rounds):
             for run in ((run_ours, run_theirs) if n % 2 == 0 else (run_theirs, run_ours)):

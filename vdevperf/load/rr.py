@@ -8,11 +8,15 @@ The client times every transaction with one clock read (the time since the
 previous one ended, so nothing between transactions goes unaccounted) and
 adds it to the shared latency histogram, computing the bucket inline (see
 measure.histogram). Per transaction: two syscalls (CRR: a connection too),
-one clock read, a few integer operations and two stores.
+one clock read, a few integer operations and two stores. The RR loops call
+os.write and os.readv on the socket's fd: for a blocking socket they are the
+same syscalls as send/recv_into, but ~0.3 µs cheaper per call in CPython,
+which is a tenth of a same-CPU round trip.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from vdevperf.errors import LoadError
@@ -33,6 +37,11 @@ def _fill(recv_into, view: memoryview, have: int, want: int) -> int:
 def request_loop(ctx: LoopContext) -> None:
     """Client: send a request, read the whole response, time and count it; until stopped.
 
+    The next request goes out as soon as a response is in and timed; the
+    bookkeeping follows, overlapping the server's turn instead of lengthening
+    every round trip. A transaction's latency is the time between two
+    response completions, so nothing in the loop goes unaccounted.
+
     Over UDP a request or response can be lost: the socket's receive timeout
     (SO_RCVTIMEO, set by the runner) then ends the wait, the loss is counted
     in ``errors`` and a new request goes out.
@@ -42,25 +51,28 @@ def request_loop(ctx: LoopContext) -> None:
     want = cfg.response_size
     buf = bytearray(want)
     view = memoryview(buf)
-    send = ctx.sock.send
+    fd = ctx.sock.fileno()
+    write, readv, bufs = os.write, os.readv, [buf]
     recv_into = ctx.sock.recv_into
     clock = time.perf_counter_ns
     sub, half = SUB_BITS, HALF_BITS
     done = lost = 0
     try:
         prev = clock()
+        write(fd, request)
         while True:
-            send(request)
             try:
-                n = recv_into(buf)
+                n = readv(fd, bufs)
             except BlockingIOError:  # UDP receive timeout: the request or its response was lost
                 lost += 1
                 slots[ERRORS] = lost
                 prev = clock()
+                write(fd, request)
                 continue
             if n != want and _fill(recv_into, view, n, want) != want:
                 raise LoadError("RR client", "server closed the connection mid-test")
             now = clock()
+            write(fd, request)
             v = now - prev
             prev = now
             m = v.bit_length()
@@ -79,20 +91,24 @@ def response_loop(ctx: LoopContext) -> None:
     want = cfg.request_size
     buf = bytearray(want)
     view = memoryview(buf)
-    send = ctx.sock.send
+    fd = ctx.sock.fileno()
+    write, readv, bufs = os.write, os.readv, [buf]
     recv_into = ctx.sock.recv_into
     done = 0
     try:
+        # Work is counted at the client; the server's total is stored once, at the end.
         while True:
-            n = recv_into(buf)
+            n = readv(fd, bufs)
             if n != want and _fill(recv_into, view, n, want) != want:
                 break
-            send(response)
+            write(fd, response)
             done += 1
-            slots[TRANSACTIONS] = done
-    except (ConnectionResetError, BrokenPipeError):
-        pass  # the client stopped with a response unread: the normal end of a test
+    except (ConnectionResetError, BrokenPipeError, ConnectionRefusedError):
+        # The client stopped with a response unread (TCP: reset; UDP: port unreachable):
+        # the normal end of a test.
+        pass
     finally:
+        slots[TRANSACTIONS] = done
         slots[BYTES_RECEIVED] = done * want
         slots[BYTES_SENT] = done * cfg.response_size
 

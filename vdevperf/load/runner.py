@@ -154,22 +154,23 @@ class _Watch:
         self.observed: list[Counter] = [Counter() for _ in endpoints]
         self.start = 0.0
         self.samples: list[Sample] = []
+        self.histograms: list[list[list[int]]] = []
 
-    def take(self) -> None:
+    def take(self, histograms: bool = False) -> None:
+        """One sample; at the window edges also the latency histograms, read right after the counters."""
         now = time.monotonic()
         if not self.samples:
             self.start = now
-        self.samples.append(Sample(t_s=now - self.start, cpu=cpu.snapshot(), counters=self.shared.read()))
+        counters = self.shared.read()
+        if histograms:
+            self.histograms.append([self.shared.read_hist(endpoint_index(flow, "client"))
+                                    for flow in range(self.shared.endpoints // len(ROLES))])
+        self.samples.append(Sample(t_s=now - self.start, cpu=cpu.snapshot(), counters=counters))
         for seen, proc in zip(self.observed, self.procs, strict=True):
             try:
                 seen[proc.cpu_num()] += 1
             except psutil.Error:
                 pass
-
-    def histograms(self) -> list[list[int]]:
-        """Every client's latency histogram now (empty lists when the test has none)."""
-        return [self.shared.read_hist(endpoint_index(flow, "client"))
-                for flow in range(self.shared.endpoints // len(ROLES))]
 
 
 def _window_histograms(start: list[list[int]], end: list[list[int]]) -> list[dict[int, int]]:
@@ -223,13 +224,12 @@ def run(cfg: TestConfig, client: Side, server: Side, on_spawn: Callable[[int], N
         for ep in endpoints:
             ep.go()
         time.sleep(cfg.warmup_s)
-        watch.take()
-        hist_start = watch.histograms()
+        watch.take(histograms=tdef.latency)
         end = watch.start + cfg.duration_s
         while (now := time.monotonic()) < end:
             time.sleep(min(cfg.interval_s - (now - watch.start) % cfg.interval_s, end - now))
-            watch.take()
-        hist_end = watch.histograms()
+            # The sample that closes the window also takes the histograms.
+            watch.take(histograms=tdef.latency and time.monotonic() >= end)
         _stop(endpoints, tdef)
         final = shared.read()
     finally:
@@ -249,4 +249,4 @@ def run(cfg: TestConfig, client: Side, server: Side, on_spawn: Callable[[int], N
             "final_counters": dict(zip(SLOTS, final[index * len(SLOTS):(index + 1) * len(SLOTS)], strict=True)),
         })
     return RawRun(samples=watch.samples, endpoints=reports,
-                  histograms=_window_histograms(hist_start, hist_end) if tdef.latency else [])
+                  histograms=_window_histograms(*watch.histograms) if tdef.latency else [])

@@ -23,7 +23,11 @@ from vdevperf.load.context import (
 
 
 def send_loop(ctx: LoopContext) -> None:
-    """Send ``-m`` bytes per call until stopped; count bytes and calls (UDP: messages)."""
+    """Send ``-m`` bytes per call until stopped; count bytes and calls (UDP: messages).
+
+    The stop can land just after a send returned and before it was counted, so
+    the sender's total may fall short by one call; figures use the receiver's.
+    """
     sock, slots = ctx.sock, ctx.slots
     buf = memoryview(bytearray(ctx.cfg.send_size))
     send = sock.send
