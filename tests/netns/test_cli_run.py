@@ -157,7 +157,9 @@ def test_bad_topology_file_gives_one_line_naming_it_and_builds_nothing(name):
 
 @pytest.mark.parametrize("argv, flag", [
     (["-t", "TCP_FOO"], "-t/--test"), (["-l", "0"], "-l/--length"), (["-m", "12Q"], "-m/--send-size"),
-    (["-r", "1,2,3"], "-r/--rr-size"), (["-T", "99,0"], "-T/--cpu"),
+    (["-r", "1,2,3"], "-r/--rr-size"), (["-T", "99,0"], "-T/--cpu"), (["-P", "0"], "-P/--parallel"),
+    (["-I", "120,5"], "-I/--confidence"), (["-i", "2,x"], "-i/--iterations"), (["-s", "-1"], "-s/--client-sockbuf"),
+    (["-t", "UDP_STREAM", "-m", "70000"], "-m"),
 ])
 def test_bad_flag_gives_one_line_naming_it(argv, flag):
     assert flag in _one_line_error(vdevperf("run", "veth", *argv))
