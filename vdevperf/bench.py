@@ -12,7 +12,10 @@ from collections.abc import Callable, Sequence
 
 from vdevperf.errors import TopologyError, UnsupportedKind
 from vdevperf.load import runner
-from vdevperf.measure.metrics import confidence, derive, summarize
+from vdevperf.load.context import counter_names
+from vdevperf.measure import cpu
+from vdevperf.measure.metrics import confidence, derive, series, summarize
+from vdevperf.measure.sample import RawRun
 from vdevperf.model import Iteration, RunResult, RunStatus, TestConfig, TopologySpec
 from vdevperf.results import ResultFile, histograms_from_json, raw_to_json
 from vdevperf.topology.builder import Topology, build
@@ -22,12 +25,12 @@ Progress = Callable[[str], None]
 
 def _sides(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Side]:
     ends = []
-    for site, cpu in ((topology.client, cfg.client_cpu), (topology.server, cfg.server_cpu)):
+    for site, pinned in ((topology.client, cfg.client_cpu), (topology.server, cfg.server_cpu)):
         address = site.address(cfg.ip_version)
         if address is None:
             raise TopologyError(f"topology {topology.spec.name}",
                                 f"has no IPv{cfg.ip_version} address for its endpoints")
-        ends.append(runner.Side(netns_path=site.netns_path, address=address, cpu=cpu))
+        ends.append(runner.Side(netns_path=site.netns_path, address=address, cpu=pinned))
     return ends[0], ends[1]
 
 
@@ -35,8 +38,16 @@ def iterate(topology: Topology, cfg: TestConfig) -> Iteration:
     """Run the test once on an already built topology."""
     client, server = _sides(topology, cfg)
     raw = runner.run(cfg, client, server, on_spawn=topology.ledger.add_pids)
-    return Iteration(metrics=derive(cfg.test, cfg.flows, raw.samples[0], raw.samples[-1], raw.histograms),
-                     endpoints=raw.endpoints, raw=raw_to_json(raw, cfg.flows))
+    return iteration(cfg, raw)
+
+
+def iteration(cfg: TestConfig, raw: RawRun) -> Iteration:
+    """Everything derived from one run's raw measurements."""
+    return Iteration(metrics=derive(cfg.test, cfg.flows, raw), endpoints=raw.endpoints,
+                     raw=raw_to_json(raw, cfg.flows),
+                     cpu_breakdown=cpu.breakdown(raw.samples[0].cpu, raw.samples[-1].cpu,
+                                                 raw.samples[-1].t_s - raw.samples[0].t_s),
+                     series=series(cfg.test, cfg.flows, raw.samples, counter_names(cfg.flows)))
 
 
 def measure(topology: Topology, cfg: TestConfig, progress: Progress = lambda message: None) -> RunResult:

@@ -17,16 +17,22 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import psutil
 
 from vdevperf import bench
 from vdevperf.errors import Interrupted, VdevperfError
 from vdevperf.load.tests import TESTS
+from vdevperf.measure.procmon import Monitor, Target, watch
 from vdevperf.model import TestConfig, TestName
-from vdevperf.report.table import compare_table, run_table
-from vdevperf.results import ResultFile, default_path
+from vdevperf.report import occupancy
+from vdevperf.report.table import compare_table, cpu_table, run_table
+from vdevperf.results import ResultFile, default_path, write_text_atomic
 from vdevperf.topology import cleanup, probe
 from vdevperf.topology.spec import bundled_topologies, load_topology
 
@@ -138,6 +144,8 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str) -> None:
     p.add_argument("--interval", type=_seconds, default=1.0, help="sampling interval in seconds (default 1)")
     p.add_argument("-o", "--output", type=Path, help="result JSON file (default results/vdevperf-<time>.json)")
     p.add_argument("--json", action="store_true", help="print the result document as JSON instead of a table")
+    p.add_argument("--cpu-detail", action="store_true",
+                   help="also print where CPU time went: per /proc/stat field, per CPU, per endpoint process")
 
 
 def _configs(args: argparse.Namespace) -> list[TestConfig]:
@@ -176,9 +184,12 @@ def _emit(args: argparse.Namespace, results: ResultFile, table: str) -> None:
     if args.json:
         json.dump(results.document(), sys.stdout, indent=1)
         print()
-    else:
-        print(table)
-        print(f"\nresults: {results.path}")
+        return
+    print(table)
+    if args.cpu_detail:
+        print()
+        print(cpu_table(results.runs))
+    print(f"\nresults: {results.path}")
 
 
 def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -206,6 +217,59 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _monitor_targets(args: argparse.Namespace) -> list[Target]:
+    targets = [Target(label=name, name=name) for name in args.name]
+    for pid in args.pid:
+        try:
+            targets.append(Target(label=f"{psutil.Process(pid).name()} [{pid}]", pid=pid))
+        except psutil.Error:
+            raise VdevperfError(f"--pid {pid}", "no such process") from None
+    return targets
+
+
+def cmd_monitor(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Per-process CPU occupancy every interval, in the layout of seed 003."""
+    if args.output is not None and args.output.suffix not in (".csv", ".json"):
+        raise VdevperfError("-o", f"'{args.output}' must end in .csv or .json")
+    targets = _monitor_targets(args)
+    command = args.program[1:] if args.program[:1] == ["--"] else args.program
+    if not targets and not command:
+        raise VdevperfError("monitor", "nothing to watch: give --name, --pid or a command after --")
+    child = None
+    if command:
+        try:
+            child = subprocess.Popen(command)
+        except OSError as exc:
+            raise VdevperfError(f"command {command[0]}", exc.strerror or str(exc)) from None
+        targets.append(Target(label=os.path.basename(command[0]), tree_root=child.pid))
+    labels = [t.label for t in targets]
+    monitor = Monitor(targets)
+    until = time.monotonic() + args.length if args.length else None
+    rows = []
+    print(occupancy.header(labels), flush=True)
+    try:
+        for row in watch(monitor, args.interval, until, lambda: child is None or child.poll() is None):
+            rows.append(row)
+            print(occupancy.row_line(row), flush=True)
+    except Interrupted:
+        pass  # like pidstat: an interrupt ends the watch, and the total still follows
+    finally:
+        if child is not None and child.poll() is None:
+            child.terminate()  # we started it: stop it by its pid, and reap it
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    total = monitor.total()
+    print(occupancy.total_line(total))
+    if args.output is not None:
+        text = (occupancy.to_csv(labels, rows, total) if args.output.suffix == ".csv"
+                else occupancy.to_json(labels, args.interval, rows, total))
+        write_text_atomic(args.output, text)
+    return child.returncode if child is not None and child.returncode and child.returncode > 0 else 0
+
+
 def cmd_cleanup(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Remove namespaces and processes left by runs whose process is gone."""
     report = cleanup.cleanup()
@@ -222,6 +286,7 @@ def cmd_doctor(args: argparse.Namespace, argv: Sequence[str]) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], int]] = {
     "run": cmd_run,
     "compare": cmd_compare,
+    "monitor": cmd_monitor,
     "cleanup": cmd_cleanup,
     "doctor": cmd_doctor,
 }
@@ -238,6 +303,15 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("topologies", nargs="*", help="topology names or files (default: all bundled)")
     compare.add_argument("--baseline", help="topology the others are relative to (default veth, else the first)")
     _add_test_flags(compare, "TCP_STREAM,TCP_RR")
+    monitor = sub.add_parser("monitor", help="per-process CPU occupancy over time (processes, PIDs, a command)")
+    monitor.add_argument("--name", action="append", default=[], help="watch every process with this name")
+    monitor.add_argument("--pid", action="append", type=_count("--pid"), default=[], help="watch this process")
+    monitor.add_argument("--interval", type=_seconds, default=1.0, help="seconds between rows (default 1)")
+    monitor.add_argument("-l", "--length", type=_seconds, help="stop after this many seconds (default: until "
+                                                                "the command exits or Ctrl-C)")
+    monitor.add_argument("-o", "--output", type=Path, help="also write the table to FILE.csv or FILE.json")
+    monitor.add_argument("program", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS]: start it and watch it "
+                                                                  "with its descendants")
     sub.add_parser("cleanup", help="remove leftovers of dead vdevperf runs")
     sub.add_parser("doctor", help="show supported device kinds, privileges, kernel")
     return top

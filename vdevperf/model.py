@@ -243,6 +243,14 @@ class Metrics:
     min_flow_rate: float | None = None
     max_flow_rate: float | None = None
     jain_index: float | None = None
+    # Where the busy CPU time went, in % of the whole machine (they sum to cpu_util_pct):
+    # the client processes, the server processes, and everything else (softirq on other
+    # CPUs, ksoftirqd, kworkers, other tasks).
+    client_cpu_pct: float | None = None
+    server_cpu_pct: float | None = None
+    elsewhere_cpu_pct: float | None = None
+    # What sampling cost the vdevperf process itself, in % of one CPU.
+    sampler_cpu_pct: float | None = None
 
 
 class RunStatus(enum.StrEnum):
@@ -254,11 +262,14 @@ class RunStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Iteration:
-    """One measured repetition of a test: its figures and the raw samples behind them."""
+    """One measured repetition of a test: its figures, the raw samples behind them, and what
+    is derived from those for readers of the JSON (CPU breakdown, per-interval series)."""
 
     metrics: Metrics
-    endpoints: dict
+    endpoints: list
     raw: dict
+    cpu_breakdown: dict | None = None
+    series: list | None = None
 
 
 @dataclass(frozen=True)

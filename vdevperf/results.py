@@ -13,6 +13,12 @@ vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
      role, raw with per-flow counter names and latency histograms), confidence,
      unstable flag; metrics gain latency percentiles, UDP counts and per-flow rates;
      config gains flows, socket buffers, iterations and confidence.
+  3  vdevperf 0.3.0: samples gain proc_cpu_s (per endpoint process), raw gains
+     sampler_cpu_s; iterations gain cpu_breakdown (per field, machine and per CPU)
+     and series (per sampling interval); metrics gain the client/server/elsewhere
+     CPU split and sampler_cpu_pct. CPU shares are now of the elapsed time x CPUs
+     (see measure/cpu.py); figures stored by older versions keep netperf's ratio
+     to the sum of the /proc/stat fields.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from vdevperf.errors import ResultError
 from vdevperf.load.context import counter_names
 from vdevperf.measure import cpu, histogram
 from vdevperf.measure.env import environment
+from vdevperf.measure.metrics import series
 from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.model import (
     Confidence,
@@ -44,7 +51,7 @@ from vdevperf.model import (
     TestName,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics))
 CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TestConfig) if f.name != "test"}
 
@@ -54,7 +61,9 @@ def raw_to_json(raw: RawRun, flows: int) -> dict:
     return {
         "cpu_fields": list(cpu.FIELDS),
         "counter_names": counter_names(flows),
-        "samples": [{"t_s": s.t_s, "cpu": s.cpu, "counters": s.counters} for s in raw.samples],
+        "samples": [{"t_s": s.t_s, "cpu": s.cpu, "counters": s.counters, "proc_cpu_s": s.proc_cpu_s}
+                    for s in raw.samples],
+        "sampler_cpu_s": raw.sampler_cpu_s,
         "histogram_sub_bits": histogram.SUB_BITS,
         # JSON keys are strings: bucket index -> count, per flow.
         "latency_histograms": [{str(b): c for b, c in sorted(h.items())} for h in raw.histograms],
@@ -63,7 +72,8 @@ def raw_to_json(raw: RawRun, flows: int) -> dict:
 
 def samples_from_json(raw: dict) -> list[Sample]:
     """The samples of a stored iteration."""
-    return [Sample(t_s=s["t_s"], cpu=s["cpu"], counters=s["counters"]) for s in raw["samples"]]
+    return [Sample(t_s=s["t_s"], cpu=s["cpu"], counters=s["counters"], proc_cpu_s=s.get("proc_cpu_s"))
+            for s in raw["samples"]]
 
 
 def histograms_from_json(raw: dict) -> list[dict[int, int]]:
@@ -105,7 +115,8 @@ def run_to_json(run: RunResult) -> dict:
         "metrics": _metrics_to_json(run.metrics),
         "unstable": run.unstable,
         "confidence": confidence,
-        "iterations": [{"metrics": _metrics_to_json(it.metrics), "endpoints": it.endpoints, "raw": it.raw}
+        "iterations": [{"metrics": _metrics_to_json(it.metrics), "endpoints": it.endpoints, "raw": it.raw,
+                        "cpu_breakdown": it.cpu_breakdown, "series": it.series}
                        for it in run.iterations],
     }
 
@@ -126,7 +137,8 @@ def run_from_json(doc: dict) -> RunResult:
         reason=doc["reason"],
         metrics=_metrics_from_json(doc["metrics"]) if status is RunStatus.OK else None,
         iterations=tuple(Iteration(metrics=_metrics_from_json(it["metrics"]), endpoints=it["endpoints"],
-                                   raw=it["raw"]) for it in doc["iterations"]),
+                                   raw=it["raw"], cpu_breakdown=it["cpu_breakdown"], series=it["series"])
+                         for it in doc["iterations"]),
         confidence=confidence,
     )
 
@@ -156,25 +168,46 @@ def _upgrade_1_to_2(document: dict) -> dict:
     return document
 
 
+def _upgrade_2_to_3(document: dict) -> dict:
+    """Version 2 had no per-process CPU: derive what the raw samples allow, leave the rest null."""
+    document = copy.deepcopy(document)
+    for run in document["runs"]:
+        run["metrics"] = dict.fromkeys(METRIC_KEYS) | run["metrics"]
+        for it in run["iterations"]:
+            it["metrics"] = dict.fromkeys(METRIC_KEYS) | it["metrics"]
+            raw = it["raw"]
+            raw["sampler_cpu_s"] = None
+            for sample in raw["samples"]:
+                sample["proc_cpu_s"] = None
+            samples = samples_from_json(raw)
+            it["cpu_breakdown"] = cpu.breakdown(samples[0].cpu, samples[-1].cpu, samples[-1].t_s - samples[0].t_s)
+            it["series"] = series(TestName(run["test"]), run["config"]["flows"], samples, raw["counter_names"])
+    return document
+
+
 # Upgrades from version N to N+1, applied in order to older files.
-_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _upgrade_1_to_2}
+_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
 
 
-def write_atomic(path: Path, document: dict) -> None:
-    """Write JSON so that readers see the old file or the new one, never a part."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers see the old one or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the user who reads them
         with os.fdopen(fd, "w") as f:
-            json.dump(document, f, indent=1)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_atomic(path: Path, document: dict) -> None:
+    """Write a JSON document atomically."""
+    write_text_atomic(path, json.dumps(document, indent=1) + "\n")
 
 
 @dataclass

@@ -66,11 +66,12 @@ def traces(record: ledger_mod.LedgerRecord) -> list[str]:
     return left
 
 
-def busy_us(start: list[list[float]], end: list[list[float]]) -> float:
-    """Non-idle CPU-µs between two raw samples, computed here independently of vdevperf.measure."""
+def busy_us(start: dict, end: dict) -> float:
+    """Non-idle CPU-µs between two raw samples, computed here independently of vdevperf.measure:
+    elapsed time on every CPU minus the idle time /proc/stat reported."""
     idle = FIELDS.index("idle")
-    return sum(sum(b - a for i, (a, b) in enumerate(zip(s, e, strict=True)) if i != idle)
-               for s, e in zip(start, end, strict=True)) * 1e6
+    elapsed = end["t_s"] - start["t_s"]
+    return sum(elapsed - (e[idle] - s[idle]) for s, e in zip(start["cpu"], end["cpu"], strict=True)) * 1e6
 
 
 def test_run_writes_a_valid_result_whose_figures_follow_from_its_raw_samples(tmp_path):
@@ -94,7 +95,7 @@ def test_run_writes_a_valid_result_whose_figures_follow_from_its_raw_samples(tmp
         work_name = "flow0.server.bytes_received" if run["test"] == "TCP_STREAM" else "flow0.client.transactions"
         work = last["counters"][names.index(work_name)] - first["counters"][names.index(work_name)]
         assert work > 0
-        cpu_us = busy_us(first["cpu"], last["cpu"])
+        cpu_us = busy_us(first, last)
         if run["test"] == "TCP_STREAM":
             assert metrics["service_demand_us_per_kb"] == pytest.approx(cpu_us / (work / 1024), rel=1e-9)
             assert metrics["throughput_mbps"] == pytest.approx(work * 8 / (last["t_s"] - first["t_s"]) / 1e6)

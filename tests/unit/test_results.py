@@ -6,13 +6,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from vdevperf import bench
 from vdevperf.errors import ResultError
 from vdevperf.load.context import BYTES_RECEIVED, counter_names, slot_index
 from vdevperf.measure import cpu
 from vdevperf.measure.metrics import derive
 from vdevperf.measure.sample import RawRun, Sample
-from vdevperf.model import Iteration, RunResult, RunStatus, TestConfig, TestName
-from vdevperf.results import SCHEMA_VERSION, ResultFile, load, raw_to_json, run_from_json, run_to_json
+from vdevperf.model import RunResult, RunStatus, TestConfig, TestName
+from vdevperf.results import SCHEMA_VERSION, ResultFile, load, run_from_json, run_to_json
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "vdevperf" / "schema" / "result.schema.json").read_text())
 
@@ -24,13 +25,12 @@ def _measured_run() -> RunResult:
     busy = [1.0, 0.0, 0.5, 2.5, 0.0, 0.0, 0.2, 0.0]
     last = Sample(4.0, [busy], last_counters)
     cfg = TestConfig(test=TestName.TCP_STREAM, duration_s=4.0)
-    raw = RawRun(samples=[first, last], endpoints=[], histograms=[])
     endpoints = [{"flow": 0, "role": role, "pid": 1, "socket": {}, "final_counters": {},
                   "placement": {"requested_cpu": None, "affinity": [0], "observed_cpus": {"0": 2}}}
                  for role in ("client", "server")]
-    metrics = derive(cfg.test, 1, first, last, [])
+    raw = RawRun(samples=[first, last], endpoints=endpoints, histograms=[], sampler_cpu_s=0.001)
     return RunResult(topology="veth", topology_source="topologies/veth.toml", config=cfg, status=RunStatus.OK,
-                     metrics=metrics, iterations=(Iteration(metrics, endpoints, raw_to_json(raw, 1)),))
+                     metrics=derive(cfg.test, 1, raw), iterations=(bench.iteration(cfg, raw),))
 
 
 def _unsupported_run() -> RunResult:

@@ -151,6 +151,7 @@ class _Watch:
     def __init__(self, shared: Counters, endpoints: list[Endpoint]) -> None:
         self.shared = shared
         self.procs = [psutil.Process(ep.pid) for ep in endpoints]
+        self.own_cpu_s: list[float] = []
         self.observed: list[Counter] = [Counter() for _ in endpoints]
         self.start = 0.0
         self.samples: list[Sample] = []
@@ -165,12 +166,21 @@ class _Watch:
         if histograms:
             self.histograms.append([self.shared.read_hist(endpoint_index(flow, "client"))
                                     for flow in range(self.shared.endpoints // len(ROLES))])
-        self.samples.append(Sample(t_s=now - self.start, cpu=cpu.snapshot(), counters=counters))
+        machine = cpu.snapshot()
+        proc_cpu = []
         for seen, proc in zip(self.observed, self.procs, strict=True):
+            # One read of /proc/PID/stat gives both where it runs and what it used.
             try:
-                seen[proc.cpu_num()] += 1
+                with proc.oneshot():
+                    seen[proc.cpu_num()] += 1
+                    times = proc.cpu_times()
             except psutil.Error:
-                pass
+                raise LoadError(f"endpoint {proc.pid}", "exited during the measurement") from None
+            proc_cpu.append(times.user + times.system)
+        self.samples.append(Sample(t_s=now - self.start, cpu=machine, counters=counters, proc_cpu_s=proc_cpu))
+        # This process does nothing but sample during the window: its CPU time is the cost of
+        # measuring (process_time is exact; /proc's 10 ms ticks would hide it).
+        self.own_cpu_s.append(time.process_time())
 
 
 def _window_histograms(start: list[list[int]], end: list[list[int]]) -> list[dict[int, int]]:
@@ -249,4 +259,5 @@ def run(cfg: TestConfig, client: Side, server: Side, on_spawn: Callable[[int], N
             "final_counters": dict(zip(SLOTS, final[index * len(SLOTS):(index + 1) * len(SLOTS)], strict=True)),
         })
     return RawRun(samples=watch.samples, endpoints=reports,
-                  histograms=_window_histograms(*watch.histograms) if tdef.latency else [])
+                  histograms=_window_histograms(*watch.histograms) if tdef.latency else [],
+                  sampler_cpu_s=watch.own_cpu_s[-1] - watch.own_cpu_s[0])

@@ -14,10 +14,18 @@ import dataclasses
 import statistics
 from collections.abc import Sequence
 
-from vdevperf.load.context import BYTES_SENT, MESSAGES_RECEIVED, MESSAGES_SENT, slot_index
+from vdevperf.load.context import (
+    BYTES_SENT,
+    MESSAGES_RECEIVED,
+    MESSAGES_SENT,
+    ROLES,
+    SLOTS,
+    endpoint_index,
+    slot_index,
+)
 from vdevperf.load.tests import TESTS
 from vdevperf.measure import cpu, histogram
-from vdevperf.measure.sample import Sample
+from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.measure.stats import confidence_interval, jain_index
 from vdevperf.model import Confidence, FlowMetrics, MetricInterval, Metrics, TestConfig, TestName
 
@@ -33,15 +41,31 @@ def latency_fields(hist: dict[int, int]) -> dict[str, float | None]:
     return {f"{key}_latency_us": value for key, value in summary.items()}
 
 
-def derive(test: TestName, flows: int, first: Sample, last: Sample, histograms: list[dict[int, int]]) -> Metrics:
-    """Metrics over the window from the ``first`` to the ``last`` sample."""
+def _process_split(first: Sample, last: Sample, flows: int, used: cpu.CpuDelta) -> dict[str, float | None]:
+    """Busy CPU split into client processes, server processes and the rest, in % of the machine."""
+    if first.proc_cpu_s is None or last.proc_cpu_s is None or used.total_s <= 0:
+        return {}
+    share = {}
+    for role in ROLES:
+        seconds = sum(last.proc_cpu_s[i] - first.proc_cpu_s[i]
+                      for i in (endpoint_index(f, role) for f in range(flows)))
+        share[f"{role}_cpu_pct"] = 100.0 * seconds / used.total_s
+    share["elsewhere_cpu_pct"] = used.util_pct - share["client_cpu_pct"] - share["server_cpu_pct"]
+    return share
+
+
+def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
+    """Metrics over the window from the first to the last sample of ``raw``."""
+    first, last, histograms = raw.samples[0], raw.samples[-1], raw.histograms
     tdef = TESTS[test]
     role, slot = tdef.work
     elapsed = last.t_s - first.t_s
     per_flow = _deltas(first, last, flows, role, slot)
     work = sum(per_flow)
-    used = cpu.delta(first.cpu, last.cpu)
-    common = {"elapsed_s": elapsed, "cpu_util_pct": used.util_pct, "softirq_pct": used.softirq_pct}
+    used = cpu.delta(first.cpu, last.cpu, elapsed)
+    common = {"elapsed_s": elapsed, "cpu_util_pct": used.util_pct, "softirq_pct": used.softirq_pct,
+              "sampler_cpu_pct": None if raw.sampler_cpu_s is None else 100.0 * raw.sampler_cpu_s / elapsed,
+              **_process_split(first, last, flows, used)}
     if test.is_stream:
         rates = [w * 8 / elapsed / 1e6 for w in per_flow]
         sender = "server" if role == "client" else "client"
@@ -109,3 +133,22 @@ def confidence(cfg: TestConfig, iterations: Sequence[Metrics]) -> Confidence:
                                         met=ci.within(cfg.confidence_width_pct)))
     return Confidence(level_pct=cfg.confidence_level_pct, width_pct=cfg.confidence_width_pct,
                       intervals=tuple(intervals))
+
+
+def series(test: TestName, flows: int, samples: Sequence[Sample], names: Sequence[str]) -> list[dict[str, float]]:
+    """Per sampling interval: its end, length, rate (the test's units, all flows) and CPU shares.
+
+    Counters are found by their ``names`` (a sample's counter_names), so files
+    written with another counter layout give the same series.
+    """
+    role, slot = TESTS[test].work
+    indexes = [names.index(f"flow{f}.{role}.{SLOTS[slot]}") for f in range(flows)]
+    scale = 8 / 1e6 if test.is_stream else 1.0
+    out = []
+    for a, b in zip(samples, samples[1:], strict=False):
+        dt = b.t_s - a.t_s
+        used = cpu.delta(a.cpu, b.cpu, dt)
+        work = sum(b.counters[i] - a.counters[i] for i in indexes)
+        out.append({"t_s": b.t_s, "dt_s": dt, "rate": work * scale / dt if dt > 0 else 0.0,
+                    "cpu_util_pct": used.util_pct, "softirq_pct": used.softirq_pct})
+    return out

@@ -9,11 +9,13 @@ from vdevperf.measure.cpu import CpuSnapshot
 
 @dataclass(frozen=True)
 class Sample:
-    """One reading of per-CPU times and all shared counters, ``t_s`` after the window start."""
+    """One reading, ``t_s`` after the window start: per-CPU times, all shared counters and,
+    per endpoint (in endpoint order), the CPU seconds its process has used (user + system)."""
 
     t_s: float
     cpu: CpuSnapshot
     counters: list[int]
+    proc_cpu_s: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -22,9 +24,12 @@ class RawRun:
 
     ``samples``: the first and last bound the window; ``endpoints``: each
     endpoint's report (flow, role, placement, socket facts); ``histograms``:
-    per flow, the latency histogram of the window (RR tests), sparse.
+    per flow, the latency histogram of the window (RR tests), sparse;
+    ``sampler_cpu_s``: what the measuring itself cost.
     """
 
     samples: list[Sample]
     endpoints: list[dict]
     histograms: list[dict[int, int]]
+    # CPU seconds the sampling process itself used between the first and the last sample.
+    sampler_cpu_s: float | None = None

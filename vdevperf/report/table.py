@@ -76,3 +76,24 @@ def run_table(runs: Sequence[RunResult], fmt: str = "simple") -> str:
 def compare_table(runs: Sequence[RunResult], baseline: str, fmt: str = "simple") -> str:
     """Like run_table, with rate and service demand relative to ``baseline``."""
     return _render(relative_rows(runs, baseline), runs, baseline, fmt)
+
+
+BREAKDOWN_FIELDS = ("user", "nice", "system", "irq", "softirq", "iowait", "steal", "unaccounted", "idle")
+
+
+def cpu_table(runs: Sequence[RunResult], fmt: str = "simple") -> str:
+    """Where the CPU time of each run went: per /proc/stat field for the machine and each CPU,
+    and busy time split into client processes, server processes and the rest (last iteration)."""
+    body = []
+    for run in runs:
+        if not run.iterations or run.iterations[-1].cpu_breakdown is None:
+            continue
+        parts, m = run.iterations[-1].cpu_breakdown, run.iterations[-1].metrics
+        split = [_num(m.client_cpu_pct), _num(m.server_cpu_pct), _num(m.elsewhere_cpu_pct)]
+        label = f"{run.topology} {run.config.test}"
+        body.append([label, "all", *(_num(parts["machine"][f"{f}_pct"]) for f in BREAKDOWN_FIELDS), *split])
+        for n, shares in enumerate(parts["per_cpu"]):
+            body.append(["", f"cpu{n}", *(_num(shares[f"{f}_pct"]) for f in BREAKDOWN_FIELDS), "", "", ""])
+    headers = ["Run", "CPU", *(f"{f} %" for f in BREAKDOWN_FIELDS), "client %", "server %", "elsewhere %"]
+    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True,
+                    colalign=("left", "left") + ("right",) * (len(headers) - 2))
