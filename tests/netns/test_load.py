@@ -138,3 +138,36 @@ def test_iterations_stop_early_when_the_interval_is_met_or_flag_instability(veth
         sum(it.metrics.throughput_mbps for it in tight.iterations) / 3)
     table = run_table([dataclasses.replace(tight, topology="veth")])
     assert "!" in table.splitlines()[2] and "unstable" in table
+
+
+@pytest.mark.parametrize("test", [TestName.TCP_STREAM, TestName.TCP_RR])
+def test_cpu_breakdown_adds_up(veth, test):
+    result = run(veth, test, flows=2)
+    it, m = result.iterations[0], result.metrics
+    for shares in [it.cpu_breakdown["machine"], *it.cpu_breakdown["per_cpu"]]:
+        assert sum(shares.values()) == pytest.approx(100.0)
+        assert all(v >= -0.5 for v in shares.values())  # /proc/stat's 10 ms resolution, no more
+    busy = sum(v for k, v in it.cpu_breakdown["machine"].items() if k != "idle_pct")
+    assert busy == pytest.approx(m.cpu_util_pct)
+    assert it.cpu_breakdown["machine"]["softirq_pct"] == pytest.approx(m.softirq_pct)
+    assert m.client_cpu_pct + m.server_cpu_pct + m.elsewhere_cpu_pct == pytest.approx(m.cpu_util_pct)
+    # Both ends run a busy loop: each takes a visible share; the rest is not wildly negative.
+    assert m.client_cpu_pct > 5 and m.server_cpu_pct > 5 and m.elsewhere_cpu_pct > -5
+
+
+def test_interval_series_adds_up_to_the_window(veth):
+    result = run(veth, TestName.TCP_STREAM, duration_s=2.0, interval_s=0.25)
+    it, m = result.iterations[0], result.metrics
+    assert len(it.series) >= 8
+    series_bytes = sum(s["rate"] * 1e6 / 8 * s["dt_s"] for s in it.series)
+    window_bytes = window_delta(result, "flow0.server.bytes_received")
+    assert series_bytes == pytest.approx(window_bytes, rel=0.02)
+    assert sum(s["dt_s"] for s in it.series) == pytest.approx(m.elapsed_s)
+    weighted_util = sum(s["cpu_util_pct"] * s["dt_s"] for s in it.series) / m.elapsed_s
+    assert weighted_util == pytest.approx(m.cpu_util_pct, abs=1.0)
+
+
+def test_the_sampler_measures_its_own_cost_and_it_is_small(veth):
+    result = run(veth, TestName.TCP_STREAM, duration_s=2.0, interval_s=1.0)
+    assert 0 < result.metrics.sampler_cpu_pct < 0.5
+    assert all(s["proc_cpu_s"] is not None for s in result.iterations[0].raw["samples"])

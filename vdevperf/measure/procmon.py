@@ -33,16 +33,25 @@ class Target:
     tree_root: int | None = None
 
     def processes(self) -> list[psutil.Process]:
-        """The processes this label stands for right now."""
+        """The processes this label stands for right now (an exited, unreaped one is gone)."""
         try:
             if self.pid is not None:
-                return [psutil.Process(self.pid)]
-            if self.tree_root is not None:
+                found = [psutil.Process(self.pid)]
+            elif self.tree_root is not None:
                 root = psutil.Process(self.tree_root)
-                return [root, *root.children(recursive=True)]
+                found = [root, *root.children(recursive=True)]
+            else:
+                found = [p for p in psutil.process_iter(["name", "cmdline"]) if _named(p, self.name)]
         except psutil.Error:
             return []
-        return [p for p in psutil.process_iter(["name", "cmdline"]) if _named(p, self.name)]
+        return [p for p in found if _alive(p)]
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _named(proc: psutil.Process, name: str | None) -> bool:
