@@ -142,11 +142,13 @@ def test_iterations_stop_early_when_the_interval_is_met_or_flag_instability(veth
 
 @pytest.mark.parametrize("test", [TestName.TCP_STREAM, TestName.TCP_RR])
 def test_cpu_breakdown_adds_up(veth, test):
-    result = run(veth, test, flows=2)
+    result = run(veth, test, flows=2, duration_s=1.5)
     it, m = result.iterations[0], result.metrics
+    # /proc/stat counts in 10 ms steps: a share can be off by two steps of the window, no more.
+    slack = 100 * 0.02 / m.elapsed_s
     for shares in [it.cpu_breakdown["machine"], *it.cpu_breakdown["per_cpu"]]:
         assert sum(shares.values()) == pytest.approx(100.0)
-        assert all(v >= -0.5 for v in shares.values())  # /proc/stat's 10 ms resolution, no more
+        assert all(v >= -slack for v in shares.values()), shares
     busy = sum(v for k, v in it.cpu_breakdown["machine"].items() if k != "idle_pct")
     assert busy == pytest.approx(m.cpu_util_pct)
     assert it.cpu_breakdown["machine"]["softirq_pct"] == pytest.approx(m.softirq_pct)
