@@ -1,26 +1,42 @@
-"""The public operations: run tests on a topology, compare topologies.
+"""The public operations: run tests on a topology, compare topologies, sweep offloads.
 
-This layer composes the others: it builds a topology, runs the load between
-its endpoints (repeating it as -i/-I ask), derives the figures and hands
-every finished run to a ResultFile at once, so a measured result is on disk
-before the next starts. It never prints; progress goes to an optional callback.
+This layer composes the others: it builds a topology, sets offload features,
+runs the load between its endpoints (repeating it as -i/-I ask), derives
+the figures and hands every finished run to a ResultFile at once, so a
+measured result is on disk before the next starts. It never prints;
+progress goes to an optional callback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 from vdevperf.errors import TopologyError, UnsupportedKind
 from vdevperf.load import runner
 from vdevperf.load.context import counter_names
-from vdevperf.measure import cpu
+from vdevperf.load.tests import TESTS
+from vdevperf.measure import capture, cpu
 from vdevperf.measure.metrics import confidence, derive, series, summarize
 from vdevperf.measure.sample import RawRun
 from vdevperf.model import Iteration, RunResult, RunStatus, TestConfig, TopologySpec
 from vdevperf.results import ResultFile, histograms_from_json, raw_to_json
 from vdevperf.topology.builder import Topology, build
+from vdevperf.topology.offload import Device, OffloadRequest, Offloads
 
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run does besides the tests: offload settings (on top of the topology file's)
+    and whether to probe frame sizes during the warm-up."""
+
+    offload: tuple[OffloadRequest, ...] = ()
+    capture: bool = False
+    progress: Progress = field(default=lambda message: None, compare=False)
 
 
 def _sides(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Side]:
@@ -34,11 +50,25 @@ def _sides(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Sid
     return ends[0], ends[1]
 
 
-def iterate(topology: Topology, cfg: TestConfig) -> Iteration:
-    """Run the test once on an already built topology."""
-    client, server = _sides(topology, cfg)
-    raw = runner.run(cfg, client, server, on_spawn=topology.ledger.add_pids)
-    return iteration(cfg, raw)
+def data_path(topology: Topology) -> list[Device]:
+    """The devices traffic crosses: every device of the topology, or ``lo`` when it has none."""
+    if topology.spec.devices:
+        return [Device(d.name, topology.ifname(d.name), topology.netns_fd(d.netns)) for d in topology.spec.devices]
+    return [Device("lo", "lo", topology.netns_fd(ns)) for ns in topology.spec.namespaces]
+
+
+def _receiver(topology: Topology, cfg: TestConfig) -> capture.CaptureSpec:
+    """The device where the test's data arrives: the one holding the receiving endpoint's address."""
+    site = topology.client if TESTS[cfg.test].work[0] == "client" else topology.server
+    address = site.address(cfg.ip_version)
+    ifname, mtu = "lo", 65536
+    for dev in topology.spec.devices:
+        if dev.netns == site.netns and any(str(a.ip) == address for a in dev.addresses):
+            ifname = topology.ifname(dev.name)
+            with contextlib.suppress(IndexError):
+                mtu = topology.ipr(dev.netns).get_links(ifname=ifname)[0].get("IFLA_MTU")
+    seconds = min(capture.MAX_SECONDS, cfg.warmup_s) if cfg.warmup_s > 0 else capture.MAX_SECONDS
+    return capture.CaptureSpec(netns_path=site.netns_path, ifname=ifname, mtu=mtu, max_seconds=seconds)
 
 
 def iteration(cfg: TestConfig, raw: RawRun) -> Iteration:
@@ -47,17 +77,27 @@ def iteration(cfg: TestConfig, raw: RawRun) -> Iteration:
                      raw=raw_to_json(raw, cfg.flows),
                      cpu_breakdown=cpu.breakdown(raw.samples[0].cpu, raw.samples[-1].cpu,
                                                  raw.samples[-1].t_s - raw.samples[0].t_s),
-                     series=series(cfg.test, cfg.flows, raw.samples, counter_names(cfg.flows)))
+                     series=series(cfg.test, cfg.flows, raw.samples, counter_names(cfg.flows)),
+                     capture=raw.capture)
 
 
-def measure(topology: Topology, cfg: TestConfig, progress: Progress = lambda message: None) -> RunResult:
+def iterate(topology: Topology, cfg: TestConfig, probe: bool = False) -> Iteration:
+    """Run the test once on an already built topology."""
+    client, server = _sides(topology, cfg)
+    raw = runner.run(cfg, client, server, on_spawn=topology.ledger.add_pids,
+                     capture=_receiver(topology, cfg) if probe else None)
+    return iteration(cfg, raw)
+
+
+def measure(topology: Topology, cfg: TestConfig, progress: Progress = lambda message: None,
+            probe: bool = False, offload: dict | None = None) -> RunResult:
     """Run the test on a built topology, repeated until its confidence interval is met (netperf's -i/-I)."""
     iterations: list[Iteration] = []
     verdict = None
     while len(iterations) < cfg.iterations_max:
         if cfg.iterations_max > 1:
             progress(f"{topology.spec.name} {cfg.test} iteration {len(iterations) + 1}/{cfg.iterations_max}")
-        iterations.append(iterate(topology, cfg))
+        iterations.append(iterate(topology, cfg, probe))
         if cfg.iterations_max > 1 and len(iterations) >= max(cfg.iterations_min, 2):
             verdict = confidence(cfg, [it.metrics for it in iterations])
             if verdict.met and len(iterations) >= cfg.iterations_min:
@@ -71,33 +111,81 @@ def measure(topology: Topology, cfg: TestConfig, progress: Progress = lambda mes
         metrics=summarize(cfg.test, [it.metrics for it in iterations], histograms),
         iterations=tuple(iterations),
         confidence=verdict,
+        offload=offload,
     )
 
 
+def _file_requests(spec: TopologySpec) -> list[OffloadRequest]:
+    """The offload settings a topology file gives its devices."""
+    return [OffloadRequest(feature, enable, dev.name) for dev in spec.devices for feature, enable in dev.offload]
+
+
+@contextlib.contextmanager
+def offloaded(topology: Topology, requests: Sequence[OffloadRequest]) -> Iterator[dict | None]:
+    """Apply the topology file's and the given offload settings; restore them afterwards.
+
+    Yields what goes into the result (None when nothing was asked).
+    """
+    wanted = [*_file_requests(topology.spec), *requests]
+    if not wanted:
+        yield None
+        return
+    with Offloads(data_path(topology)) as offloads:
+        changed = offloads.apply(wanted)
+        yield {"requested": [str(r) for r in wanted], "changed": changed, "state": offloads.state()}
+
+
 def run(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile,
-        progress: Progress = lambda message: None) -> list[RunResult]:
+        options: RunOptions = RunOptions()) -> list[RunResult]:
     """Build ``spec`` once, run each config on it, store each run as it finishes."""
     done = []
-    with build(spec) as topology:
+    if options.capture:
+        capture.prepare()
+    with build(spec) as topology, offloaded(topology, options.offload) as offload:
         for cfg in configs:
-            progress(f"{spec.name} {cfg.test}")
-            result = measure(topology, cfg, progress)
+            options.progress(f"{spec.name} {cfg.test}")
+            result = measure(topology, cfg, options.progress, options.capture, offload)
             results.add(result)
             done.append(result)
     return done
 
 
 def compare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], results: ResultFile,
-            progress: Progress = lambda message: None) -> list[RunResult]:
+            options: RunOptions = RunOptions()) -> list[RunResult]:
     """Run every config on every topology; a kind the kernel lacks becomes an 'unsupported' row."""
     done = []
     for spec in specs:
         try:
-            done += run(spec, configs, results, progress)
+            done += run(spec, configs, results, options)
         except UnsupportedKind as exc:
             for cfg in configs:
                 result = RunResult(topology=spec.name, topology_source=spec.source, config=cfg,
                                    status=RunStatus.UNSUPPORTED, reason=exc.why)
                 results.add(result)
                 done.append(result)
+    return done
+
+
+def combinations(features: Sequence[str]) -> list[dict[str, bool]]:
+    """Every on/off setting of ``features``, all on first."""
+    return [dict(zip(features, values, strict=True))
+            for values in itertools.product((True, False), repeat=len(features))]
+
+
+def offload_matrix(spec: TopologySpec, cfg: TestConfig, features: Sequence[str], results: ResultFile,
+                   options: RunOptions = RunOptions()) -> list[RunResult]:
+    """Run ``cfg`` once per on/off combination of ``features`` (2^k runs) on one built topology."""
+    done = []
+    if options.capture:
+        capture.prepare()
+    with build(spec) as topology:
+        for combo in combinations(features):
+            label = " ".join(f"{f}={'on' if on else 'off'}" for f, on in combo.items())
+            options.progress(f"{spec.name} {cfg.test} {label}")
+            requests = [*options.offload, *(OffloadRequest(f, on) for f, on in combo.items())]
+            with offloaded(topology, requests) as offload:
+                result = measure(topology, cfg, options.progress, options.capture,
+                                 offload | {"combination": combo})
+            results.add(result)
+            done.append(result)
     return done

@@ -31,9 +31,10 @@ from vdevperf.load.tests import TESTS
 from vdevperf.measure.procmon import Monitor, Target, watch
 from vdevperf.model import TestConfig, TestName
 from vdevperf.report import occupancy
-from vdevperf.report.table import compare_table, cpu_table, run_table
+from vdevperf.report.table import compare_table, cpu_table, matrix_table, run_table
 from vdevperf.results import ResultFile, default_path, write_text_atomic
 from vdevperf.topology import cleanup, probe
+from vdevperf.topology.offload import GROUPS, OffloadRequest, canonical, parse_requests
 from vdevperf.topology.spec import bundled_topologies, load_topology
 
 EXIT_ERROR = 2
@@ -94,6 +95,23 @@ def _percent(text: str) -> float:
     return value
 
 
+def _offload(text: str) -> list[OffloadRequest]:
+    try:
+        return parse_requests(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _features(text: str) -> list[str]:
+    try:
+        names = [canonical(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not names or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"'{text}' must name distinct features, e.g. tso,gro")
+    return names
+
+
 def _tests(text: str) -> list[TestName]:
     names = []
     for part in text.split(","):
@@ -144,6 +162,11 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str) -> None:
     p.add_argument("--interval", type=_seconds, default=1.0, help="sampling interval in seconds (default 1)")
     p.add_argument("-o", "--output", type=Path, help="result JSON file (default results/vdevperf-<time>.json)")
     p.add_argument("--json", action="store_true", help="print the result document as JSON instead of a table")
+    p.add_argument("--offload", action="append", type=_offload, default=[],
+                   help="set offloads on every device of the path (tso=off,gro=on) or one device (c0:tso=off); "
+                        "features: " + ", ".join(GROUPS) + "; restored afterwards")
+    p.add_argument("--capture", action="store_true",
+                   help="probe frame sizes at the receiving device during the warm-up (implied by --offload)")
     p.add_argument("--cpu-detail", action="store_true",
                    help="also print where CPU time went: per /proc/stat field, per CPU, per endpoint process")
 
@@ -174,10 +197,14 @@ def _result_file(args: argparse.Namespace, argv: Sequence[str]) -> ResultFile:
     return ResultFile(path=path, command=["vdevperf", *argv])
 
 
-def _progress(args: argparse.Namespace) -> Callable[[str], None]:
-    if args.json or not sys.stderr.isatty():
-        return lambda message: None
-    return lambda message: print(f"vdevperf: running {message} ...", file=sys.stderr, flush=True)
+def _options(args: argparse.Namespace) -> bench.RunOptions:
+    offload = tuple(r for group in args.offload for r in group)
+    quiet = args.json or not sys.stderr.isatty()
+    return bench.RunOptions(
+        offload=offload,
+        capture=args.capture or bool(offload) or bool(getattr(args, "offload_matrix", None)),
+        progress=(lambda message: None) if quiet else
+        (lambda message: print(f"vdevperf: running {message} ...", file=sys.stderr, flush=True)))
 
 
 def _emit(args: argparse.Namespace, results: ResultFile, table: str) -> None:
@@ -197,7 +224,13 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     spec = load_topology(args.topology)
     configs = _configs(args)
     results = _result_file(args, argv)
-    runs = bench.run(spec, configs, results, _progress(args))
+    if args.offload_matrix:
+        if len(configs) != 1:
+            raise VdevperfError("--offload-matrix", "sweeps one test at a time; give a single -t")
+        runs = bench.offload_matrix(spec, configs[0], args.offload_matrix, results, _options(args))
+        _emit(args, results, matrix_table(runs))
+        return 0
+    runs = bench.run(spec, configs, results, _options(args))
     _emit(args, results, run_table(runs))
     return 0
 
@@ -212,7 +245,7 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise VdevperfError("--baseline", f"'{baseline}' is not among the compared topologies ({', '.join(known)})")
     configs = _configs(args)
     results = _result_file(args, argv)
-    runs = bench.compare(specs, configs, results, _progress(args))
+    runs = bench.compare(specs, configs, results, _options(args))
     _emit(args, results, compare_table(runs, baseline))
     return 0
 
@@ -299,6 +332,8 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run tests on one topology")
     run.add_argument("topology", help="bundled topology name (e.g. veth) or path to a .toml file")
     _add_test_flags(run, "TCP_STREAM")
+    run.add_argument("--offload-matrix", type=_features, metavar="FEATURE,...",
+                     help="run the test once per on/off combination of these offloads (2^k runs)")
     compare = sub.add_parser("compare", help="compare topologies (default: all bundled ones)")
     compare.add_argument("topologies", nargs="*", help="topology names or files (default: all bundled)")
     compare.add_argument("--baseline", help="topology the others are relative to (default veth, else the first)")

@@ -60,6 +60,8 @@ class DeviceSpec:
     master: str | None = None
     mtu: int | None = None
     addresses: tuple[IPInterface, ...] = ()
+    # Offload features to set on this device for a run: (short name, on?) pairs.
+    offload: tuple[tuple[str, bool], ...] = ()
 
     def __post_init__(self) -> None:
         _check(bool(DEVICE_NAME_RE.match(self.name)),
@@ -270,6 +272,7 @@ class Iteration:
     raw: dict
     cpu_breakdown: dict | None = None
     series: list | None = None
+    capture: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,8 @@ class RunResult:
     metrics: Metrics | None = None
     iterations: tuple[Iteration, ...] = ()
     confidence: Confidence | None = None
+    # Offload features during the run: what was asked, what changed, the state per device.
+    offload: dict | None = None
 
     def __post_init__(self) -> None:
         if self.status is RunStatus.OK:

@@ -19,6 +19,8 @@ vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
      CPU split and sampler_cpu_pct. CPU shares are now of the elapsed time x CPUs
      (see measure/cpu.py); figures stored by older versions keep netperf's ratio
      to the sum of the /proc/stat fields.
+  4  vdevperf 0.4.0: runs gain offload (requested, changed, state per device, and the
+     combination of a matrix), iterations gain capture (the frame-size probe).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from vdevperf.model import (
     TestName,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics))
 CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TestConfig) if f.name != "test"}
 
@@ -115,8 +117,9 @@ def run_to_json(run: RunResult) -> dict:
         "metrics": _metrics_to_json(run.metrics),
         "unstable": run.unstable,
         "confidence": confidence,
+        "offload": run.offload,
         "iterations": [{"metrics": _metrics_to_json(it.metrics), "endpoints": it.endpoints, "raw": it.raw,
-                        "cpu_breakdown": it.cpu_breakdown, "series": it.series}
+                        "cpu_breakdown": it.cpu_breakdown, "series": it.series, "capture": it.capture}
                        for it in run.iterations],
     }
 
@@ -137,9 +140,11 @@ def run_from_json(doc: dict) -> RunResult:
         reason=doc["reason"],
         metrics=_metrics_from_json(doc["metrics"]) if status is RunStatus.OK else None,
         iterations=tuple(Iteration(metrics=_metrics_from_json(it["metrics"]), endpoints=it["endpoints"],
-                                   raw=it["raw"], cpu_breakdown=it["cpu_breakdown"], series=it["series"])
+                                   raw=it["raw"], cpu_breakdown=it["cpu_breakdown"], series=it["series"],
+                                   capture=it["capture"])
                          for it in doc["iterations"]),
         confidence=confidence,
+        offload=doc["offload"],
     )
 
 
@@ -185,8 +190,18 @@ def _upgrade_2_to_3(document: dict) -> dict:
     return document
 
 
+def _upgrade_3_to_4(document: dict) -> dict:
+    """Version 3 had no offload control and no frame-size probe."""
+    document = copy.deepcopy(document)
+    for run in document["runs"]:
+        run["offload"] = None
+        for it in run["iterations"]:
+            it["capture"] = None
+    return document
+
+
 # Upgrades from version N to N+1, applied in order to older files.
-_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
+_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4}
 
 
 def write_text_atomic(path: Path, text: str) -> None:

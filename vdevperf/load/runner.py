@@ -29,7 +29,9 @@ from vdevperf.load import endpoint
 from vdevperf.load.context import ROLES, SLOTS, LoopContext, StopLoad, endpoint_index
 from vdevperf.load.endpoint import Channel, Counters, Endpoint
 from vdevperf.load.tests import TESTS, Loop, TestDef
+from vdevperf.measure import capture as capture_probe
 from vdevperf.measure import cpu, histogram
+from vdevperf.measure.capture import CaptureSpec
 from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.model import TestConfig
 from vdevperf.topology import netns
@@ -205,15 +207,19 @@ def _stop(endpoints: list[Endpoint], tdef: TestDef) -> None:
             raise LoadError(f"{ep.role} endpoint", f"exited with wait status {ep.exit_status}")
 
 
-def run(cfg: TestConfig, client: Side, server: Side, on_spawn: Callable[[int], None] = lambda pid: None) -> RawRun:
+def run(cfg: TestConfig, client: Side, server: Side, on_spawn: Callable[[int], None] = lambda pid: None,
+        capture: CaptureSpec | None = None) -> RawRun:
     """Run ``cfg`` (all its flows) from ``client`` to ``server`` and return the raw measurements.
 
-    ``on_spawn(pid)`` learns every endpoint pid as it starts (for the ledger).
+    ``on_spawn(pid)`` learns every endpoint pid as it starts (for the ledger);
+    ``capture`` asks for a frame-size probe during the warm-up.
     """
     tdef = TESTS[cfg.test]
     family = socket.AF_INET if cfg.ip_version == 4 else socket.AF_INET6
     shared = Counters(cfg.flows * len(ROLES), histogram.BUCKETS if tdef.latency else 0)
     endpoints: list[Endpoint] = []
+    prober: Endpoint | None = None
+    captured = None
     server_socks = [_server_socket(tdef, server, family, cfg) for _ in range(cfg.flows)]
     try:
         for flow, sock in enumerate(server_socks):
@@ -233,7 +239,13 @@ def run(cfg: TestConfig, client: Side, server: Side, on_spawn: Callable[[int], N
         watch = _Watch(shared, endpoints)
         for ep in endpoints:
             ep.go()
+        if capture is not None:
+            prober = capture_probe.start(capture)
+            on_spawn(prober.pid)
         time.sleep(cfg.warmup_s)
+        if prober is not None:
+            # Waits until the probe is done: it never overlaps the measured window.
+            captured = capture_probe.finish(prober, capture)
         watch.take(histograms=tdef.latency)
         end = watch.start + cfg.duration_s
         while (now := time.monotonic()) < end:
@@ -245,7 +257,7 @@ def run(cfg: TestConfig, client: Side, server: Side, on_spawn: Callable[[int], N
     finally:
         for sock in server_socks:
             sock.close()
-        for ep in endpoints:
+        for ep in [*endpoints, *([prober] if prober else [])]:
             ep.close()
     reports = []
     for index, ep in enumerate(endpoints):
@@ -260,4 +272,4 @@ def run(cfg: TestConfig, client: Side, server: Side, on_spawn: Callable[[int], N
         })
     return RawRun(samples=watch.samples, endpoints=reports,
                   histograms=_window_histograms(*watch.histograms) if tdef.latency else [],
-                  sampler_cpu_s=watch.own_cpu_s[-1] - watch.own_cpu_s[0])
+                  sampler_cpu_s=watch.own_cpu_s[-1] - watch.own_cpu_s[0], capture=captured)

@@ -33,3 +33,5 @@ class RawRun:
     histograms: list[dict[int, int]]
     # CPU seconds the sampling process itself used between the first and the last sample.
     sampler_cpu_s: float | None = None
+    # The frame-size probe's summary (measure.capture), when one ran.
+    capture: dict | None = None

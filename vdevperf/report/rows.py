@@ -60,7 +60,25 @@ def footnotes(runs: Sequence[RunResult]) -> list[str]:
                               for i in c.intervals)
             notes.append(f"! {run.topology} {run.config.test}: unstable, {c.level_pct:g} % confidence interval "
                          f"not within ±{c.width_pct / 2:g} % after {len(run.iterations)} iterations ({spans})")
+    for run in runs:
+        if run.offload and run.offload["changed"]:
+            changed = "; ".join(f"{dev}: {', '.join(names)}" for dev, names in run.offload["changed"].items() if names)
+            notes.append(f"{run.topology} {run.config.test} offload {' '.join(run.offload['requested'])}: "
+                         f"changed {changed or 'nothing'}")
+        probe = run.iterations[-1].capture if run.iterations else None
+        if probe:
+            notes.append(capture_note(run.topology, str(run.config.test), probe))
     return notes
+
+
+def capture_note(topology: str, test: str, probe: dict) -> str:
+    """One line on what the frame-size probe saw."""
+    if not probe["frames"]:
+        return f"{topology} {test} frames at {probe['device']}: none captured in {probe['seconds']:.2f} s"
+    return (f"{topology} {test} frames at {probe['device']}: {probe['frames']} captured, "
+            f"p50 {probe['p50_bytes']:,.0f} B, max {probe['max_bytes']:,} B, "
+            f"{probe['above_mtu_pct']:.1f} % above MTU {probe['mtu']} "
+            f"(probe: {probe['seconds']:.2f} s, {probe['cpu_s']:.2f} s CPU, before the window)")
 
 
 def row(run: RunResult) -> Row:

@@ -97,3 +97,25 @@ def cpu_table(runs: Sequence[RunResult], fmt: str = "simple") -> str:
     headers = ["Run", "CPU", *(f"{f} %" for f in BREAKDOWN_FIELDS), "client %", "server %", "elsewhere %"]
     return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True,
                     colalign=("left", "left") + ("right",) * (len(headers) - 2))
+
+
+def matrix_table(runs: Sequence[RunResult], fmt: str = "simple") -> str:
+    """An offload sweep: one row per on/off combination, relative to the first (all on)."""
+    rows = [row(run) for run in runs]
+    base = rows[0] if rows else None
+    body = []
+    for run, r in zip(runs, rows, strict=True):
+        combo = run.offload.get("combination", {}) if run.offload else {}
+        probe = run.iterations[-1].capture if run.iterations else None
+        body.append([" ".join(f"{f}={'on' if on else 'off'}" for f, on in combo.items()),
+                     _num(r.rate), r.rate_units, _ratio(r.rate / base.rate if base and base.rate else None),
+                     _num(r.cpu_util_pct), _num(r.service_demand, 3), r.demand_units,
+                     _ratio(r.service_demand / base.service_demand if base and base.service_demand else None),
+                     _num(probe["p50_bytes"], 0) if probe and probe["frames"] else "",
+                     _num(probe["above_mtu_pct"], 1) if probe and probe["frames"] else ""])
+    headers = ["Offloads", "Result", "Units", "vs all on", "CPU util %", "Svc demand", "Units", "vs all on",
+               "p50 frame B", "> MTU %"]
+    table = tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True,
+                     colalign=("left",) + ("right",) * (len(headers) - 1))
+    title = f"{runs[0].topology} {runs[0].config.test}, offload matrix" if runs else "offload matrix"
+    return "\n".join([title, table])

@@ -14,6 +14,7 @@ import signal
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
+from pyroute2.ethtool import Ethtool
 from pyroute2.netlink.exceptions import NetlinkError
 
 from vdevperf.errors import PrivilegeError
@@ -21,6 +22,7 @@ from vdevperf.model import KIND_MODES, STACKED_KINDS, DeviceKind, DeviceSpec
 from vdevperf.topology import naming, netns
 from vdevperf.topology.kinds import KINDS, LinkContext
 from vdevperf.topology.ledger import Ledger
+from vdevperf.topology.offload import GroupState, group_states
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
@@ -36,6 +38,8 @@ class KindSupport:
     mode: str | None
     supported: bool
     reason: str
+    # Offload features a fresh device of this kind starts with (first mode only).
+    features: dict[str, GroupState] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,12 +93,20 @@ def _delete(ipr: IPRoute, ifname: str) -> None:
         ipr.link("del", index=index)
 
 
-def _probe_in(ipr: IPRoute, run_id: str) -> list[KindSupport]:
+def _features(tool: Ethtool, ifname: str) -> dict[str, GroupState] | None:
+    try:
+        return group_states(tool.get_features(ifname).features)
+    except OSError:
+        return None
+
+
+def _probe_in(ipr: IPRoute, tool: Ethtool, run_id: str) -> list[KindSupport]:
     names = {short: naming.ifname(run_id, short) for short in (_PARENT, _PARENT_PEER, _SCRATCH)}
     results = []
     veth = DeviceSpec(name=_PARENT, kind=DeviceKind.VETH, netns=_PROBE_NS, peer=_PARENT_PEER)
     veth_ok, veth_reason = _try(ipr, veth, LinkContext(ifname=names[_PARENT], peer_ifname=names[_PARENT_PEER]))
-    results.append(KindSupport(DeviceKind.VETH, None, veth_ok, veth_reason))
+    results.append(KindSupport(DeviceKind.VETH, None, veth_ok, veth_reason,
+                               _features(tool, names[_PARENT]) if veth_ok else None))
     parent_index = ipr.link_lookup(ifname=names[_PARENT])[0] if veth_ok else None
     for kind in DeviceKind:
         if kind is DeviceKind.VETH:
@@ -108,9 +120,11 @@ def _probe_in(ipr: IPRoute, run_id: str) -> list[KindSupport]:
             else:
                 dev = DeviceSpec(name=_SCRATCH, kind=kind, netns=_PROBE_NS, mode=mode)
             ok, reason = _try(ipr, dev, LinkContext(ifname=names[_SCRATCH], parent_index=parent_index))
+            first_mode = mode == KIND_MODES.get(kind, (None,))[0]
+            features = _features(tool, names[_SCRATCH]) if ok and first_mode else None
             if ok:
                 _delete(ipr, names[_SCRATCH])
-            results.append(KindSupport(kind, mode, ok, reason))
+            results.append(KindSupport(kind, mode, ok, reason, features))
     return results
 
 
@@ -126,7 +140,11 @@ def probe_kinds() -> list[KindSupport]:
         fd = netns.open_fd(name)
         with netns.entered(fd):
             ipr = IPRoute(groups=0)
-        return _probe_in(ipr, ledger.run_id)
+            tool = Ethtool()
+        try:
+            return _probe_in(ipr, tool, ledger.run_id)
+        finally:
+            tool.close()
     finally:
         # Same rule as a topology's teardown: a second signal must not cut it short.
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -191,4 +209,8 @@ def doctor_report() -> str:
     for support in probe_kinds():
         label = support.kind.value if support.mode is None else f"{support.kind.value} mode {support.mode}"
         lines.append(f"{label}: {'ok' if support.supported else support.reason}")
+        if support.features:
+            lines.append("    offloads: " + ", ".join(
+                f"{name} {'on' if state.active else 'off'}{' [fixed]' if state.fixed else ''}"
+                for name, state in support.features.items()))
     return "\n".join(lines)

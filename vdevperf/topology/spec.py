@@ -26,13 +26,14 @@ from vdevperf.model import (
     IPInterface,
     TopologySpec,
 )
+from vdevperf.topology.offload import canonical
 
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "topologies"
 # Shown first, in this order: the reference, then from simplest to most stacked.
 _BUNDLED_ORDER = ("loopback", "veth", "bridge", "macvlan", "ipvlan")
 
 _TOP_KEYS = ("name", "description", "namespaces", "device", "client", "server")
-_DEVICE_KEYS = ("name", "kind", "netns", "peer", "mtu", "addresses", "mode", "parent", "master")
+_DEVICE_KEYS = ("name", "kind", "netns", "peer", "mtu", "addresses", "mode", "parent", "master", "offload")
 _ENDPOINT_KEYS = ("netns", "ipv4", "ipv6")
 # ipvlan and macvlan/macvtap each claim the parent's receive handler.
 _HANDLER_FAMILY = {DeviceKind.MACVLAN: "macvlan", DeviceKind.MACVTAP: "macvlan", DeviceKind.IPVLAN: "ipvlan"}
@@ -172,10 +173,25 @@ class _Parser:
                   for key in ("netns", "peer", "parent", "master") if key in table}
         mtu = self.typed(table["mtu"], int, f"{where}: mtu") if "mtu" in table else None
         addresses = self.addresses(table.get("addresses", []), where)
+        offload = self.offload(table.get("offload", {}), where)
         try:
-            return DeviceSpec(name=table["name"], kind=kind, mode=mode, mtu=mtu, addresses=addresses, **fields)
+            return DeviceSpec(name=table["name"], kind=kind, mode=mode, mtu=mtu, addresses=addresses,
+                              offload=offload, **fields)
         except ValueError as exc:
             self.fail(str(exc))
+
+    def offload(self, table: Any, where: str) -> tuple[tuple[str, bool], ...]:
+        self.typed(table, dict, f"{where}: offload")
+        settings = []
+        for name, value in table.items():
+            try:
+                feature = canonical(name)
+            except ValueError as exc:
+                self.fail(f"{where}: offload: {exc}")
+            if value not in (True, False, "on", "off"):
+                self.fail(f"{where}: offload {name} = {value!r}: use true/false or \"on\"/\"off\"")
+            settings.append((feature, value in (True, "on")))
+        return tuple(settings)
 
     def addresses(self, values: Any, where: str) -> tuple[IPInterface, ...]:
         self.typed(values, list, f"{where}: addresses")
