@@ -26,17 +26,28 @@ from vdevperf.results import ResultFile, histograms_from_json, raw_to_json
 from vdevperf.topology.builder import Topology, build
 from vdevperf.topology.offload import Device, OffloadRequest, Offloads
 
-Progress = Callable[[str], None]
+
+@dataclass(frozen=True)
+class Step:
+    """What is running now, for progress displays: a new test run, or another iteration of it."""
+
+    label: str
+    new_run: bool
+
+
+Progress = Callable[[Step], None]
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """What a run does besides the tests: offload settings (on top of the topology file's)
-    and whether to probe frame sizes during the warm-up."""
+    """What a run does besides the tests: offload settings (on top of the topology file's),
+    whether to probe frame sizes during the warm-up, which runs a resumed file already
+    has, and where progress goes."""
 
     offload: tuple[OffloadRequest, ...] = ()
     capture: bool = False
-    progress: Progress = field(default=lambda message: None, compare=False)
+    done: Callable[[str, TestConfig], bool] = field(default=lambda topology, cfg: False, compare=False)
+    progress: Progress = field(default=lambda step: None, compare=False)
 
 
 def _sides(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Side]:
@@ -89,14 +100,15 @@ def iterate(topology: Topology, cfg: TestConfig, probe: bool = False) -> Iterati
     return iteration(cfg, raw)
 
 
-def measure(topology: Topology, cfg: TestConfig, progress: Progress = lambda message: None,
+def measure(topology: Topology, cfg: TestConfig, progress: Progress = lambda step: None,
             probe: bool = False, offload: dict | None = None) -> RunResult:
     """Run the test on a built topology, repeated until its confidence interval is met (netperf's -i/-I)."""
     iterations: list[Iteration] = []
     verdict = None
     while len(iterations) < cfg.iterations_max:
-        if cfg.iterations_max > 1:
-            progress(f"{topology.spec.name} {cfg.test} iteration {len(iterations) + 1}/{cfg.iterations_max}")
+        if iterations:
+            progress(Step(f"{topology.spec.name} {cfg.test} iteration {len(iterations) + 1}/{cfg.iterations_max}",
+                          new_run=False))
         iterations.append(iterate(topology, cfg, probe))
         if cfg.iterations_max > 1 and len(iterations) >= max(cfg.iterations_min, 2):
             verdict = confidence(cfg, [it.metrics for it in iterations])
@@ -137,13 +149,16 @@ def offloaded(topology: Topology, requests: Sequence[OffloadRequest]) -> Iterato
 
 def run(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile,
         options: RunOptions = RunOptions()) -> list[RunResult]:
-    """Build ``spec`` once, run each config on it, store each run as it finishes."""
+    """Build ``spec`` once, run each config on it (those not done yet), store each run as it finishes."""
     done = []
+    todo = [cfg for cfg in configs if not options.done(spec.name, cfg)]
+    if not todo:
+        return done
     if options.capture:
         capture.prepare()
     with build(spec) as topology, offloaded(topology, options.offload) as offload:
-        for cfg in configs:
-            options.progress(f"{spec.name} {cfg.test}")
+        for cfg in todo:
+            options.progress(Step(f"{spec.name} {cfg.test}", new_run=True))
             result = measure(topology, cfg, options.progress, options.capture, offload)
             results.add(result)
             done.append(result)
@@ -159,6 +174,8 @@ def compare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], result
             done += run(spec, configs, results, options)
         except UnsupportedKind as exc:
             for cfg in configs:
+                if options.done(spec.name, cfg):
+                    continue
                 result = RunResult(topology=spec.name, topology_source=spec.source, config=cfg,
                                    status=RunStatus.UNSUPPORTED, reason=exc.why)
                 results.add(result)
@@ -181,7 +198,7 @@ def offload_matrix(spec: TopologySpec, cfg: TestConfig, features: Sequence[str],
     with build(spec) as topology:
         for combo in combinations(features):
             label = " ".join(f"{f}={'on' if on else 'off'}" for f, on in combo.items())
-            options.progress(f"{spec.name} {cfg.test} {label}")
+            options.progress(Step(f"{spec.name} {cfg.test} {label}", new_run=True))
             requests = [*options.offload, *(OffloadRequest(f, on) for f, on in combo.items())]
             with offloaded(topology, requests) as offload:
                 result = measure(topology, cfg, options.progress, options.capture,

@@ -14,13 +14,15 @@ dies by the same signal, so callers see how it ended.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import psutil
@@ -30,14 +32,15 @@ from vdevperf.errors import Interrupted, VdevperfError
 from vdevperf.load.tests import TESTS
 from vdevperf.measure.procmon import Monitor, Target, watch
 from vdevperf.model import TestConfig, TestName
-from vdevperf.report import occupancy
-from vdevperf.report.table import compare_table, cpu_table, matrix_table, run_table
-from vdevperf.results import ResultFile, default_path, write_text_atomic
+from vdevperf.report import diff, formats, occupancy, plot
+from vdevperf.report.table import compare_table, cpu_table, diff_table, matrix_table, run_table
+from vdevperf.results import ResultFile, default_path, documents_of_kind, load_runs, resume, write_text_atomic
 from vdevperf.topology import cleanup, probe
 from vdevperf.topology.offload import GROUPS, OffloadRequest, canonical, parse_requests
 from vdevperf.topology.spec import bundled_topologies, load_topology
 
 EXIT_ERROR = 2
+EXIT_REGRESSION = 1
 DEFAULT_RESULTS_DIR = Path("results")
 
 
@@ -83,6 +86,16 @@ def _count(flag: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 1")
         return int(text)
     return parse
+
+
+def _percent_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a level between 0 and 1, e.g. 0.05")
+    return value
 
 
 def _percent(text: str) -> float:
@@ -167,6 +180,7 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str) -> None:
                         "features: " + ", ".join(GROUPS) + "; restored afterwards")
     p.add_argument("--capture", action="store_true",
                    help="probe frame sizes at the receiving device during the warm-up (implied by --offload)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.add_argument("--cpu-detail", action="store_true",
                    help="also print where CPU time went: per /proc/stat field, per CPU, per endpoint process")
 
@@ -197,14 +211,51 @@ def _result_file(args: argparse.Namespace, argv: Sequence[str]) -> ResultFile:
     return ResultFile(path=path, command=["vdevperf", *argv])
 
 
-def _options(args: argparse.Namespace) -> bench.RunOptions:
+class _Progress:
+    """One status line on a terminal: which run of how many, elapsed and estimated time left."""
+
+    def __init__(self, runs: int, configs: Sequence[TestConfig]) -> None:
+        self.runs = runs
+        self.started = time.monotonic()
+        self.count = 0
+        # Before anything finished, guess from the configured times (+2 s to build and start).
+        self.guess_s = statistics.fmean(c.iterations_max * (c.warmup_s + c.duration_s) + 2 for c in configs)
+
+    def __call__(self, step: bench.Step) -> None:
+        elapsed = time.monotonic() - self.started
+        if step.new_run:
+            self.count += 1
+        per_run = elapsed / (self.count - 1) if self.count > 1 else self.guess_s
+        left = max(per_run * (self.runs - self.count + 1) - (elapsed - per_run * (self.count - 1)), 0)
+        line = (f"[{self.count}/{self.runs}] {step.label}  elapsed {_clock(elapsed)}, "
+                f"about {_clock(left)} left")
+        print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+@contextlib.contextmanager
+def _options(args: argparse.Namespace, runs: int, configs: Sequence[TestConfig],
+             results: ResultFile) -> Iterator[bench.RunOptions]:
+    """Run options from the flags; a progress line only on a terminal, and not with --json/--quiet."""
     offload = tuple(r for group in args.offload for r in group)
-    quiet = args.json or not sys.stderr.isatty()
-    return bench.RunOptions(
-        offload=offload,
-        capture=args.capture or bool(offload) or bool(getattr(args, "offload_matrix", None)),
-        progress=(lambda message: None) if quiet else
-        (lambda message: print(f"vdevperf: running {message} ...", file=sys.stderr, flush=True)))
+    progress = None if args.json or args.quiet or not sys.stderr.isatty() else _Progress(runs, configs)
+    done = {(r.topology, r.config) for r in results.runs}
+    try:
+        yield bench.RunOptions(
+            offload=offload,
+            capture=args.capture or bool(offload) or bool(getattr(args, "offload_matrix", None)),
+            done=lambda topology, cfg: (topology, cfg) in done,
+            progress=progress or (lambda step: None))
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def _emit(args: argparse.Namespace, results: ResultFile, table: str) -> None:
@@ -227,10 +278,12 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.offload_matrix:
         if len(configs) != 1:
             raise VdevperfError("--offload-matrix", "sweeps one test at a time; give a single -t")
-        runs = bench.offload_matrix(spec, configs[0], args.offload_matrix, results, _options(args))
+        with _options(args, 2 ** len(args.offload_matrix), configs, results) as options:
+            runs = bench.offload_matrix(spec, configs[0], args.offload_matrix, results, options)
         _emit(args, results, matrix_table(runs))
         return 0
-    runs = bench.run(spec, configs, results, _options(args))
+    with _options(args, len(configs), configs, results) as options:
+        runs = bench.run(spec, configs, results, options)
     _emit(args, results, run_table(runs))
     return 0
 
@@ -244,9 +297,17 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if baseline not in known:
         raise VdevperfError("--baseline", f"'{baseline}' is not among the compared topologies ({', '.join(known)})")
     configs = _configs(args)
-    results = _result_file(args, argv)
-    runs = bench.compare(specs, configs, results, _options(args))
-    _emit(args, results, compare_table(runs, baseline))
+    if args.resume is not None:
+        if args.output is not None:
+            raise VdevperfError("--resume", "adds to the file it names; -o cannot go with it")
+        results = resume(args.resume)
+    else:
+        results = _result_file(args, argv)
+    todo = sum(1 for s in specs for c in configs if (s.name, c) not in {(r.topology, r.config) for r in results.runs})
+    with _options(args, todo, configs, results) as options:
+        bench.compare(specs, configs, results, options)
+    wanted = {(s.name, c) for s in specs for c in configs}
+    _emit(args, results, compare_table([r for r in results.runs if (r.topology, r.config) in wanted], baseline))
     return 0
 
 
@@ -303,6 +364,36 @@ def cmd_monitor(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return child.returncode if child is not None and child.returncode and child.returncode > 0 else 0
 
 
+def cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Stored results as tables, CSV or JSON."""
+    print(formats.render(load_runs(args.files), args.format, args.group_by))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """NEW against BASE, metric by metric, with a significance verdict; exit 1 on a regression past the limit."""
+    rows = diff.diff(load_runs([args.base]), load_runs([args.new]), args.alpha)
+    print(diff_table(rows))
+    if args.fail_on_regression is not None:
+        found = diff.regressions(rows, args.fail_on_regression)
+        for row, change in found:
+            print(f"regression: {row.topology} {row.test} {change.metric} {change.change_pct:+.1f} % "
+                  f"(p = {change.p_value:.3g})", file=sys.stderr)
+        if found:
+            return EXIT_REGRESSION
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Draw stored results into a PNG or SVG file."""
+    if args.kind == "scale":
+        plot.scale(documents_of_kind(args.files, "scale"), args.output)
+    else:
+        getattr(plot, args.kind)(load_runs(args.files), args.output)
+    print(f"plot: {args.output}")
+    return 0
+
+
 def cmd_cleanup(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Remove namespaces and processes left by runs whose process is gone."""
     report = cleanup.cleanup()
@@ -320,6 +411,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], int]] = {
     "run": cmd_run,
     "compare": cmd_compare,
     "monitor": cmd_monitor,
+    "report": cmd_report,
+    "diff": cmd_diff,
+    "plot": cmd_plot,
     "cleanup": cmd_cleanup,
     "doctor": cmd_doctor,
 }
@@ -337,6 +431,8 @@ def parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="compare topologies (default: all bundled ones)")
     compare.add_argument("topologies", nargs="*", help="topology names or files (default: all bundled)")
     compare.add_argument("--baseline", help="topology the others are relative to (default veth, else the first)")
+    compare.add_argument("--resume", type=Path, metavar="FILE",
+                         help="add to FILE (from an interrupted compare) only the runs it lacks")
     _add_test_flags(compare, "TCP_STREAM,TCP_RR")
     monitor = sub.add_parser("monitor", help="per-process CPU occupancy over time (processes, PIDs, a command)")
     monitor.add_argument("--name", action="append", default=[], help="watch every process with this name")
@@ -347,6 +443,21 @@ def parser() -> argparse.ArgumentParser:
     monitor.add_argument("-o", "--output", type=Path, help="also write the table to FILE.csv or FILE.json")
     monitor.add_argument("program", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS]: start it and watch it "
                                                                   "with its descendants")
+    report = sub.add_parser("report", help="show stored results again (tables, CSV, JSON)")
+    report.add_argument("files", nargs="+", type=Path, help="result files or directories of them")
+    report.add_argument("--format", choices=formats.FORMATS, default="plain")
+    report.add_argument("--group-by", choices=list(formats.GROUPS))
+    differ = sub.add_parser("diff", help="compare two result sets, with significance")
+    differ.add_argument("base", type=Path, help="result file or directory: the reference")
+    differ.add_argument("new", type=Path, help="result file or directory: compared to BASE")
+    differ.add_argument("--alpha", type=_percent_fraction, default=0.05,
+                        help="significance level of Welch's t-test (default 0.05)")
+    differ.add_argument("--fail-on-regression", type=float, metavar="PCT",
+                        help="exit 1 if a significant change for the worse exceeds PCT %%")
+    plotter = sub.add_parser("plot", help="draw stored results (needs vdevperf[plot])")
+    plotter.add_argument("files", nargs="+", type=Path, help="result files or directories of them")
+    plotter.add_argument("--kind", choices=plot.KINDS, default="bars")
+    plotter.add_argument("-o", "--output", type=Path, required=True, help="OUT.png or OUT.svg")
     sub.add_parser("cleanup", help="remove leftovers of dead vdevperf runs")
     sub.add_parser("doctor", help="show supported device kinds, privileges, kernel")
     return top

@@ -31,7 +31,7 @@ import datetime
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,6 +252,23 @@ class ResultFile:
             write_atomic(self.path, self.document())
 
 
+def resume(path: Path) -> ResultFile:
+    """An existing result file to add the runs it lacks to; refused if measured on another machine."""
+    document = load(path)
+    here, there = environment(), document["environment"]
+    for key in ("kernel", "cpu_model", "cpu_count"):
+        if here.get(key) != there.get(key):
+            raise ResultError(str(path), f"was measured with {key} {there.get(key)!r}, this machine has "
+                                         f"{here.get(key)!r}; start a new file instead of resuming")
+    return ResultFile(path=path, command=document["command"], environment=there, created=document["created"],
+                      runs=[run_from_json(r) for r in document["runs"]])
+
+
+def load_runs(paths: Sequence[Path]) -> list[RunResult]:
+    """Every run of the result files given, directories meaning every ``*.json`` in them."""
+    return [run_from_json(r) for f in _expand(paths) for r in load(f)["runs"]]
+
+
 def default_path(directory: Path, created: datetime.datetime | None = None) -> Path:
     """A fresh file name in ``directory`` that sorts by time."""
     stamp = (created or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
@@ -263,16 +280,40 @@ def default_path(directory: Path, created: datetime.datetime | None = None) -> P
     return path
 
 
-def load(path: Path) -> dict:
-    """A stored result document, upgraded to the current format."""
+def _read_json(path: Path) -> object:
     try:
         with open(path) as f:
-            document = json.load(f)
+            return json.load(f)
     except OSError as exc:
         raise ResultError(str(path), exc.strerror or str(exc)) from None
     except json.JSONDecodeError as exc:
         raise ResultError(str(path), f"not JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def _expand(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        files += sorted(path.glob("*.json")) if path.is_dir() else [path]
+    if not files:
+        raise ResultError(" ".join(map(str, paths)) or "results", "no result files found")
+    return files
+
+
+def documents_of_kind(paths: Sequence[Path], kind: str) -> list[dict]:
+    """The JSON documents among ``paths`` (directories: their ``*.json``) whose ``kind`` is ``kind``."""
+    found = [doc for doc in map(_read_json, _expand(paths)) if isinstance(doc, dict) and doc.get("kind") == kind]
+    if not found:
+        raise ResultError(" ".join(map(str, paths)), f"holds no '{kind}' results")
+    return found
+
+
+def load(path: Path) -> dict:
+    """A stored result document, upgraded to the current format."""
+    document = _read_json(path)
     version = document.get("schema_version") if isinstance(document, dict) else None
+    kind = document.get("kind", "run") if isinstance(document, dict) else "run"
+    if kind != "run":
+        raise ResultError(str(path), f"holds '{kind}' results, not test runs")
     if not isinstance(version, int) or version < 1:
         raise ResultError(str(path), "not a vdevperf result file (no schema_version)")
     if version > SCHEMA_VERSION:

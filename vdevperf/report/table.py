@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from vdevperf.model import RunResult
+from vdevperf.report.diff import DiffRow
 from vdevperf.report.rows import Row, footnotes, relative_rows, row
 
 
@@ -119,3 +120,26 @@ def matrix_table(runs: Sequence[RunResult], fmt: str = "simple") -> str:
                      colalign=("left",) + ("right",) * (len(headers) - 1))
     title = f"{runs[0].topology} {runs[0].config.test}, offload matrix" if runs else "offload matrix"
     return "\n".join([title, table])
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:+.1f} %"
+
+
+def diff_table(rows: Sequence[DiffRow], fmt: str = "simple") -> str:
+    """NEW against BASE: per metric the change and its verdict (Welch's t-test over iterations)."""
+    body = []
+    for r in rows:
+        if not r.changes:
+            body.append([r.topology, r.test, r.note] + [""] * 7)
+            continue
+        by_name = {c.metric: c for c in r.changes}
+        rate, cpu, demand, p99 = (by_name[m] for m in ("rate", "cpu_util_pct", "service_demand", "p99_latency_us"))
+        body.append([r.topology, r.test, rate.verdict, _num(rate.base), _num(rate.new), _pct(rate.change_pct),
+                     f"{_pct(cpu.change_pct)} {cpu.verdict if cpu.verdict != rate.verdict else ''}".strip(),
+                     f"{_pct(demand.change_pct)} {demand.verdict}".strip() if demand.change_pct is not None else "",
+                     f"{_pct(p99.change_pct)} {p99.verdict}".strip() if p99.change_pct is not None else "",
+                     "" if rate.p_value is None else f"{rate.p_value:.3g}"])
+    headers = ["Topology", "Test", "Verdict", "Base", "New", "Rate", "CPU util", "Svc demand", "p99 latency",
+               "p (rate)"]
+    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from vdevperf.topology.naming import PREFIX
@@ -65,8 +65,13 @@ def _share_rundir() -> None:
         bound = True
 
 
-def create(name: str) -> str:
-    """Create namespace ``name`` (it must not exist) and return its path."""
+def create(name: str, inside: Callable[[], None] | None = None) -> str:
+    """Create namespace ``name`` (it must not exist) and return its path.
+
+    ``inside``, if given, runs with the calling thread still in the new
+    namespace (sockets it opens belong there); if it raises, the namespace is
+    removed and the exception propagates.
+    """
     _share_rundir()
     target = path(name)
     orig = os.open(_SELF_NS, os.O_RDONLY)
@@ -81,6 +86,8 @@ def create(name: str) -> str:
         try:
             if _libc.mount(_SELF_NS.encode(), target.encode(), b"none", MS_BIND, None) != 0:
                 raise _oserror("mount", name)
+            if inside is not None:
+                inside()
         finally:
             _setns(orig, "original namespace")
     except BaseException:
@@ -89,6 +96,22 @@ def create(name: str) -> str:
         raise
     finally:
         os.close(orig)
+    return target
+
+
+def create_here(name: str) -> str:
+    """Move the calling thread into a new namespace for good and mount it as ``name``; return its path.
+
+    For a process that exists to make one namespace (e.g. a forked child that
+    exits next); if this raises, the caller removes what is left of ``name``.
+    """
+    _share_rundir()
+    target = path(name)
+    os.close(os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    if _libc.unshare(CLONE_NEWNET) != 0:
+        raise _oserror("unshare", name)
+    if _libc.mount(_SELF_NS.encode(), target.encode(), b"none", MS_BIND, None) != 0:
+        raise _oserror("mount", name)
     return target
 
 

@@ -1,0 +1,126 @@
+"""Comparing two result sets, pyperf's ``compare_to`` style: pure rows, no printing.
+
+Runs are matched by what makes them comparable: topology, test and the
+options that change the figures (sizes, flows, IP version, pinning, socket
+buffers, offload settings); duration, warm-up and iteration counts may
+differ. For each metric the change is NEW relative to BASE, and Welch's
+t-test over the stored iterations says whether it is significant. With a
+single iteration on either side nothing can be tested: the verdict says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vdevperf.measure.metrics import rate_key
+from vdevperf.model import Metrics, RunResult, RunStatus
+
+# Config fields that do not change what is measured, only how long or how often.
+_TIMING_FIELDS = {"duration_s", "warmup_s", "interval_s", "iterations_max", "iterations_min",
+                  "confidence_level_pct", "confidence_width_pct"}
+# Metrics compared, and whether a higher value is better.
+COMPARED: tuple[tuple[str, bool], ...] = (("rate", True), ("cpu_util_pct", False), ("service_demand", False),
+                                          ("p99_latency_us", False))
+
+FASTER, SLOWER, NOT_SIGNIFICANT, UNTESTED = "faster", "slower", "not significant", "untested (1 iteration)"
+
+
+def match_key(run: RunResult) -> tuple:
+    """What two runs must share to be compared."""
+    options = tuple(sorted((k, v) for k, v in vars(run.config).items() if k not in _TIMING_FIELDS))
+    offload = tuple(run.offload["requested"]) if run.offload else ()
+    return (run.topology, str(run.config.test), options, offload)
+
+
+def metric(run: RunResult, name: str, m: Metrics) -> float | None:
+    """One compared metric of a run's metrics (rate and service demand in the test's units)."""
+    if name == "rate":
+        return getattr(m, rate_key(run.config.test))
+    if name == "service_demand":
+        return m.service_demand_us_per_kb if run.config.test.is_stream else m.service_demand_us_per_tr
+    return getattr(m, name)
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p value of Welch's t-test; None with fewer than two values on a side."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy.stats import ttest_ind  # imported here: scipy is slow to import
+
+    if len(set(a)) == 1 and len(set(b)) == 1:
+        return 1.0 if a[0] == b[0] else 0.0
+    p = float(ttest_ind(a, b, equal_var=False).pvalue)
+    return 1.0 if math.isnan(p) else p
+
+
+@dataclass(frozen=True)
+class Change:
+    """One metric of one matched pair of runs."""
+
+    metric: str
+    base: float | None
+    new: float | None
+    change_pct: float | None
+    p_value: float | None
+    verdict: str
+    regression: bool
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    """A matched pair (or a run with no partner) and its changes."""
+
+    topology: str
+    test: str
+    changes: tuple[Change, ...]
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """The verdict on the headline rate."""
+        return self.changes[0].verdict if self.changes else self.note
+
+
+def _change(name: str, higher_better: bool, base: RunResult, new: RunResult, alpha: float) -> Change:
+    b = metric(base, name, base.metrics)
+    n = metric(new, name, new.metrics)
+    if b is None or n is None:
+        return Change(name, b, n, None, None, "", False)
+    pct = 100.0 * (n - b) / b if b else None
+    samples = [[metric(r, name, it.metrics) for it in r.iterations] for r in (base, new)]
+    p = welch_p(*[[v for v in s if v is not None] for s in samples])
+    if p is None:
+        verdict = UNTESTED
+    elif p >= alpha or n == b:
+        verdict = NOT_SIGNIFICANT
+    else:
+        verdict = FASTER if (n > b) == higher_better else SLOWER
+    return Change(name, b, n, pct, p, verdict, verdict == SLOWER)
+
+
+def diff(base: Sequence[RunResult], new: Sequence[RunResult], alpha: float = 0.05) -> list[DiffRow]:
+    """Every run of ``new`` against its match in ``base``, then the unmatched of ``base``."""
+    by_key = {match_key(r): r for r in base if r.status is RunStatus.OK}
+    rows, used = [], set()
+    for run in new:
+        key = match_key(run)
+        partner = by_key.get(key)
+        if run.status is not RunStatus.OK or partner is None:
+            note = "no figures in NEW" if run.status is not RunStatus.OK else "only in NEW"
+            rows.append(DiffRow(run.topology, str(run.config.test), (), note))
+            continue
+        used.add(key)
+        rows.append(DiffRow(run.topology, str(run.config.test),
+                            tuple(_change(name, better, partner, run, alpha) for name, better in COMPARED)))
+    for key, run in by_key.items():
+        if key not in used:
+            rows.append(DiffRow(run.topology, str(run.config.test), (), "only in BASE"))
+    return rows
+
+
+def regressions(rows: Sequence[DiffRow], threshold_pct: float) -> list[tuple[DiffRow, Change]]:
+    """Significant changes for the worse larger than ``threshold_pct``."""
+    return [(row, c) for row in rows for c in row.changes
+            if c.regression and c.change_pct is not None and abs(c.change_pct) > threshold_pct]

@@ -1,0 +1,151 @@
+"""Plots of stored results with matplotlib (the optional ``vdevperf[plot]`` dependency).
+
+Each kind draws from result data only, never from a live run:
+- bars: rate and service demand per topology and test, with the confidence
+  interval (or the iterations' spread) as error bars;
+- timeseries: rate and CPU utilisation per sampling interval of each run;
+- offload: an offload matrix, rate and service demand per combination;
+- scale: namespace creation rate at each mark, per method (``vdevperf scale`` results).
+Figures are written as PNG or SVG, with titles, units and legends.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+from vdevperf.errors import VdevperfError
+from vdevperf.model import RunResult, RunStatus
+from vdevperf.report.diff import metric
+from vdevperf.report.rows import row
+
+KINDS = ("bars", "timeseries", "offload", "scale")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise VdevperfError("plot", "needs matplotlib: pip install 'vdevperf[plot]'") from None
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _error(run: RunResult, name: str) -> float:
+    """Half the confidence interval if one was computed, else the iterations' standard deviation."""
+    if run.confidence is not None and name == "rate":
+        interval = run.confidence.intervals[0]
+        return interval.half_width or 0.0
+    values = [v for v in (metric(run, name, it.metrics) for it in run.iterations) if v is not None]
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _save(fig, out: Path) -> None:
+    if out.suffix not in (".png", ".svg"):
+        raise VdevperfError("-o", f"'{out}' must end in .png or .svg")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+
+
+def bars(runs: Sequence[RunResult], out: Path) -> None:
+    """Rate and service demand per topology, one panel pair per test."""
+    plt = _pyplot()
+    measured = [r for r in runs if r.status is RunStatus.OK]
+    tests = list(dict.fromkeys(str(r.config.test) for r in measured))
+    if not tests:
+        raise VdevperfError("plot", "no measured runs to draw")
+    fig, axes = plt.subplots(len(tests), 2, figsize=(11, 3.6 * len(tests)), squeeze=False)
+    for (ax_rate, ax_demand), test in zip(axes, tests, strict=True):
+        chosen = [r for r in measured if str(r.config.test) == test]
+        names = [r.topology for r in chosen]
+        rows = [row(r) for r in chosen]
+        ax_rate.bar(names, [r.rate for r in rows], yerr=[_error(r, "rate") for r in chosen], capsize=4,
+                    color="tab:blue")
+        ax_rate.set_title(f"{test}: {'throughput' if chosen[0].config.test.is_stream else 'transaction rate'}")
+        ax_rate.set_ylabel(rows[0].rate_units)
+        ax_demand.bar(names, [r.service_demand for r in rows], yerr=[_error(r, "service_demand") for r in chosen],
+                      capsize=4, color="tab:orange")
+        ax_demand.set_title(f"{test}: service demand (CPU cost per unit of work)")
+        ax_demand.set_ylabel(rows[0].demand_units)
+        for ax in (ax_rate, ax_demand):
+            ax.tick_params(axis="x", labelrotation=20)
+            ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("vdevperf: rate and CPU cost per topology (error bars: confidence interval or spread)")
+    _save(fig, out)
+
+
+def timeseries(runs: Sequence[RunResult], out: Path) -> None:
+    """Rate (one panel per unit) and CPU utilisation per sampling interval, one line per run."""
+    plt = _pyplot()
+    measured = [r for r in runs if r.status is RunStatus.OK and r.iterations and r.iterations[-1].series]
+    if not measured:
+        raise VdevperfError("plot", "no run with a time series to draw")
+    units = list(dict.fromkeys(row(r).rate_units for r in measured))
+    fig, axes = plt.subplots(len(units) + 1, 1, figsize=(10, 3.2 * (len(units) + 1)), sharex=True)
+    rate_axes = dict(zip(units, axes, strict=False))
+    ax_cpu = axes[-1]
+    for run in measured:
+        series = run.iterations[-1].series
+        t = [s["t_s"] for s in series]
+        label = f"{run.topology} {run.config.test}"
+        rate_axes[row(run).rate_units].plot(t, [s["rate"] for s in series], marker="o", markersize=3, label=label)
+        ax_cpu.plot(t, [s["cpu_util_pct"] for s in series], marker="o", markersize=3, label=label)
+    for unit, ax in rate_axes.items():
+        ax.set_ylabel(unit)
+        ax.set_title(f"rate per interval ({unit}, counted at the receiver)")
+    ax_cpu.set_ylabel("% of machine")
+    ax_cpu.set_title("CPU utilisation per interval")
+    ax_cpu.set_xlabel("seconds since the window opened")
+    ax_cpu.set_ylim(0, 100)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    _save(fig, out)
+
+
+def offload(runs: Sequence[RunResult], out: Path) -> None:
+    """An offload matrix: rate and service demand per combination, relative to the first."""
+    plt = _pyplot()
+    swept = [r for r in runs if r.status is RunStatus.OK and r.offload and "combination" in r.offload]
+    if not swept:
+        raise VdevperfError("plot", "no offload-matrix runs to draw (run with --offload-matrix)")
+    labels = ["\n".join(f"{f}={'on' if on else 'off'}" for f, on in r.offload["combination"].items()) for r in swept]
+    rows = [row(r) for r in swept]
+    fig, (ax_rate, ax_demand) = plt.subplots(1, 2, figsize=(max(8, 1.4 * len(swept) * 2), 4.5))
+    ax_rate.bar(range(len(rows)), [r.rate for r in rows], color="tab:blue")
+    ax_rate.set_ylabel(rows[0].rate_units)
+    ax_rate.set_title(f"{swept[0].topology} {swept[0].config.test}: rate")
+    ax_demand.bar(range(len(rows)), [r.service_demand for r in rows], color="tab:orange")
+    ax_demand.set_ylabel(rows[0].demand_units)
+    ax_demand.set_title("service demand")
+    for ax in (ax_rate, ax_demand):
+        ax.set_xticks(range(len(rows)), labels, fontsize="small")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("offload matrix")
+    _save(fig, out)
+
+
+def scale(documents: Sequence[dict], out: Path) -> None:
+    """Namespace creation rate at each mark, per method, from ``vdevperf scale`` documents."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 5))
+    drawn = 0
+    for doc in documents:
+        for method in doc.get("methods", []):
+            marks = method.get("marks", [])
+            if marks:
+                ax.plot([m["count"] for m in marks], [m["rate_per_s"] for m in marks], marker="o",
+                        label=method.get("method", "?"))
+                drawn += 1
+    if not drawn:
+        raise VdevperfError("plot", "no scale marks to draw (the files hold no vdevperf scale results)")
+    ax.set_xlabel("namespaces created")
+    ax.set_ylabel("namespaces per second since the previous mark")
+    ax.set_title("namespace creation rate at each mark")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, out)
