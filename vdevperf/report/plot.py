@@ -115,13 +115,13 @@ def offload(runs: Sequence[RunResult], out: Path) -> None:
         raise VdevperfError("plot", "no offload-matrix runs to draw (run with --offload-matrix)")
     labels = ["\n".join(f"{f}={'on' if on else 'off'}" for f, on in r.offload["combination"].items()) for r in swept]
     rows = [row(r) for r in swept]
-    fig, (ax_rate, ax_demand) = plt.subplots(1, 2, figsize=(max(8, 1.4 * len(swept) * 2), 4.5))
+    fig, (ax_rate, ax_demand) = plt.subplots(2, 1, figsize=(min(max(7, 1.1 * len(swept) + 2), 16), 8), sharex=True)
     ax_rate.bar(range(len(rows)), [r.rate for r in rows], color="tab:blue")
     ax_rate.set_ylabel(rows[0].rate_units)
     ax_rate.set_title(f"{swept[0].topology} {swept[0].config.test}: rate")
     ax_demand.bar(range(len(rows)), [r.service_demand for r in rows], color="tab:orange")
     ax_demand.set_ylabel(rows[0].demand_units)
-    ax_demand.set_title("service demand")
+    ax_demand.set_title("service demand (CPU cost per unit of work)")
     for ax in (ax_rate, ax_demand):
         ax.set_xticks(range(len(rows)), labels, fontsize="small")
         ax.grid(axis="y", alpha=0.3)
