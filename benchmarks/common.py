@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -19,6 +20,22 @@ IPERF3_PORT = 5201
 SOCKPERF_PORT = 11111
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def alternate(rounds: int, ours: Callable[[], float], theirs: Callable[[], float], tool: str, units: str,
+              label: str = "") -> float:
+    """Run both measurements ``rounds`` times, alternating which goes first (slow drift of the
+    machine hits both alike), print each round and the medians; return the ratio ours/theirs."""
+    mine, other = [], []
+    prefix = f"{label} " if label else ""
+    for n in range(rounds):
+        order = ((mine, ours), (other, theirs)) if n % 2 == 0 else ((other, theirs), (mine, ours))
+        for figures, measure in order:
+            figures.append(measure())
+        print(f"{prefix}round {n + 1}: vdevperf {mine[-1]:,.0f}  {tool} {other[-1]:,.0f}  ({units})", flush=True)
+    a, b = statistics.median(mine), statistics.median(other)
+    print(f"{prefix}median: vdevperf {a:,.0f}  {tool} {b:,.0f}  ratio vdevperf/{tool} = {a / b:.3f}")
+    return a / b
 
 
 def require(tool: str, package: str) -> str:

@@ -9,13 +9,12 @@ ratio. Rounds alternate which tool goes first.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import require, sockperf_tcp_rr  # noqa: E402
+from common import alternate, require, sockperf_tcp_rr  # noqa: E402
 
 from vdevperf import bench  # noqa: E402
 from vdevperf.model import TestConfig, TestName  # noqa: E402
@@ -39,22 +38,12 @@ def main() -> None:
         for label, (client_cpu, server_cpu) in PLACEMENTS.items():
             cfg = TestConfig(test=TestName.TCP_RR, duration_s=args.l, warmup_s=1.0, request_size=MESSAGE,
                              response_size=MESSAGE, client_cpu=client_cpu, server_cpu=server_cpu)
-            ours, theirs = [], []
-
-            def run_ours(cfg: TestConfig = cfg, ours: list = ours) -> None:
-                ours.append(bench.measure(topo, cfg).metrics.transactions_per_s)
-
-            def run_theirs(cfg: TestConfig = cfg, theirs: list = theirs) -> None:
-                theirs.append(sockperf_tcp_rr(topo.server.netns_path, topo.client.netns_path, topo.server.ipv4,
-                                              args.l, MESSAGE, cfg.client_cpu, cfg.server_cpu,
-                                              on_spawn=topo.ledger.add_pids))
-
-            for n in range(args.rounds):
-                for run in ((run_ours, run_theirs) if n % 2 == 0 else (run_theirs, run_ours)):
-                    run()
-                print(f"{label} round {n + 1}: vdevperf {ours[-1]:,.0f}  sockperf {theirs[-1]:,.0f}  (trans/s)")
-            a, b = statistics.median(ours), statistics.median(theirs)
-            print(f"{label} median: vdevperf {a:,.0f}  sockperf {b:,.0f}  ratio vdevperf/sockperf = {a / b:.3f}")
+            alternate(args.rounds,
+                      lambda cfg=cfg: bench.measure(topo, cfg).metrics.transactions_per_s,
+                      lambda cfg=cfg: sockperf_tcp_rr(topo.server.netns_path, topo.client.netns_path,
+                                                      topo.server.ipv4, args.l, MESSAGE, cfg.client_cpu,
+                                                      cfg.server_cpu, on_spawn=topo.ledger.add_pids),
+                      "sockperf", "trans/s", label)
 
 
 if __name__ == "__main__":
