@@ -3,23 +3,27 @@
 Both create N namespaces (default 1000; with --links veth a veth pair each to
 a hub namespace, and --up/--addresses/--bridge as in `vdevperf scale`) in
 one chunk (a single `ip -batch` for the namespaces, one for the links), then
-delete them and wait for the kernel to settle before the next round. Rounds
-alternate which method goes first (ABBA...), so slow drift of the machine
-hits both alike; the figure to quote is the ratio of the median times,
-ip-batch / vdevperf (>= 1.0: vdevperf is at least as fast).
+delete them and wait for the kernel to settle before the next round, so each
+round starts from a quiet kernel. Rounds alternate which goes first; the
+figure to quote is the ratio of the median rates (namespaces per second),
+vdevperf / ip-batch (>= 1.0: vdevperf is at least as fast).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import statistics
+import sys
+from pathlib import Path
 
-from vdevperf.scale.memory import check_capacity
-from vdevperf.scale.methods import check_tools
-from vdevperf.scale.model import Links, Method, Phase, ScaleConfig
-from vdevperf.scale.runner import creation_run
-from vdevperf.scale.session import Session
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import alternate  # noqa: E402
+
+from vdevperf.scale.memory import check_capacity  # noqa: E402
+from vdevperf.scale.methods import check_tools  # noqa: E402
+from vdevperf.scale.model import Links, Method, Phase, ScaleConfig  # noqa: E402
+from vdevperf.scale.runner import creation_run  # noqa: E402
+from vdevperf.scale.session import Session  # noqa: E402
 
 
 def main() -> None:
@@ -39,22 +43,12 @@ def main() -> None:
                          phases=(Phase.CREATE,), settle_timeout_s=args.settle_timeout)
     check_capacity(config)
     check_tools(config.methods)
-    times: dict[Method, list[float]] = {m: [] for m in config.methods}
+    extras = " ".join(f"--{flag}" for flag in ("up", "addresses", "bridge") if getattr(args, flag))
+    label = f"{args.count} namespaces, links {args.links.value} {extras}".rstrip() + ":"
     with Session(config) as session:
         session.open()
-        for n in range(args.rounds):
-            order = config.methods if n % 2 == 0 else tuple(reversed(config.methods))
-            for method in order:
-                run = creation_run(session, method)
-                times[method].append(run.total_s)
-                settled = run.teardown.settle.settled_s if run.teardown else None
-                print(f"round {n + 1}: {method.value:8s} {run.total_s:.3f} s ({run.rate_per_s:,.0f} ns/s); "
-                      f"settled after {settled if settled is not None else 'timeout'} s", flush=True)
-    ours, theirs = statistics.median(times[Method.NETLINK]), statistics.median(times[Method.IP_BATCH])
-    extras = " ".join(f"--{f.name}" for f in dataclasses.fields(config)
-                      if f.name in ("up", "addresses", "bridge") and getattr(config, f.name))
-    print(f"median over {args.rounds} rounds, {args.count} namespaces, links {args.links.value} {extras}".rstrip())
-    print(f"vdevperf (netlink) {ours:.3f} s  ip -batch {theirs:.3f} s  ratio ip-batch/vdevperf = {theirs / ours:.2f}")
+        alternate(args.rounds, lambda: creation_run(session, Method.NETLINK).rate_per_s,
+                  lambda: creation_run(session, Method.IP_BATCH).rate_per_s, "ip-batch", "namespaces/s", label)
 
 
 if __name__ == "__main__":

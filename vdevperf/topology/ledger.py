@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,6 +173,14 @@ class Ledger:
         with self._lock:
             if name not in self._record.namespaces:
                 self._update(namespaces=self._record.namespaces + (name,))
+
+    def add_namespaces(self, names: Iterable[str]) -> None:
+        """Record many namespaces with one write (not one per name); call before creating them."""
+        with self._lock:
+            known = set(self._record.namespaces)
+            new = tuple(dict.fromkeys(n for n in names if n not in known))
+            if new:
+                self._update(namespaces=self._record.namespaces + new)
 
     def add_pids(self, *pids: int) -> None:
         """Record endpoint processes (with their start times) so cleanup can kill them if we die."""

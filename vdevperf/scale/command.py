@@ -1,0 +1,150 @@
+"""``vdevperf scale``: flags to a ScaleConfig, run_scale, a table per phase, the JSON file.
+
+cli.py wires it in with ``add_parser(sub)`` and ``COMMANDS["scale"] = cmd_scale``.
+Bad flags raise VdevperfError (one line, exit 2) through the parser class cli
+gives its subparsers; SIGINT/SIGTERM reach run_scale as errors.Interrupted,
+whose teardown has run by the time cli sees it. The result file is rewritten
+after each phase, so an interrupted run keeps what it measured
+(``"complete": false``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from vdevperf.errors import VdevperfError
+from vdevperf.scale import table
+from vdevperf.scale.document import ScaleFile, default_path
+from vdevperf.scale.model import DEFAULT_SETNS_COUNTS, Links, Method, Phase, ScaleConfig, ScaleResult
+from vdevperf.scale.runner import run_scale
+
+DEFAULT_RESULTS_DIR = Path("results")
+
+
+def _whole(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= {minimum}")
+        return int(text)
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of seconds")
+    return value
+
+
+def _choices(kind: type[Method] | type[Phase]) -> Callable[[str], tuple]:
+    def parse(text: str) -> tuple:
+        values = []
+        for part in text.split(","):
+            try:
+                values.append(kind(part.strip().lower()))
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"unknown '{part}' (known: {', '.join(k.value for k in kind)})") from None
+        return tuple(values)
+    return parse
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    parse = _whole(1)
+    return tuple(parse(part.strip()) for part in text.split(","))
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``scale`` and its flags on cli's subparsers; returns the new parser."""
+    p = subparsers.add_parser("scale", help="create and destroy many namespaces: rates, memory, setns, contention")
+    p.add_argument("--count", type=_whole(1), default=1000, help="namespaces to create (default 1000)")
+    p.add_argument("--mark", type=_whole(1), default=250,
+                   help="report the creation rate every this many namespaces (default 250)")
+    p.add_argument("--method", dest="methods", type=_choices(Method), default=tuple(Method),
+                   help="creation methods to compare, comma-separated: netlink (vdevperf's own, no fork), ip "
+                        "(an ip process per command), ip-batch, unshare (a forked process per namespace) "
+                        "(default: all)")
+    p.add_argument("--links", type=Links, choices=list(Links), default=Links.NONE,
+                   help="none, or a veth pair from each namespace to a hub namespace (default none)")
+    p.add_argument("--bridge", action="store_true", help="put the hub ends on a bridge in the hub (--links veth)")
+    p.add_argument("--addresses", action="store_true",
+                   help="an IPv4 address on each namespace's veth end (--links veth)")
+    p.add_argument("--up", action="store_true", help="bring lo and both veth ends up")
+    p.add_argument("--phases", type=_choices(Phase), default=tuple(Phase),
+                   help="create, memory, setns, contention, comma-separated (default: all)")
+    p.add_argument("--setns-counts", type=_counts, default=DEFAULT_SETNS_COUNTS,
+                   help="namespace counts at which to time setns, besides --count (default 1,16,64,512)")
+    p.add_argument("--setns-samples", type=_whole(2), default=2000, help="setns samples per count (default 2000)")
+    p.add_argument("--settle-timeout", type=_seconds, default=30.0,
+                   help="seconds to wait after a teardown for the kernel to free the namespaces (default 30)")
+    p.add_argument("-o", "--output", type=Path, help="result JSON file (default results/vdevperf-scale-<time>.json)")
+    p.add_argument("--json", action="store_true", help="print the result document as JSON instead of tables")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ScaleConfig:
+    """The ScaleConfig the flags ask for; VdevperfError naming the flag if they do not fit together."""
+    try:
+        return ScaleConfig(count=args.count, mark=args.mark, methods=tuple(args.methods), links=args.links,
+                           bridge=args.bridge, addresses=args.addresses, up=args.up, phases=tuple(args.phases),
+                           setns_counts=tuple(args.setns_counts), setns_samples=args.setns_samples,
+                           settle_timeout_s=args.settle_timeout)
+    except ValueError as exc:
+        flag, _, why = str(exc).partition(": ")
+        raise VdevperfError(flag, why) from None
+
+
+def section(result: ScaleResult, phase: str) -> str:
+    """The text printed when ``phase`` has just finished."""
+    config = result.config
+    if phase.startswith("create "):
+        run = result.creation[-1]
+        extras = [flag for flag, on in (("bridge", config.bridge), ("addresses", config.addresses),
+                                        ("up", config.up)) if on]
+        title = (f"create: {run.method.value}, {run.namespaces:,} namespaces, links {run.links.value}"
+                 + (f" ({', '.join(extras)})" if extras else ""))
+        lines = [title, table.marks_table(run)]
+        if run.teardown is not None:
+            lines.append(table.teardown_line(run.teardown))
+        return "\n".join(lines) + "\n"
+    if phase == "create":
+        return "creation, per method\n" + table.creation_table(result.creation) + "\n"
+    if phase == "setns":
+        return "setns latency\n" + table.setns_table(result.setns) + "\n"
+    if phase == "memory" and result.memory is not None:
+        return "memory\n" + table.memory_table(result.memory) + "\n"
+    if phase == "contention" and result.contention is not None:
+        return ("contention\n" + table.contention_table(result.contention) + "\n"
+                + table.teardown_line(result.contention.teardown) + "\n")
+    if phase == "teardown" and result.build_teardown is not None:
+        return table.teardown_line(result.build_teardown) + "\n"
+    return ""
+
+
+def cmd_scale(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Create, measure and destroy many namespaces; print a table per phase and store JSON."""
+    config = config_from_args(args)
+    results = ScaleFile(path=args.output or default_path(DEFAULT_RESULTS_DIR), command=["vdevperf", *argv])
+
+    def on_phase(result: ScaleResult, phase: str) -> None:
+        results.update(result)
+        if not args.json:
+            text = section(result, phase)
+            if text:
+                print(text, flush=True)
+
+    result = run_scale(config, on_phase)
+    results.update(result, complete=True)
+    if args.json:
+        json.dump(results.document(), sys.stdout, indent=1)
+        print()
+    else:
+        print(f"results: {results.path}")
+    return 0
