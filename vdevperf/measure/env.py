@@ -7,6 +7,7 @@ these match (or when the difference is the point of the comparison).
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import socket
@@ -53,4 +54,6 @@ def environment() -> dict:
         "packages": package_versions(),
         # The default for new namespaces; each run also records its sockets' own.
         "tcp_congestion_control": _read("/proc/sys/net/ipv4/tcp_congestion_control"),
+        # Set by `vdevperf lab` in its guest: emulated or not, guest kernel, qemu, ...
+        "lab": json.loads(os.environ["VDEVPERF_LAB"]) if "VDEVPERF_LAB" in os.environ else None,
     }
