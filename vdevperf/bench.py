@@ -1,4 +1,5 @@
-"""The public operations: run tests on a topology, compare topologies, sweep offloads.
+"""The public operations: run tests on a topology or against a remote server, compare topologies,
+sweep offloads.
 
 This layer composes the others: it builds a topology, sets offload features,
 runs the load between its endpoints (repeating it as -i/-I ask), derives
@@ -22,6 +23,7 @@ from vdevperf.measure import capture, cpu
 from vdevperf.measure.metrics import confidence, derive, series, summarize
 from vdevperf.measure.sample import RawRun
 from vdevperf.model import Iteration, RunResult, RunStatus, TestConfig, TopologySpec
+from vdevperf.remote.client import RemoteSession, RemoteTarget
 from vdevperf.results import ResultFile, histograms_from_json, raw_to_json
 from vdevperf.topology.builder import Topology, build
 from vdevperf.topology.offload import Device, OffloadRequest, Offloads
@@ -103,27 +105,34 @@ def iterate(topology: Topology, cfg: TestConfig, probe: bool = False) -> Iterati
 def measure(topology: Topology, cfg: TestConfig, progress: Progress = lambda step: None,
             probe: bool = False, offload: dict | None = None) -> RunResult:
     """Run the test on a built topology, repeated until its confidence interval is met (netperf's -i/-I)."""
+    return _repeated(topology.spec.name, topology.spec.source, cfg, lambda: iterate(topology, cfg, probe),
+                     progress, offload=offload)
+
+
+def _repeated(name: str, source: str, cfg: TestConfig, once: Callable[[], Iteration], progress: Progress,
+              offload: dict | None = None, remote: dict | None = None) -> RunResult:
+    """``once`` repeated until the confidence interval is met or -i's maximum ran; the run's result."""
     iterations: list[Iteration] = []
     verdict = None
     while len(iterations) < cfg.iterations_max:
         if iterations:
-            progress(Step(f"{topology.spec.name} {cfg.test} iteration {len(iterations) + 1}/{cfg.iterations_max}",
-                          new_run=False))
-        iterations.append(iterate(topology, cfg, probe))
+            progress(Step(f"{name} {cfg.test} iteration {len(iterations) + 1}/{cfg.iterations_max}", new_run=False))
+        iterations.append(once())
         if cfg.iterations_max > 1 and len(iterations) >= max(cfg.iterations_min, 2):
             verdict = confidence(cfg, [it.metrics for it in iterations])
             if verdict.met and len(iterations) >= cfg.iterations_min:
                 break
     histograms = [h for it in iterations for h in histograms_from_json(it.raw)]
     return RunResult(
-        topology=topology.spec.name,
-        topology_source=topology.spec.source,
+        topology=name,
+        topology_source=source,
         config=cfg,
         status=RunStatus.OK,
         metrics=summarize(cfg.test, [it.metrics for it in iterations], histograms),
         iterations=tuple(iterations),
         confidence=verdict,
         offload=offload,
+        remote=remote,
     )
 
 
@@ -163,6 +172,33 @@ def run(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile,
             results.add(result)
             done.append(result)
     return done
+
+
+# The topology name of runs against a vdevperf server; their source is the server's address.
+REMOTE = "remote"
+
+
+def run_remote(target: RemoteTarget, configs: Sequence[TestConfig], results: ResultFile,
+               options: RunOptions = RunOptions()) -> list[RunResult]:
+    """Run each config (those not done yet) from here against the vdevperf server at ``target``,
+    one authenticated session per config; store each run as it finishes."""
+    done = []
+    for cfg in configs:
+        if options.done(REMOTE, cfg):
+            continue
+        options.progress(Step(f"{target.label} {cfg.test}", new_run=True))
+        result = measure_remote(target, cfg, options.progress)
+        results.add(result)
+        done.append(result)
+    return done
+
+
+def measure_remote(target: RemoteTarget, cfg: TestConfig, progress: Progress = lambda step: None) -> RunResult:
+    """Run the test against a vdevperf server, repeated as -i/-I ask, in one session."""
+    client = runner.Side(netns_path=target.netns_path, address="", cpu=cfg.client_cpu)
+    with RemoteSession.connect(target, cfg.ip_version) as session:
+        return _repeated(REMOTE, target.label, cfg, lambda: iteration(cfg, runner.run(cfg, client, session)),
+                         progress, remote={"address": target.label, "server": session.facts})
 
 
 def compare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], results: ResultFile,

@@ -29,12 +29,19 @@ import psutil
 
 from vdevperf import bench
 from vdevperf.errors import Interrupted, VdevperfError
+from vdevperf.lab.command import add_parser as add_lab_parser
+from vdevperf.lab.command import cmd_lab
 from vdevperf.load.tests import TESTS
 from vdevperf.measure.procmon import Monitor, Target, watch
 from vdevperf.model import TestConfig, TestName
+from vdevperf.remote.client import RemoteTarget, parse_address
+from vdevperf.remote.server import DEFAULT_PORT, Server, ServerConfig
+from vdevperf.remote.token import read_token
 from vdevperf.report import diff, formats, occupancy, plot
 from vdevperf.report.table import compare_table, cpu_table, diff_table, matrix_table, run_table
 from vdevperf.results import ResultFile, default_path, documents_of_kind, load_runs, resume, write_text_atomic
+from vdevperf.scale.command import add_parser as add_scale_parser
+from vdevperf.scale.command import cmd_scale
 from vdevperf.topology import cleanup, probe
 from vdevperf.topology.offload import GROUPS, OffloadRequest, canonical, parse_requests
 from vdevperf.topology.spec import bundled_topologies, load_topology
@@ -71,13 +78,15 @@ def _pair(kind: Callable[[str], int], name: str) -> Callable[[str], tuple[int, i
     return parse
 
 
-def _cpu(text: str) -> int:
+def _cpu_number(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"'{text}' is not a CPU number")
-    cpu = int(text)
-    if cpu >= (os.cpu_count() or 1):
-        raise argparse.ArgumentTypeError(f"CPU {cpu} does not exist (this machine has {os.cpu_count()})")
-    return cpu
+    return int(text)
+
+
+def _check_cpu(cpu: int | None) -> None:
+    if cpu is not None and cpu >= (os.cpu_count() or 1):
+        raise VdevperfError("-T/--cpu", f"CPU {cpu} does not exist (this machine has {os.cpu_count()})")
 
 
 def _count(flag: str) -> Callable[[str], int]:
@@ -136,6 +145,12 @@ def _tests(text: str) -> list[TestName]:
     return names
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a TCP port (0-65535)")
+    return int(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -167,7 +182,7 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str) -> None:
     p.add_argument("-I", "--confidence", type=_pair(_percent, "LEVEL[,WIDTH]"), default=None,
                    help="stop repeating once the LEVEL %% confidence interval of throughput and CPU is within "
                         "WIDTH %% (mean ±WIDTH/2 %%; default 99,5)")
-    p.add_argument("-T", "--cpu", type=_pair(_cpu, "CLIENT_CPU,SERVER_CPU"), default=None,
+    p.add_argument("-T", "--cpu", type=_pair(_cpu_number, "CLIENT_CPU,SERVER_CPU"), default=None,
                    help="pin client and server to these CPUs (default: not pinned, the scheduler decides)")
     family = p.add_mutually_exclusive_group()
     family.add_argument("-4", dest="ip_version", action="store_const", const=4, default=4, help="IPv4 (default)")
@@ -187,6 +202,9 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str) -> None:
 
 def _configs(args: argparse.Namespace) -> list[TestConfig]:
     client_cpu, server_cpu = args.cpu if args.cpu else (None, None)
+    _check_cpu(client_cpu)
+    if getattr(args, "remote", None) is None:
+        _check_cpu(server_cpu)  # a remote server checks its own CPUs
     # netperf: -I alone repeats 3 to 10 times; -i alone aims at 99 % +-2.5 %.
     iterations = args.iterations or ((10, 3) if args.confidence else (1, 1))
     level, width = args.confidence or (99.0, 5.0)
@@ -264,14 +282,48 @@ def _emit(args: argparse.Namespace, results: ResultFile, table: str) -> None:
         print()
         return
     print(table)
+    lab = results.environment.get("lab")
+    if lab and lab.get("emulated"):
+        print(f"emulated ({lab.get('accel', '?').upper()}, guest kernel {lab.get('guest_kernel')}): "
+              "functional checks, not performance figures")
     if args.cpu_detail:
         print()
         print(cpu_table(results.runs))
     print(f"\nresults: {results.path}")
 
 
+def _remote_target(args: argparse.Namespace) -> RemoteTarget:
+    """The server of ``run --remote``, with the flags that cannot go with it refused."""
+    if args.topology is not None:
+        raise VdevperfError("--remote", f"runs from this host to a vdevperf server; drop the topology "
+                                        f"'{args.topology}'")
+    for flag, given in (("--offload", args.offload), ("--offload-matrix", args.offload_matrix),
+                        ("--capture", args.capture)):
+        if given:
+            raise VdevperfError(flag, "needs a topology: with --remote the path's devices are not vdevperf's")
+    if args.token_file is None:
+        raise VdevperfError("--token-file", "is required with --remote: the secret the server was started with")
+    try:
+        host, port = parse_address(args.remote, DEFAULT_PORT)
+    except ValueError as exc:
+        raise VdevperfError("--remote", str(exc)) from None
+    return RemoteTarget(host=host, port=port, token=read_token(args.token_file))
+
+
 def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    """Run tests on one topology and print a netperf-style table."""
+    """Run tests on one topology, or against a vdevperf server, and print a netperf-style table."""
+    if args.remote is not None:
+        target = _remote_target(args)
+        configs = _configs(args)
+        results = _result_file(args, argv)
+        with _options(args, len(configs), configs, results) as options:
+            runs = bench.run_remote(target, configs, results, options)
+        _emit(args, results, run_table(runs))
+        return 0
+    if args.token_file is not None:
+        raise VdevperfError("--token-file", "goes with --remote")
+    if args.topology is None:
+        raise VdevperfError("run", "give a topology (e.g. veth) or --remote HOST:PORT")
     spec = load_topology(args.topology)
     configs = _configs(args)
     results = _result_file(args, argv)
@@ -394,6 +446,32 @@ def cmd_plot(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _log_line(line: str) -> None:
+    # One write per line, with no lock: sessions log from their threads while others fork
+    # endpoints, and a child must never inherit a held lock on sys.stderr.
+    os.write(sys.stderr.fileno(), f"vdevperf server: {line}\n".encode(errors="replace"))
+
+
+def cmd_server(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Serve the server half of tests to authenticated remote clients until SIGINT/SIGTERM."""
+    token = read_token(args.token_file)
+    try:
+        config = ServerConfig(token=token, bind=args.bind, port=args.port, max_duration_s=args.max_duration,
+                              max_clients=args.max_clients, idle_timeout_s=args.idle_timeout)
+    except ValueError as exc:
+        flag, _, why = str(exc).partition(": ")
+        raise VdevperfError(flag, why) from None
+    server = Server(config, log=_log_line)
+    try:
+        address = server.bind()
+        _log_line(f"listening on {address} (at most {config.max_clients} client(s), tests up to "
+                  f"{config.max_duration_s:g} s, idle timeout {config.idle_timeout_s:g} s)")
+        server.serve_forever()
+    finally:
+        server.close()
+    return 0
+
+
 def cmd_cleanup(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Remove namespaces and processes left by runs whose process is gone."""
     report = cleanup.cleanup()
@@ -414,6 +492,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], int]] = {
     "report": cmd_report,
     "diff": cmd_diff,
     "plot": cmd_plot,
+    "scale": cmd_scale,
+    "lab": cmd_lab,
+    "server": cmd_server,
     "cleanup": cmd_cleanup,
     "doctor": cmd_doctor,
 }
@@ -423,11 +504,16 @@ def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     top = _Parser(prog="vdevperf", description="netperf-style throughput and CPU cost of virtual network devices")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="run tests on one topology")
-    run.add_argument("topology", help="bundled topology name (e.g. veth) or path to a .toml file")
+    run = sub.add_parser("run", help="run tests on one topology, or against a vdevperf server")
+    run.add_argument("topology", nargs="?", help="bundled topology name (e.g. veth) or path to a .toml file")
     _add_test_flags(run, "TCP_STREAM")
     run.add_argument("--offload-matrix", type=_features, metavar="FEATURE,...",
                      help="run the test once per on/off combination of these offloads (2^k runs)")
+    run.add_argument("--remote", metavar="HOST:PORT",
+                     help=f"run the server half on the vdevperf server there (default port {DEFAULT_PORT}); "
+                          "the client runs here, in this namespace")
+    run.add_argument("--token-file", type=Path, metavar="FILE",
+                     help="with --remote: the shared secret the server was started with (mode 600)")
     compare = sub.add_parser("compare", help="compare topologies (default: all bundled ones)")
     compare.add_argument("topologies", nargs="*", help="topology names or files (default: all bundled)")
     compare.add_argument("--baseline", help="topology the others are relative to (default veth, else the first)")
@@ -458,8 +544,24 @@ def parser() -> argparse.ArgumentParser:
     plotter.add_argument("files", nargs="+", type=Path, help="result files or directories of them")
     plotter.add_argument("--kind", choices=plot.KINDS, default="bars")
     plotter.add_argument("-o", "--output", type=Path, required=True, help="OUT.png or OUT.svg")
+    server = sub.add_parser("server", help="serve tests to vdevperf clients on other hosts (run --remote)")
+    server.add_argument("--bind", default="::", metavar="ADDR",
+                        help="address to listen on (default ::, every IPv6 and IPv4 address)")
+    server.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; "
+                                                                         "0: any free port, printed at start)")
+    server.add_argument("--token-file", type=Path, required=True, metavar="FILE",
+                        help="the shared secret, at least 16 bytes, in a file of mode 600")
+    server.add_argument("--max-duration", type=_seconds, default=120.0, metavar="S",
+                        help="longest test accepted, warm-up included; longer ones are refused and a test "
+                             "still running past its length is killed (default 120)")
+    server.add_argument("--max-clients", type=_count("--max-clients"), default=4, metavar="N",
+                        help="authenticated clients served at once; one more is told the server is busy (default 4)")
+    server.add_argument("--idle-timeout", type=_seconds, default=60.0, metavar="S",
+                        help="end a session that sends nothing for this long between tests (default 60)")
     sub.add_parser("cleanup", help="remove leftovers of dead vdevperf runs")
     sub.add_parser("doctor", help="show supported device kinds, privileges, kernel")
+    add_scale_parser(sub)
+    add_lab_parser(sub)
     return top
 
 

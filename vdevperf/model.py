@@ -253,6 +253,14 @@ class Metrics:
     elsewhere_cpu_pct: float | None = None
     # What sampling cost the vdevperf process itself, in % of one CPU.
     sampler_cpu_pct: float | None = None
+    # With the server half on another host (a vdevperf server), that host's figures, netperf's
+    # remote CPU columns: utilisation and softirq share of all its CPUs, and its busy CPU time
+    # per unit of work. The figures above are then the client host's, and server_cpu_pct is
+    # the server processes' share of the server host.
+    remote_cpu_util_pct: float | None = None
+    remote_softirq_pct: float | None = None
+    remote_service_demand_us_per_kb: float | None = None
+    remote_service_demand_us_per_tr: float | None = None
 
 
 class RunStatus(enum.StrEnum):
@@ -313,6 +321,8 @@ class RunResult:
     confidence: Confidence | None = None
     # Offload features during the run: what was asked, what changed, the state per device.
     offload: dict | None = None
+    # The vdevperf server that ran the server half: its address and what it said of itself.
+    remote: dict | None = None
 
     def __post_init__(self) -> None:
         if self.status is RunStatus.OK:

@@ -21,6 +21,10 @@ vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
      to the sum of the /proc/stat fields.
   4  vdevperf 0.4.0: runs gain offload (requested, changed, state per device, and the
      combination of a matrix), iterations gain capture (the frame-size probe).
+  5  vdevperf 0.5.0: remote endpoints. Runs gain remote (the vdevperf server's address and
+     facts, null for local runs); samples gain remote_cpu and remote_t_s (the server
+     host's per-CPU times and clock); metrics gain remote_cpu_util_pct, remote_softirq_pct
+     and remote_service_demand_us_per_kb/_per_tr.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from vdevperf.model import (
     TestName,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics))
 CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TestConfig) if f.name != "test"}
 
@@ -63,7 +67,8 @@ def raw_to_json(raw: RawRun, flows: int) -> dict:
     return {
         "cpu_fields": list(cpu.FIELDS),
         "counter_names": counter_names(flows),
-        "samples": [{"t_s": s.t_s, "cpu": s.cpu, "counters": s.counters, "proc_cpu_s": s.proc_cpu_s}
+        "samples": [{"t_s": s.t_s, "cpu": s.cpu, "counters": s.counters, "proc_cpu_s": s.proc_cpu_s,
+                     "remote_cpu": s.remote_cpu, "remote_t_s": s.remote_t_s}
                     for s in raw.samples],
         "sampler_cpu_s": raw.sampler_cpu_s,
         "histogram_sub_bits": histogram.SUB_BITS,
@@ -74,7 +79,8 @@ def raw_to_json(raw: RawRun, flows: int) -> dict:
 
 def samples_from_json(raw: dict) -> list[Sample]:
     """The samples of a stored iteration."""
-    return [Sample(t_s=s["t_s"], cpu=s["cpu"], counters=s["counters"], proc_cpu_s=s.get("proc_cpu_s"))
+    return [Sample(t_s=s["t_s"], cpu=s["cpu"], counters=s["counters"], proc_cpu_s=s.get("proc_cpu_s"),
+                   remote_cpu=s.get("remote_cpu"), remote_t_s=s.get("remote_t_s"))
             for s in raw["samples"]]
 
 
@@ -118,6 +124,7 @@ def run_to_json(run: RunResult) -> dict:
         "unstable": run.unstable,
         "confidence": confidence,
         "offload": run.offload,
+        "remote": run.remote,
         "iterations": [{"metrics": _metrics_to_json(it.metrics), "endpoints": it.endpoints, "raw": it.raw,
                         "cpu_breakdown": it.cpu_breakdown, "series": it.series, "capture": it.capture}
                        for it in run.iterations],
@@ -145,6 +152,7 @@ def run_from_json(doc: dict) -> RunResult:
                          for it in doc["iterations"]),
         confidence=confidence,
         offload=doc["offload"],
+        remote=doc["remote"],
     )
 
 
@@ -200,8 +208,23 @@ def _upgrade_3_to_4(document: dict) -> dict:
     return document
 
 
+def _upgrade_4_to_5(document: dict) -> dict:
+    """Version 4 had no remote endpoints: every run was local."""
+    document = copy.deepcopy(document)
+    for run in document["runs"]:
+        run["remote"] = None
+        run["metrics"] = dict.fromkeys(METRIC_KEYS) | run["metrics"]
+        for it in run["iterations"]:
+            it["metrics"] = dict.fromkeys(METRIC_KEYS) | it["metrics"]
+            for sample in it["raw"]["samples"]:
+                sample["remote_cpu"] = None
+                sample["remote_t_s"] = None
+    return document
+
+
 # Upgrades from version N to N+1, applied in order to older files.
-_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4}
+_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4,
+                                                4: _upgrade_4_to_5}
 
 
 def write_text_atomic(path: Path, text: str) -> None:

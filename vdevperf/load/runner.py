@@ -9,6 +9,12 @@ reads CPU times and the shared counters at the window start, every
 edges. Afterwards it stops the loops as the test prescribes and collects
 each endpoint's report. Sampling happens here, outside the endpoint
 processes, so it costs them nothing.
+
+The server half can also run on another host (a vdevperf server, see
+vdevperf.remote): a RemoteServer then opens the server endpoints there, and
+every sample adds the server's counters, per-CPU times and endpoint CPU,
+read there at the same instant. The server-side pieces here (server socket,
+server role, Watch, finish) are what the vdevperf server runs too.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import psutil
 
@@ -32,6 +39,7 @@ from vdevperf.load.tests import TESTS, Loop, TestDef
 from vdevperf.measure import capture as capture_probe
 from vdevperf.measure import cpu, histogram
 from vdevperf.measure.capture import CaptureSpec
+from vdevperf.measure.cpu import CpuSnapshot
 from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.model import TestConfig
 from vdevperf.topology import netns
@@ -50,6 +58,39 @@ class Side:
     netns_path: str | None
     address: str
     cpu: int | None = None
+
+
+# What a client sends on a new data connection before its loop starts (a remote session's data
+# token), and what a server endpoint does with its socket before its loop (admit only that token).
+Greet = Callable[[socket.socket], None]
+Admit = Callable[[socket.socket], socket.socket]
+
+
+@dataclass(frozen=True)
+class RemoteReading:
+    """The server half's state at one instant: its clock, per-CPU times, per flow its
+    endpoint's counters (SLOTS) and CPU seconds."""
+
+    t_s: float
+    cpu: CpuSnapshot
+    counters: list[list[int]]
+    proc_cpu_s: list[float]
+
+
+class RemoteServer(Protocol):
+    """A server half run by another host, driven through a control connection."""
+
+    def open(self, cfg: TestConfig) -> tuple[list[tuple], Greet]:
+        """Open the server endpoints of ``cfg``; per flow the address to connect to, and the greeting."""
+
+    def start(self) -> list[dict]:
+        """Wait for the server endpoints to be ready and release them; per flow their ready message."""
+
+    def mark(self) -> Callable[[], RemoteReading]:
+        """Ask for a reading now; the returned function waits for it."""
+
+    def stop(self) -> list[dict]:
+        """End the server endpoints as the test prescribes; per flow observed CPUs and final counters."""
 
 
 def _set_buffers(sock: socket.socket, sndbuf: int | None, rcvbuf: int | None) -> None:
@@ -86,7 +127,7 @@ def _drive(channel: Channel, ctx: LoopContext, loop: Loop, cpu_wanted: int | Non
     channel.send({"event": "done"})
 
 
-def _server_socket(tdef: TestDef, side: Side, family: int, cfg: TestConfig) -> socket.socket:
+def server_socket(tdef: TestDef, side: Side, family: int, cfg: TestConfig) -> socket.socket:
     """A flow's server socket, created inside the server's namespace (sockets keep their netns)."""
     kind = socket.SOCK_DGRAM if tdef.name.is_udp else socket.SOCK_STREAM
     with netns.entered_path(side.netns_path):
@@ -102,11 +143,17 @@ def _server_socket(tdef: TestDef, side: Side, family: int, cfg: TestConfig) -> s
     return sock
 
 
-def _server(tdef: TestDef, sock: socket.socket, cfg: TestConfig, shared: Counters, index: int) -> endpoint.RoleBody:
+def server_role(tdef: TestDef, sock: socket.socket, cfg: TestConfig, shared: Counters, index: int,
+                admit: Admit | None = None) -> endpoint.RoleBody:
+    """The body of a flow's server endpoint; ``admit`` (remote sessions) picks the data socket to serve."""
     def body(channel: Channel) -> None:
-        data = sock
-        if sock.type == socket.SOCK_STREAM and not tdef.per_connection:
+        if admit is not None:
+            data = admit(sock)
+        elif sock.type == socket.SOCK_STREAM and not tdef.per_connection:
             data, _ = sock.accept()
+        else:
+            data = sock
+        if data is not sock:
             sock.close()
         ctx = LoopContext(data, cfg, shared.slots(index), shared.hist(index))
         _drive(channel, ctx, tdef.server_loop, cfg.server_cpu, _socket_facts(data))
@@ -114,7 +161,7 @@ def _server(tdef: TestDef, sock: socket.socket, cfg: TestConfig, shared: Counter
 
 
 def _client(tdef: TestDef, address: tuple, family: int, cfg: TestConfig, shared: Counters,
-            index: int) -> endpoint.RoleBody:
+            index: int, greet: Greet | None) -> endpoint.RoleBody:
     kind = socket.SOCK_DGRAM if tdef.name.is_udp else socket.SOCK_STREAM
 
     def new_socket() -> socket.socket:
@@ -137,6 +184,8 @@ def _client(tdef: TestDef, address: tuple, family: int, cfg: TestConfig, shared:
             ctx.sock = sock = new_socket()
             sock.settimeout(SETUP_TIMEOUT_S)
             sock.connect(address)
+            if greet is not None:
+                greet(sock)  # before the loop: the loop itself never sees the greeting
             sock.settimeout(None)
             if tdef.name.is_udp and tdef.latency:
                 # At the socket level, not Python's settimeout: that would poll() before every recv.
@@ -147,39 +196,69 @@ def _client(tdef: TestDef, address: tuple, family: int, cfg: TestConfig, shared:
     return body
 
 
-class _Watch:
-    """Samples CPU, counters and where each endpoint is running."""
+class Watch:
+    """Samples CPU, counters and where each local endpoint is running (and the remote half, if any)."""
 
-    def __init__(self, shared: Counters, endpoints: list[Endpoint]) -> None:
+    def __init__(self, shared: Counters, endpoints: dict[int, Endpoint], remote: RemoteServer | None = None) -> None:
         self.shared = shared
-        self.procs = [psutil.Process(ep.pid) for ep in endpoints]
+        self.indexes = sorted(endpoints)
+        self.procs = [psutil.Process(endpoints[i].pid) for i in self.indexes]
+        self.remote = remote
         self.own_cpu_s: list[float] = []
-        self.observed: list[Counter] = [Counter() for _ in endpoints]
+        self.observed: dict[int, Counter] = {i: Counter() for i in self.indexes}
         self.start = 0.0
+        self.remote_start = 0.0
         self.samples: list[Sample] = []
         self.histograms: list[list[list[int]]] = []
+
+    def read(self) -> tuple[list[int], CpuSnapshot, list[float]]:
+        """Every shared counter, the per-CPU times, and per local endpoint its CPU seconds; counts where
+        each endpoint runs."""
+        counters = self.shared.read()
+        machine = cpu.snapshot()
+        return counters, machine, self._proc_cpu()
+
+    def _proc_cpu(self) -> list[float]:
+        seconds = []
+        for index, proc in zip(self.indexes, self.procs, strict=True):
+            # One read of /proc/PID/stat gives both where it runs and what it used.
+            try:
+                with proc.oneshot():
+                    self.observed[index][proc.cpu_num()] += 1
+                    times = proc.cpu_times()
+            except psutil.Error:
+                raise LoadError(f"endpoint {proc.pid}", "exited during the measurement") from None
+            seconds.append(times.user + times.system)
+        return seconds
 
     def take(self, histograms: bool = False) -> None:
         """One sample; at the window edges also the latency histograms, read right after the counters."""
         now = time.monotonic()
         if not self.samples:
             self.start = now
+        # The remote half reads its side while this one reads here: the request goes out first.
+        pending = self.remote.mark() if self.remote is not None else None
         counters = self.shared.read()
         if histograms:
             self.histograms.append([self.shared.read_hist(endpoint_index(flow, "client"))
                                     for flow in range(self.shared.endpoints // len(ROLES))])
         machine = cpu.snapshot()
-        proc_cpu = []
-        for seen, proc in zip(self.observed, self.procs, strict=True):
-            # One read of /proc/PID/stat gives both where it runs and what it used.
-            try:
-                with proc.oneshot():
-                    seen[proc.cpu_num()] += 1
-                    times = proc.cpu_times()
-            except psutil.Error:
-                raise LoadError(f"endpoint {proc.pid}", "exited during the measurement") from None
-            proc_cpu.append(times.user + times.system)
-        self.samples.append(Sample(t_s=now - self.start, cpu=machine, counters=counters, proc_cpu_s=proc_cpu))
+        local_cpu = self._proc_cpu()
+        proc_cpu = [0.0] * self.shared.endpoints
+        for index, seconds in zip(self.indexes, local_cpu, strict=True):
+            proc_cpu[index] = seconds
+        remote_cpu = remote_t_s = None
+        if pending is not None:
+            reading = pending()
+            if not self.samples:
+                self.remote_start = reading.t_s
+            for flow, values in enumerate(reading.counters):
+                at = endpoint_index(flow, "server") * len(SLOTS)
+                counters[at:at + len(SLOTS)] = values
+                proc_cpu[endpoint_index(flow, "server")] = reading.proc_cpu_s[flow]
+            remote_cpu, remote_t_s = reading.cpu, reading.t_s - self.remote_start
+        self.samples.append(Sample(t_s=now - self.start, cpu=machine, counters=counters, proc_cpu_s=proc_cpu,
+                                   remote_cpu=remote_cpu, remote_t_s=remote_t_s))
         # This process does nothing but sample during the window: its CPU time is the cost of
         # measuring (process_time is exact; /proc's 10 ms ticks would hide it).
         self.own_cpu_s.append(time.process_time())
@@ -189,15 +268,24 @@ def _window_histograms(start: list[list[int]], end: list[list[int]]) -> list[dic
     return [histogram.sparse(b - a for a, b in zip(s, e, strict=True)) for s, e in zip(start, end, strict=True)]
 
 
-def _stop(endpoints: list[Endpoint], tdef: TestDef) -> None:
-    """End the load in the test's order, then wait for every endpoint's report and exit."""
+def finish(endpoints: list[Endpoint], tdef: TestDef, remote: RemoteServer | None = None) -> list[dict]:
+    """End the load in the test's order, then wait for every endpoint's report and exit.
+
+    Returns the remote half's per-flow reports (none without one).
+    """
     deadline = time.monotonic() + FINISH_TIMEOUT_S
+    remote_reports: list[dict] | None = None
     for role in tdef.stop:
         stopped = [ep for ep in endpoints if ep.role == role]
         for ep in stopped:
             ep.stop()
         for ep in stopped:
             ep.receive(deadline)
+        if role == "server" and remote is not None:
+            remote_reports = remote.stop()
+    if remote is not None and remote_reports is None:
+        # A server that ends at EOF: its clients were stopped above.
+        remote_reports = remote.stop()
     for ep in endpoints:
         if ep.role not in tdef.stop:
             ep.receive(deadline)
@@ -205,39 +293,50 @@ def _stop(endpoints: list[Endpoint], tdef: TestDef) -> None:
         ep.join(deadline)
         if not os.WIFEXITED(ep.exit_status) or os.WEXITSTATUS(ep.exit_status) != 0:
             raise LoadError(f"{ep.role} endpoint", f"exited with wait status {ep.exit_status}")
+    return remote_reports or []
 
 
-def run(cfg: TestConfig, client: Side, server: Side, on_spawn: Callable[[int], None] = lambda pid: None,
-        capture: CaptureSpec | None = None) -> RawRun:
+def run(cfg: TestConfig, client: Side, server: Side | RemoteServer,
+        on_spawn: Callable[[int], None] = lambda pid: None, capture: CaptureSpec | None = None) -> RawRun:
     """Run ``cfg`` (all its flows) from ``client`` to ``server`` and return the raw measurements.
 
-    ``on_spawn(pid)`` learns every endpoint pid as it starts (for the ledger);
-    ``capture`` asks for a frame-size probe during the warm-up.
+    ``server`` is a Side here or a RemoteServer elsewhere; ``on_spawn(pid)`` learns every
+    local endpoint pid as it starts (for the ledger); ``capture`` asks for a frame-size probe
+    during the warm-up.
     """
     tdef = TESTS[cfg.test]
     family = socket.AF_INET if cfg.ip_version == 4 else socket.AF_INET6
     shared = Counters(cfg.flows * len(ROLES), histogram.BUCKETS if tdef.latency else 0)
-    endpoints: list[Endpoint] = []
+    remote = None if isinstance(server, Side) else server
+    local: dict[int, Endpoint] = {}
     prober: Endpoint | None = None
     captured = None
-    server_socks = [_server_socket(tdef, server, family, cfg) for _ in range(cfg.flows)]
+    server_socks = [] if remote is not None else [server_socket(tdef, server, family, cfg) for _ in range(cfg.flows)]
     try:
-        for flow, sock in enumerate(server_socks):
-            ep = endpoint.start("server", server.netns_path, server.cpu,
-                                _server(tdef, sock, cfg, shared, endpoint_index(flow, "server")))
-            endpoints.append(ep)
-            on_spawn(ep.pid)
-        for flow, sock in enumerate(server_socks):
-            address = (server.address, sock.getsockname()[1])
-            sock.close()  # the server endpoint has its own copy
-            ep = endpoint.start("client", client.netns_path, client.cpu,
-                                _client(tdef, address, family, cfg, shared, endpoint_index(flow, "client")))
-            endpoints.insert(endpoint_index(flow, "client"), ep)
+        greet: Greet | None = None
+        if remote is not None:
+            targets, greet = remote.open(cfg)
+        else:
+            targets = []
+            for flow, sock in enumerate(server_socks):
+                index = endpoint_index(flow, "server")
+                local[index] = ep = endpoint.start("server", server.netns_path, server.cpu,
+                                                   server_role(tdef, sock, cfg, shared, index))
+                on_spawn(ep.pid)
+                targets.append((server.address, sock.getsockname()[1]))
+            for sock in server_socks:
+                sock.close()  # the server endpoints have their own copies
+        for flow, address in enumerate(targets):
+            index = endpoint_index(flow, "client")
+            local[index] = ep = endpoint.start("client", client.netns_path, client.cpu,
+                                               _client(tdef, address, family, cfg, shared, index, greet))
             on_spawn(ep.pid)
         deadline = time.monotonic() + SETUP_TIMEOUT_S
-        ready = [ep.receive(deadline) for ep in endpoints]
-        watch = _Watch(shared, endpoints)
-        for ep in endpoints:
+        ready = {index: local[index].receive(deadline) for index in sorted(local)}
+        watch = Watch(shared, local, remote)
+        if remote is not None:
+            ready |= {endpoint_index(flow, "server"): message for flow, message in enumerate(remote.start())}
+        for ep in local.values():
             ep.go()
         if capture is not None:
             prober = capture_probe.start(capture)
@@ -252,23 +351,32 @@ def run(cfg: TestConfig, client: Side, server: Side, on_spawn: Callable[[int], N
             time.sleep(min(cfg.interval_s - (now - watch.start) % cfg.interval_s, end - now))
             # The sample that closes the window also takes the histograms.
             watch.take(histograms=tdef.latency and time.monotonic() >= end)
-        _stop(endpoints, tdef)
+        remote_reports = finish([local[index] for index in sorted(local)], tdef, remote)
         final = shared.read()
     finally:
         for sock in server_socks:
             sock.close()
-        for ep in [*endpoints, *([prober] if prober else [])]:
+        for ep in [*local.values(), *([prober] if prober else [])]:
             ep.close()
     reports = []
-    for index, ep in enumerate(endpoints):
+    for index in range(cfg.flows * len(ROLES)):
+        flow, role = index // len(ROLES), ROLES[index % len(ROLES)]
+        if index in local:
+            observed = {str(cpu_num): n for cpu_num, n in watch.observed[index].items()}
+            counters = dict(zip(SLOTS, final[index * len(SLOTS):(index + 1) * len(SLOTS)], strict=True))
+            pid = local[index].pid
+        else:
+            observed = remote_reports[flow]["observed_cpus"]
+            counters = remote_reports[flow]["final_counters"]
+            pid = ready[index]["pid"]
         reports.append({
-            "flow": index // len(ROLES),
-            "role": ep.role,
-            "pid": ep.pid,
+            "flow": flow,
+            "role": role,
+            "pid": pid,
             "placement": dict(ready[index]["placement"],
-                              observed_cpus={str(k): v for k, v in sorted(watch.observed[index].items())}),
+                              observed_cpus=dict(sorted(observed.items(), key=lambda kn: int(kn[0])))),
             "socket": ready[index]["socket"],
-            "final_counters": dict(zip(SLOTS, final[index * len(SLOTS):(index + 1) * len(SLOTS)], strict=True)),
+            "final_counters": counters,
         })
     return RawRun(samples=watch.samples, endpoints=reports,
                   histograms=_window_histograms(*watch.histograms) if tdef.latency else [],

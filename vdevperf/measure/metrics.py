@@ -41,17 +41,31 @@ def latency_fields(hist: dict[int, int]) -> dict[str, float | None]:
     return {f"{key}_latency_us": value for key, value in summary.items()}
 
 
-def _process_split(first: Sample, last: Sample, flows: int, used: cpu.CpuDelta) -> dict[str, float | None]:
-    """Busy CPU split into client processes, server processes and the rest, in % of the machine."""
+def _process_split(first: Sample, last: Sample, flows: int, used: cpu.CpuDelta,
+                   remote: cpu.CpuDelta | None) -> dict[str, float | None]:
+    """Busy CPU split into client processes, server processes and the rest, in % of the machine.
+
+    With a remote server half, the server processes' share is of the server host (``remote``)
+    and the rest is what the client host spent outside its client processes.
+    """
     if first.proc_cpu_s is None or last.proc_cpu_s is None or used.total_s <= 0:
         return {}
     share = {}
     for role in ROLES:
+        machine = remote if role == "server" and remote is not None else used
         seconds = sum(last.proc_cpu_s[i] - first.proc_cpu_s[i]
                       for i in (endpoint_index(f, role) for f in range(flows)))
-        share[f"{role}_cpu_pct"] = 100.0 * seconds / used.total_s
-    share["elsewhere_cpu_pct"] = used.util_pct - share["client_cpu_pct"] - share["server_cpu_pct"]
+        share[f"{role}_cpu_pct"] = 100.0 * seconds / machine.total_s if machine.total_s > 0 else None
+    servers_here = 0.0 if remote is not None else share["server_cpu_pct"]
+    share["elsewhere_cpu_pct"] = used.util_pct - share["client_cpu_pct"] - servers_here
     return share
+
+
+def _remote_delta(first: Sample, last: Sample) -> cpu.CpuDelta | None:
+    """The server host's CPU seconds over the window, by its own clock (None for a local run)."""
+    if first.remote_cpu is None or last.remote_cpu is None:
+        return None
+    return cpu.delta(first.remote_cpu, last.remote_cpu, last.remote_t_s - first.remote_t_s)
 
 
 def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
@@ -63,9 +77,15 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
     per_flow = _deltas(first, last, flows, role, slot)
     work = sum(per_flow)
     used = cpu.delta(first.cpu, last.cpu, elapsed)
+    remote = _remote_delta(first, last)
     common = {"elapsed_s": elapsed, "cpu_util_pct": used.util_pct, "softirq_pct": used.softirq_pct,
               "sampler_cpu_pct": None if raw.sampler_cpu_s is None else 100.0 * raw.sampler_cpu_s / elapsed,
-              **_process_split(first, last, flows, used)}
+              **_process_split(first, last, flows, used, remote)}
+    if remote is not None:
+        # Remote service demand: the server host's busy time over the same work, as netperf's -C.
+        common |= {"remote_cpu_util_pct": remote.util_pct, "remote_softirq_pct": remote.softirq_pct,
+                   ("remote_service_demand_us_per_kb" if test.is_stream else "remote_service_demand_us_per_tr"):
+                   cpu.service_demand_us(remote, work / 1024 if test.is_stream else work)}
     if test.is_stream:
         rates = [w * 8 / elapsed / 1e6 for w in per_flow]
         sender = "server" if role == "client" else "client"

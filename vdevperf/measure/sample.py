@@ -10,12 +10,19 @@ from vdevperf.measure.cpu import CpuSnapshot
 @dataclass(frozen=True)
 class Sample:
     """One reading, ``t_s`` after the window start: per-CPU times, all shared counters and,
-    per endpoint (in endpoint order), the CPU seconds its process has used (user + system)."""
+    per endpoint (in endpoint order), the CPU seconds its process has used (user + system).
+
+    With the server half on another host, its counters and CPU seconds come from there, read
+    at the same instant, with that host's per-CPU times (``remote_cpu``) and ``remote_t_s``,
+    the time since the window start by that host's clock.
+    """
 
     t_s: float
     cpu: CpuSnapshot
     counters: list[int]
     proc_cpu_s: list[float] | None = None
+    remote_cpu: CpuSnapshot | None = None
+    remote_t_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,9 @@ class Row:
     min_flow_rate: float | None = None
     max_flow_rate: float | None = None
     jain_index: float | None = None
+    # Against a vdevperf server: its host's CPU utilisation and service demand (units as above).
+    remote_cpu_util_pct: float | None = None
+    remote_service_demand: float | None = None
 
 
 # What a row without figures says; the run's full reason goes in a footnote.
@@ -111,6 +114,8 @@ def row(run: RunResult) -> Row:
         min_flow_rate=m.min_flow_rate,
         max_flow_rate=m.max_flow_rate,
         jain_index=m.jain_index,
+        remote_cpu_util_pct=m.remote_cpu_util_pct,
+        remote_service_demand=m.remote_service_demand_us_per_kb if stream else m.remote_service_demand_us_per_tr,
     )
 
 

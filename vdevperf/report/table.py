@@ -1,8 +1,11 @@
 """Text tables of runs (tabulate), in netperf's units and column order.
 
 The columns every run has come first; columns that only some tests fill
-(latency percentiles, UDP loss, per-flow spread, confidence) appear only
-when a row has them, so a plain TCP_STREAM table stays as narrow as netperf's.
+(remote CPU, latency percentiles, UDP loss, per-flow spread, confidence)
+appear only when a row has them, so a plain TCP_STREAM table stays as narrow
+as netperf's. Against a vdevperf server, ``CPU util %`` and ``Svc demand``
+are the client host's, ``remote CPU %`` and ``remote svc demand`` the server
+host's (netperf's local and remote columns).
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ def _columns(baseline: str | None) -> list[Column]:
         Column("Svc demand", lambda r: _num(r.service_demand, 3)),
         Column("Units", lambda r: r.demand_units),
         Column(f"vs {baseline}", lambda r: _ratio(r.demand_ratio), lambda r: relative),
+        Column("remote CPU %", lambda r: _num(r.remote_cpu_util_pct), lambda r: r.remote_cpu_util_pct is not None),
+        Column("remote svc demand", lambda r: _num(r.remote_service_demand, 3),
+               lambda r: r.remote_service_demand is not None),
         Column("p50 us", lambda r: _num(r.p50_latency_us, 1), lambda r: r.p50_latency_us is not None),
         Column("p99 us", lambda r: _num(r.p99_latency_us, 1), lambda r: r.p99_latency_us is not None),
         Column("Loss %", lambda r: _num(r.loss_pct, 3), lambda r: r.loss_pct is not None),

@@ -1,0 +1,505 @@
+"""Remote endpoints for real: a vdevperf server in one namespace as the remote host, clients in another,
+across a veth; figures, refusals, limits, a client that vanishes, and a fuzzed control protocol."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonschema
+import psutil
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vdevperf import bench
+from vdevperf.model import TestConfig, TestName
+from vdevperf.remote import protocol
+from vdevperf.remote.client import RemoteTarget
+from vdevperf.results import ResultFile, load
+from vdevperf.topology import netns
+from vdevperf.topology.builder import build
+from vdevperf.topology.spec import load_topology
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((REPO / "vdevperf" / "schema" / "result.schema.json").read_text())
+SERVER_IP = "198.18.0.2"
+TOKEN = b"remote-test-token-0123456789abcdef"
+SHORT = {"duration_s": 0.6, "warmup_s": 0.2, "interval_s": 0.3}
+REMOTE_FIGURES = {"remote_cpu_util_pct", "remote_softirq_pct", "remote_service_demand_us_per_kb",
+                  "remote_service_demand_us_per_tr"}
+FUZZ_MESSAGES = 10_000
+
+
+@pytest.fixture(scope="module")
+def veth():
+    with build(load_topology("veth")) as topo:
+        yield topo
+
+
+@pytest.fixture(scope="module")
+def token_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("token") / "token"
+    path.write_bytes(TOKEN + b"\n")
+    path.chmod(0o600)
+    return path
+
+
+class ServerProcess:
+    """``python -m vdevperf server`` in the server namespace; stopped by its PID."""
+
+    def __init__(self, topo, token_file: Path, log: Path, *flags: str) -> None:
+        self.log_path = log
+        with open(log, "w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "vdevperf", "server", "--port", "0", "--token-file", str(token_file), *flags],
+                stdout=subprocess.DEVNULL, stderr=out, preexec_fn=lambda: netns.move_to(topo.server.netns_path))
+        deadline = time.monotonic() + 15
+        while "listening on" not in self.log():
+            assert self.proc.poll() is None, self.log()
+            assert time.monotonic() < deadline, "the server did not start listening"
+            time.sleep(0.05)
+        self.port = int(self.log().split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+        self.process = psutil.Process(self.proc.pid)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def endpoints(self) -> list[psutil.Process]:
+        return [c for c in self.process.children() if c.status() != psutil.STATUS_ZOMBIE]
+
+    def wait_for(self, condition, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "condition not reached in time"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        children = self.process.children(recursive=True)
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=20) == -signal.SIGTERM
+        gone, alive = psutil.wait_procs(children, timeout=5)
+        assert not alive, f"endpoints outlived the server: {alive}"
+        log = self.log()
+        assert "Traceback" not in log and "internal error" not in log, log[-2000:]
+
+
+@pytest.fixture(scope="module")
+def server(veth, token_file, tmp_path_factory):
+    srv = ServerProcess(veth, token_file, tmp_path_factory.mktemp("server") / "server.log",
+                        "--max-clients", "2", "--max-duration", "30", "--idle-timeout", "3")
+    yield srv
+    srv.stop()
+
+
+def target(topo, srv: ServerProcess, token: bytes = TOKEN) -> RemoteTarget:
+    return RemoteTarget(SERVER_IP, srv.port, token, netns_path=topo.client.netns_path)
+
+
+def vdevperf_client(topo, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vdevperf", *args], capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=lambda: netns.move_to(topo.client.netns_path))
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+# ---- a raw protocol client, to say what a well-behaved client never would
+
+
+def connect(topo, srv: ServerProcess, source: str | None = None) -> socket.socket:
+    with netns.entered_path(topo.client.netns_path):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    if source is not None:
+        sock.bind((source, 0))
+    sock.connect((SERVER_IP, srv.port))
+    return sock
+
+
+def send(sock: socket.socket, kind: str, **fields) -> bytes:
+    frame = protocol.encode(kind, **fields)
+    sock.sendall(frame)
+    return frame
+
+
+def reply(sock: socket.socket) -> dict:
+    return protocol.receive(sock, time.monotonic() + 10, protocol.SERVER_TYPES, protocol.MAX_REPLY_FRAME)
+
+
+def handshake(sock: socket.socket, token: bytes = TOKEN) -> list[bytes]:
+    """A full client handshake; returns the frames the client sent (for replaying)."""
+    nonce = os.urandom(protocol.NONCE_BYTES)
+    frames = [send(sock, "hello", client_nonce=nonce.hex(), software="raw test client")]
+    challenge = reply(sock)
+    assert challenge["type"] == "challenge"
+    mac = protocol.client_mac(token, bytes.fromhex(challenge["server_nonce"]), nonce)
+    frames.append(send(sock, "auth", mac=mac.hex()))
+    return frames
+
+
+def refusal(sock: socket.socket) -> dict:
+    """The error the server answers with, after which it closes the connection."""
+    message = reply(sock)
+    assert message["type"] == "error", message
+    assert sock.recv(1) == b""
+    return message
+
+
+def raw_test(topo, srv: ServerProcess, **overrides) -> tuple[socket.socket, dict]:
+    """An authenticated raw session with a TCP_RR test opened; returns it and the 'ready' reply."""
+    sock = connect(topo, srv)
+    handshake(sock)
+    assert reply(sock)["type"] == "welcome"
+    cfg = TestConfig(test=TestName.TCP_RR, **(SHORT | overrides))
+    send(sock, "test", config=protocol.config_to_wire(cfg))
+    ready = reply(sock)
+    assert ready["type"] == "ready", ready
+    return sock, ready
+
+
+# ---- figures
+
+
+def test_remote_runs_give_the_figures_of_local_runs_plus_the_servers_cpu(veth, server, tmp_path):
+    results = ResultFile(path=tmp_path / "r.json", command=["test"])
+    for test in TestName:
+        cfg = TestConfig(test=test, send_size=1472 if test.is_udp else 128 * 1024, **SHORT)
+        remote = bench.measure_remote(target(veth, server), cfg)
+        local = bench.measure(veth, cfg)
+        results.add(remote)
+        have = {k for k, v in vars(remote.metrics).items() if v is not None}
+        local_have = {k for k, v in vars(local.metrics).items() if v is not None}
+        per_unit = "remote_service_demand_us_per_kb" if test.is_stream else "remote_service_demand_us_per_tr"
+        assert have - local_have == REMOTE_FIGURES - {"remote_service_demand_us_per_kb",
+                                                      "remote_service_demand_us_per_tr"} | {per_unit}, test
+        assert local_have <= have, test
+        m = remote.metrics
+        assert (m.throughput_mbps or m.transactions_per_s) > 0 and getattr(m, per_unit) > 0
+        # The "remote" host is this machine: its figures, read over the control connection, match the
+        # ones read here over the same window (give or take /proc/stat's 10 ms ticks).
+        assert m.remote_cpu_util_pct == pytest.approx(m.cpu_util_pct, abs=10), test
+        assert remote.remote["server"]["cpu_count"] == os.cpu_count()
+        servers = [e for e in remote.iterations[0].endpoints if e["role"] == "server"]
+        counters = servers[0]["final_counters"]
+        assert counters["bytes_received"] + counters["bytes_sent"] > 0 and servers[0]["placement"]["observed_cpus"]
+    # The server listens on every address of its namespace (the default, ::): IPv6 works as IPv4 does.
+    cfg = TestConfig(test=TestName.TCP_RR, ip_version=6, **SHORT)
+    results.add(bench.measure_remote(RemoteTarget("2001:2::2", server.port, TOKEN, veth.client.netns_path), cfg))
+    assert results.runs[-1].remote["address"] == f"[2001:2::2]:{server.port}"
+    document = load(tmp_path / "r.json")
+    jsonschema.validate(document, SCHEMA)
+    assert all(s["remote_cpu"] is not None for r in document["runs"] for s in r["iterations"][0]["raw"]["samples"])
+    assert "[2001:2::1]:" in server.log()
+
+
+def test_the_command_line_client_shows_remote_cpu_columns(veth, server, token_file, tmp_path):
+    proc = vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}", "--token-file", str(token_file),
+                           "-t", "TCP_STREAM,TCP_RR", "-P", "2", "-l", "0.6", "--warmup", "0.2",
+                           "--interval", "0.3", "-o", str(tmp_path / "r.json"))
+    assert proc.returncode == 0, proc.stderr
+    header = proc.stdout.splitlines()[0]
+    assert "remote CPU %" in header and "remote svc demand" in header
+    rows = [line.split() for line in proc.stdout.splitlines()[2:4]]
+    assert [r[:2] for r in rows] == [["remote", "TCP_STREAM"], ["remote", "TCP_RR"]]
+    document = json.loads((tmp_path / "r.json").read_text())
+    jsonschema.validate(document, SCHEMA)
+    assert all(r["remote"]["address"] == f"{SERVER_IP}:{server.port}" for r in document["runs"])
+    assert all(len(r["metrics"]["flows"]) == 2 for r in document["runs"])
+
+
+# ---- refusals
+
+
+def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly(veth, server, tmp_path):
+    wrong = tmp_path / "wrong"
+    wrong.write_bytes(b"not-the-token-of-this-server")
+    wrong.chmod(0o600)
+    line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}",
+                                          "--token-file", str(wrong), "-l", "1"))
+    assert line == (f"vdevperf: server {SERVER_IP}:{server.port}: authentication failed: "
+                    "the client's token is not this server's")
+    line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}", "-l", "1"))
+    assert line.startswith("vdevperf: --token-file: is required with --remote")
+
+    # No token at all: straight from the challenge to a test request.
+    sock = connect(veth, server)
+    send(sock, "hello", client_nonce=os.urandom(32).hex(), software="raw")
+    assert reply(sock)["type"] == "challenge"
+    send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR)))
+    assert refusal(sock) == {"v": 1, "type": "error", "code": "auth",
+                             "message": "expected 'auth', got 'test'"}
+
+    # A recorded handshake, replayed on a new connection: the server's nonce is new, the proof is not.
+    sock = connect(veth, server)
+    recorded = handshake(sock)
+    assert reply(sock)["type"] == "welcome"
+    sock.close()
+    sock = connect(veth, server)
+    sock.sendall(recorded[0])
+    assert reply(sock)["type"] == "challenge"
+    sock.sendall(recorded[1])
+    assert refusal(sock)["code"] == "auth"
+
+    # A client of another protocol version.
+    sock = connect(veth, server)
+    body = json.dumps({"v": 2, "type": "hello", "client_nonce": "00" * 32, "software": "vdevperf 9"}).encode()
+    sock.sendall(len(body).to_bytes(4, "big") + body)
+    assert refusal(sock)["message"] == "protocol version mismatch: server speaks protocol 1, client sent 2"
+
+    log = server.log()
+    assert "refused: version: protocol version mismatch: server speaks protocol 1, client sent 2" in log
+    assert log.count("refused: auth: authentication failed") == 2
+    # The server kept serving throughout.
+    assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_RR, **SHORT)).metrics
+
+
+def test_data_connections_need_the_sessions_address_and_token(veth, server):
+    sock, ready = raw_test(veth, server)
+    port = ready["ports"][0]
+    ipr = veth.ipr("cli")
+    index = ipr.link_lookup(ifname=veth.ifname("c0"))[0]
+    ipr.addr("add", index=index, address="198.18.0.3", prefixlen=24)
+    try:
+        with netns.entered_path(veth.client.netns_path):
+            stranger, impostor, client = (socket.socket() for _ in range(3))
+        # Another address of the client's host, even with the right token: the kernel drops its SYN.
+        stranger.bind(("198.18.0.3", 0))
+        stranger.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            stranger.connect((SERVER_IP, port))
+        # The session's address with a wrong token: accepted, then closed.
+        impostor.settimeout(5)
+        impostor.connect((SERVER_IP, port))
+        impostor.sendall(b"x" * protocol.DATA_TOKEN_BYTES)
+        assert impostor.recv(1) == b""
+        client.settimeout(5)
+        client.connect((SERVER_IP, port))
+        client.sendall(bytes.fromhex(ready["data_token"]))
+        send(sock, "start")
+        assert reply(sock)["type"] == "started"
+        client.close()  # a TCP_RR server endpoint ends at its client's EOF
+        send(sock, "stop")
+        stopped = reply(sock)
+        assert stopped["type"] == "stopped" and stopped["endpoints"][0]["final_counters"]["transactions"] == 0
+        send(sock, "bye")
+        assert sock.recv(1) == b""
+    finally:
+        ipr.addr("del", index=index, address="198.18.0.3", prefixlen=24)
+        for s in (stranger, impostor, client, sock):
+            s.close()
+
+
+# ---- limits
+
+
+def test_max_clients_and_connections_in_handshake_are_bounded(veth, server):
+    held = [connect(veth, server) for _ in range(2)]
+    for sock in held:
+        handshake(sock)
+        assert reply(sock)["type"] == "welcome"
+    line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}",
+                                          "--token-file", str(server_token(server)), "-l", "1"))
+    assert line == f"vdevperf: server {SERVER_IP}:{server.port}: busy: serving its maximum of 2 client(s); " \
+                   "try again later"
+    held.pop().close()
+    assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_RR, **SHORT)).metrics
+    held.pop().close()
+    # Connections that never finish their handshake: past 16, the rest are turned away at once.
+    idle = [connect(veth, server) for _ in range(20)]
+    turned = 0
+    for sock in idle[16:]:
+        message = reply(sock)
+        turned += message == {"v": 1, "type": "error", "code": "busy",
+                              "message": "busy: too many connections are authenticating; try again later"}
+    assert turned == 4
+    for sock in idle:
+        sock.close()
+    server.wait_for(lambda: server.process.num_threads() <= 2)
+    assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_RR, **SHORT)).metrics
+
+
+def server_token(srv: ServerProcess) -> Path:
+    return Path(srv.proc.args[srv.proc.args.index("--token-file") + 1])
+
+
+def test_max_duration_refuses_long_tests_and_stops_overrunning_ones(veth, server):
+    line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}",
+                                          "--token-file", str(server_token(server)), "-l", "29.5"))
+    assert line == (f"vdevperf: server {SERVER_IP}:{server.port}: test of 30.5 s (29.5 s + 1 s warm-up) "
+                    "exceeds this server's --max-duration of 30 s")
+    # A client that starts a 0.3 s test and never stops it: killed after the test's length and the grace.
+    sock, ready = raw_test(veth, server, duration_s=0.3, warmup_s=0.0)
+    with netns.entered_path(veth.client.netns_path):
+        data = socket.create_connection((SERVER_IP, ready["ports"][0]), timeout=5)
+    data.sendall(bytes.fromhex(ready["data_token"]))
+    send(sock, "start")
+    assert reply(sock)["type"] == "started"
+    assert len(server.endpoints()) == 1
+    started = time.monotonic()
+    message = refusal(sock)
+    assert message["code"] == "duration" and "without a stop" in message["message"]
+    assert 3.0 <= time.monotonic() - started < 6.0
+    assert server.endpoints() == []
+    data.close()
+
+
+def test_idle_sessions_end(veth, server):
+    sock = connect(veth, server)
+    handshake(sock)
+    assert reply(sock)["type"] == "welcome"
+    assert refusal(sock) == {"v": 1, "type": "error", "code": "idle", "message": "idle for 3 s: session closed"}
+
+
+def test_a_client_that_vanishes_mid_test_does_not_leave_the_server_stuck(veth, server, token_file, tmp_path):
+    client = subprocess.Popen([sys.executable, "-m", "vdevperf", "run", "--remote", f"{SERVER_IP}:{server.port}",
+                               "--token-file", str(token_file), "-t", "TCP_STREAM", "-P", "2", "-l", "20",
+                               "-o", str(tmp_path / "r.json")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=lambda: netns.move_to(veth.client.netns_path))
+    try:
+        server.wait_for(lambda: len(server.endpoints()) == 2)
+        time.sleep(0.5)
+    finally:
+        client.kill()
+        client.wait()
+    server.wait_for(lambda: server.endpoints() == [], timeout=5)
+    assert "client went away (closed in the middle of a frame during TCP_STREAM)" in server.log() \
+        or "client went away (closed during TCP_STREAM)" in server.log()
+    assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_STREAM, **SHORT)).metrics
+
+
+# ---- fuzz
+
+
+def _frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
+
+
+# Values that break a field: wrong types, edges of ranges, long and odd text, nesting.
+_odd = st.one_of(
+    st.sampled_from([None, True, False, 0, -1, 1.5, 2 ** 31, 2 ** 63, -(2 ** 63) - 1, 10 ** 30, 1e308, "", "x" * 600,
+                     "\u0000", "\ud800", "TCP_STREAM", "ab" * 32, [], {}, [0] * 70, {"": None}, [[[[]]]]]),
+    st.integers(),
+    st.text(max_size=12),
+)
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                               max_size=3),
+                     max_leaves=4)
+
+
+def _valid(kind: str) -> dict:
+    fields = {
+        "hello": {"client_nonce": "ab" * 32, "software": "fuzz"},
+        "auth": {"mac": "cd" * 32},
+        "test": {"config": protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, duration_s=0.5))},
+        "start": {}, "mark": {}, "stop": {}, "bye": {},
+    }[kind]
+    return {"v": 1, "type": kind, **fields}
+
+
+@st.composite
+def _mutated(draw) -> bytes:
+    """A valid client message with one thing wrong: a key dropped or added, a value, the version, the type."""
+    message = _valid(draw(st.sampled_from(["hello", "auth", "test", "start", "mark", "stop", "bye"])))
+    where = message["config"] if "config" in message and draw(st.booleans()) else message
+    how = draw(st.sampled_from(["drop", "add", "replace", "version", "type"]))
+    keys = sorted(where)
+    if how == "drop" and keys:
+        del where[draw(st.sampled_from(keys))]
+    elif how == "add":
+        where[draw(st.text(max_size=8))] = draw(_odd)
+    elif how == "replace" and keys:
+        where[draw(st.sampled_from(keys))] = draw(_odd)
+    elif how == "version":
+        message["v"] = draw(_odd)
+    else:
+        message["type"] = draw(_odd)
+    return _frame(json.dumps(message).encode())
+
+
+@st.composite
+def _truncated(draw) -> bytes:
+    frame = _frame(json.dumps(_valid(draw(st.sampled_from(["hello", "test"])))).encode())
+    return frame[:draw(st.integers(0, len(frame) - 1))]
+
+
+_payloads = st.one_of(
+    st.binary(max_size=64),                                                    # anything at all
+    st.binary(max_size=256).map(_frame),                                       # framed garbage
+    _json.map(lambda v: _frame(json.dumps(v).encode())),                       # framed JSON of any shape
+    _mutated(),                                                                # valid messages, mutated
+    _mutated(),
+    _truncated(),                                                              # valid frames, cut short
+    st.sampled_from(sorted(protocol.CLIENT_TYPES)).map(lambda k: _frame(json.dumps(_valid(k)).encode())),  # any order
+    st.integers(protocol.MAX_FRAME + 1, 2 ** 32 - 1).map(lambda n: n.to_bytes(4, "big") + b"{}"),  # oversized
+    st.integers(1, 3000).map(lambda n: _frame(b"[" * n + b"]" * n)),           # deep nesting
+    st.sampled_from([b'{"v":1,"type":"hello","client_nonce":NaN}', b'{"v":1,"v":1,"type":"bye"}',
+                     b'{"v":1e999,"type":"bye"}', b'\xff\xfe{}', b'{"v":' + b"9" * 5000 + b"}"]).map(_frame),
+)
+_STAGES = st.sampled_from(["fresh", "after hello", "after auth"])
+# Each example throws this many messages, one connection each: generating is the slow part.
+_PER_EXAMPLE = 4
+
+
+def test_fuzzed_control_messages_never_crash_hang_or_grow_the_server(veth, server):
+    assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_RR, **SHORT)).metrics
+    server.wait_for(lambda: server.process.num_threads() <= 2)
+    before = (server.process.memory_info().rss, server.process.num_threads(), server.process.num_fds())
+    thrown = 0
+
+    @settings(max_examples=FUZZ_MESSAGES // _PER_EXAMPLE, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(cases=st.lists(st.tuples(_STAGES, _payloads), min_size=_PER_EXAMPLE, max_size=_PER_EXAMPLE))
+    def throw(cases: list[tuple[str, bytes]]) -> None:
+        for stage, payload in cases:
+            throw_one(stage, payload)
+
+    def throw_one(stage: str, payload: bytes) -> None:
+        nonlocal thrown
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(5)
+            sock.connect((SERVER_IP, server.port))
+            if stage == "after hello":
+                send(sock, "hello", client_nonce=os.urandom(32).hex(), software="fuzz")
+                assert reply(sock)["type"] == "challenge"
+            elif stage == "after auth":
+                handshake(sock)
+                assert reply(sock)["type"] == "welcome"
+            sock.sendall(payload)
+            thrown += 1
+            sock.shutdown(socket.SHUT_WR)
+            # Whatever it was, the server answers with well-formed messages and closes promptly.
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            while received:
+                length = int.from_bytes(received[:4], "big")
+                protocol.decode(received[4:4 + length], protocol.SERVER_TYPES)
+                received = received[4 + length:]
+        finally:
+            sock.close()
+
+    started = time.monotonic()
+    with netns.entered_path(veth.client.netns_path):
+        throw()
+    elapsed = time.monotonic() - started
+    assert thrown >= FUZZ_MESSAGES
+    server.wait_for(lambda: server.process.num_threads() <= before[1] and server.endpoints() == [])
+    rss, threads, fds = server.process.memory_info().rss, server.process.num_threads(), server.process.num_fds()
+    assert rss < before[0] + 32 * 1024 * 1024, (before, rss)
+    assert threads <= before[1] and fds <= before[2] + 2, (before, threads, fds)
+    assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_STREAM, **SHORT)).metrics
+    print(f"fuzz: {thrown} messages in {elapsed:.1f} s; server RSS {before[0] >> 20} -> {rss >> 20} MiB, "
+          f"threads {before[1]} -> {threads}, fds {before[2]} -> {fds}")

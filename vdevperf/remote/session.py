@@ -1,0 +1,221 @@
+"""One control connection on the server: handshake, then tests, until the client leaves or a limit ends it.
+
+States and how long each may last:
+  handshake  hello and auth within ``handshake_timeout_s`` of the accept
+  idle       authenticated, between tests: the next request within ``idle_timeout_s``
+  prepared   endpoints forked, waiting for ``start`` (and the data connections): SETUP_TIMEOUT_S
+  running    marks and the stop within warm-up + duration + ``grace_s`` of the start
+Every request is checked against the state; anything else, a limit, a bad
+message or a timeout ends the session with one ``error`` message. However
+the session ends, its endpoint processes are killed by PID before its
+thread returns. Nothing a client sends names a file or a command: a test
+request only picks a test and its sizes, from protocol.CONFIG.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vdevperf.load import runner
+from vdevperf.model import TestConfig
+from vdevperf.remote import protocol
+from vdevperf.remote.admission import normalized
+from vdevperf.remote.protocol import CLIENT_TYPES, PeerGone, PeerTimeout, RemoteError
+from vdevperf.remote.serving import ServerRun
+
+# How long a reply may take to leave: a client that reads nothing for this long is gone.
+SEND_TIMEOUT_S = 5.0
+# At the end of a session: how long, and how much, to read what the client still sends.
+LINGER_S = 0.5
+LINGER_BYTES = 2 * protocol.MAX_FRAME
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """What a server allows each session."""
+
+    max_duration_s: float
+    max_flows: int
+    idle_timeout_s: float
+    handshake_timeout_s: float
+    grace_s: float
+
+
+@dataclass(eq=False)
+class Session:
+    """The server's side of one control connection."""
+
+    conn: socket.socket
+    label: str
+    token: bytes = field(repr=False)
+    limits: SessionLimits
+    facts: dict
+    log: Callable[[str], None]
+    netns_path: str | None = None
+    accepted: float = field(default_factory=time.monotonic)
+    run: ServerRun | None = None
+
+    def __post_init__(self) -> None:
+        local, peer = self.conn.getsockname(), self.conn.getpeername()
+        self.local_address = normalized(local[0])
+        self.peer_address = normalized(peer[0])
+        self.ip_version = 6 if ":" in self.local_address else 4
+
+    # ---- messages
+
+    def _send(self, kind: str, **fields: object) -> None:
+        protocol.send(self.conn, protocol.encode(kind, **fields), time.monotonic() + SEND_TIMEOUT_S)
+
+    def _receive(self, deadline: float, expected: tuple[str, ...], on_timeout: RemoteError,
+                 code: str = "protocol") -> dict:
+        try:
+            message = protocol.receive(self.conn, deadline, CLIENT_TYPES)
+        except PeerTimeout:
+            raise on_timeout from None
+        except protocol.VersionMismatch as exc:
+            raise RemoteError("refused", f"protocol version mismatch: server speaks protocol {protocol.VERSION}, "
+                                         f"client sent {exc.theirs}", code="version") from None
+        if message["type"] not in expected:
+            wanted = " or ".join(f"'{kind}'" for kind in expected)
+            raise RemoteError("refused", f"expected {wanted}, got '{message['type']}'", code=code)
+        return message
+
+    # ---- handshake
+
+    def handshake(self) -> None:
+        """Mutual challenge-response; raises RemoteError (to answer) unless the client holds the token."""
+        deadline = self.accepted + self.limits.handshake_timeout_s
+        late = RemoteError("refused", f"no handshake within {self.limits.handshake_timeout_s:g} s")
+        hello = self._receive(deadline, ("hello",), late)
+        client_nonce = bytes.fromhex(hello["client_nonce"])
+        server_nonce = secrets.token_bytes(protocol.NONCE_BYTES)
+        self._send("challenge", server_nonce=server_nonce.hex())
+        auth = self._receive(deadline, ("auth",), late, code="auth")
+        if not protocol.proofs_match(auth["mac"], protocol.client_mac(self.token, server_nonce, client_nonce)):
+            raise RemoteError("refused", "authentication failed: the client's token is not this server's",
+                              code="auth")
+        self._send("welcome", mac=protocol.server_mac(self.token, client_nonce, server_nonce).hex(),
+                   server=self.facts,
+                   limits={"max_duration_s": self.limits.max_duration_s, "max_flows": self.limits.max_flows,
+                           "idle_timeout_s": self.limits.idle_timeout_s})
+        self.log(f"{self.label}: authenticated ({hello['software']})")
+
+    # ---- requests
+
+    def serve(self) -> None:
+        """Answer test requests until the client says bye or closes the connection."""
+        idle = self.limits.idle_timeout_s
+        while True:
+            try:
+                request = self._receive(time.monotonic() + idle, ("test", "bye"),
+                                        RemoteError("refused", f"idle for {idle:g} s: session closed", code="idle"))
+            except PeerGone as exc:
+                if exc.why == "closed":
+                    return  # between tests, closing is as good as bye
+                raise
+            if request["type"] == "bye":
+                return
+            self._test(protocol.config_from_wire(request["config"]))
+
+    def _check(self, cfg: TestConfig) -> None:
+        total = cfg.duration_s + cfg.warmup_s
+        if total > self.limits.max_duration_s:
+            raise RemoteError("refused", f"test of {total:g} s ({cfg.duration_s:g} s + {cfg.warmup_s:g} s warm-up) "
+                                         f"exceeds this server's --max-duration of {self.limits.max_duration_s:g} s",
+                              code="limit")
+        if cfg.flows > self.limits.max_flows:
+            raise RemoteError("refused", f"{cfg.flows} flows exceed this server's limit of {self.limits.max_flows}",
+                              code="limit")
+        if cfg.ip_version != self.ip_version:
+            raise RemoteError("refused", f"-{cfg.ip_version}: the control connection is IPv{self.ip_version}, and "
+                                         "data flows take the control connection's path", code="bad-request")
+        allowed = os.sched_getaffinity(0)
+        if cfg.server_cpu is not None and cfg.server_cpu not in allowed:
+            raise RemoteError("refused", f"-T: CPU {cfg.server_cpu} is not available on the server "
+                                         f"(it has {', '.join(map(str, sorted(allowed)))})", code="bad-request")
+
+    def _test(self, cfg: TestConfig) -> None:
+        self._check(cfg)
+        try:
+            self._run_test(cfg)
+        except PeerGone as exc:
+            raise PeerGone(f"{exc.why} during {cfg.test}") from None
+        self.log(f"{self.label}: {cfg.test} done")
+
+    def _run_test(self, cfg: TestConfig) -> None:
+        self.log(f"{self.label}: {cfg.test}, {cfg.flows} flow(s), {cfg.duration_s:g} s + "
+                 f"{cfg.warmup_s:g} s warm-up")
+        self.run = run = ServerRun(cfg, self.local_address, self.peer_address, self.netns_path)
+        try:
+            try:
+                ports, token = run.open()
+            except OSError as exc:
+                raise RemoteError("refused", f"cannot open data sockets: {exc.strerror or exc}", code="load") from None
+            self._send("ready", ports=ports, data_token=token.hex())
+            late = RemoteError("refused", f"no 'start' within {runner.SETUP_TIMEOUT_S:g} s")
+            if self._receive(time.monotonic() + runner.SETUP_TIMEOUT_S, ("start", "bye"), late)["type"] == "bye":
+                raise PeerGone("said bye")
+            self._send("started", endpoints=run.start())
+            allowed = cfg.warmup_s + cfg.duration_s
+            overrun = RemoteError("refused", f"the test ran past its {allowed:g} s and {self.limits.grace_s:g} s of "
+                                             "grace without a stop: its endpoints were killed", code="duration")
+            end = time.monotonic() + allowed + self.limits.grace_s
+            while True:
+                request = self._receive(end, ("mark", "stop", "bye"), overrun)
+                if request["type"] == "bye":
+                    raise PeerGone("said bye")  # the client gave up on the test (it failed on its side)
+                if request["type"] == "mark":
+                    self._send("marked", **run.mark())
+                    continue
+                self._send("stopped", endpoints=run.stop())
+                break
+        finally:
+            self.run = None
+            run.close()
+
+    # ---- endings
+
+    def refuse(self, error: RemoteError) -> None:
+        """Tell the client why its session ends (if it still listens), and log it."""
+        if isinstance(error, PeerGone):
+            self.log(f"{self.label}: client went away ({error.why})")
+            return
+        self.log(f"{self.label}: refused: {error.code}: {error.why}")
+        try:
+            self._send("error", code=error.code, message=error.why[:512])
+        except RemoteError:
+            pass
+
+    def interrupt(self) -> None:
+        """Wake the session's thread from another one: its next read sees the connection end."""
+        try:
+            self.conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Kill this session's endpoints and close the connection (shutdown first: the endpoint
+        processes of other sessions hold copies of its descriptor)."""
+        run, self.run = self.run, None
+        if run is not None:
+            run.close()
+        try:
+            self.conn.shutdown(socket.SHUT_WR)
+            # Closing with unread input would reset the connection, and a reset can destroy the
+            # error message before the client reads it: read what is in flight first, boundedly.
+            deadline = time.monotonic() + LINGER_S
+            left = LINGER_BYTES
+            while left > 0 and (remaining := deadline - time.monotonic()) > 0:
+                self.conn.settimeout(remaining)
+                chunk = self.conn.recv(min(left, 65536))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
+        self.conn.close()
