@@ -28,6 +28,7 @@ from pathlib import Path
 import psutil
 
 from vdevperf import bench
+from vdevperf.argtypes import fraction, pair, percent, seconds, size, whole
 from vdevperf.errors import Interrupted, VdevperfError
 from vdevperf.lab.command import add_parser as add_lab_parser
 from vdevperf.lab.command import cmd_lab
@@ -58,26 +59,6 @@ class _Parser(argparse.ArgumentParser):
         raise VdevperfError("usage", message)
 
 
-def _size(text: str) -> int:
-    """A byte count: plain, or with K/M/G suffix (powers of 1024, as netperf's -m)."""
-    scale = {"k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}.get(text[-1:].lower(), 1)
-    digits = text[:-1] if scale > 1 else text
-    if not digits.isdigit() or int(digits) <= 0:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a positive byte count (e.g. 128K)")
-    return int(digits) * scale
-
-
-def _pair(kind: Callable[[str], int], name: str) -> Callable[[str], tuple[int, int]]:
-    """netperf's A,B arguments; a single value applies to both."""
-    def parse(text: str) -> tuple[int, int]:
-        parts = text.split(",")
-        if len(parts) > 2 or not all(parts):
-            raise argparse.ArgumentTypeError(f"'{text}' is not {name}")
-        values = [kind(p) for p in parts]
-        return (values[0], values[-1])
-    return parse
-
-
 def _cpu_number(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"'{text}' is not a CPU number")
@@ -87,34 +68,6 @@ def _cpu_number(text: str) -> int:
 def _check_cpu(cpu: int | None) -> None:
     if cpu is not None and cpu >= (os.cpu_count() or 1):
         raise VdevperfError("-T/--cpu", f"CPU {cpu} does not exist (this machine has {os.cpu_count()})")
-
-
-def _count(flag: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        if not text.isdigit() or int(text) < 1:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 1")
-        return int(text)
-    return parse
-
-
-def _percent_fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a level between 0 and 1, e.g. 0.05")
-    return value
-
-
-def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 100:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a percentage between 0 and 100")
-    return value
 
 
 def _offload(text: str) -> list[OffloadRequest]:
@@ -151,43 +104,33 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of seconds")
-    return value
-
-
 def _add_test_flags(p: argparse.ArgumentParser, tests_default: str) -> None:
     p.add_argument("-t", "--test", dest="tests", type=_tests, default=_tests(tests_default),
                    help=f"netperf test name(s), comma-separated (default {tests_default})")
-    p.add_argument("-l", "--length", type=_seconds, default=10.0, help="measured seconds per test (default 10)")
+    p.add_argument("-l", "--length", type=seconds, default=10.0, help="measured seconds per test (default 10)")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds run before measuring (default 1)")
-    p.add_argument("-m", "--send-size", type=_size,
+    p.add_argument("-m", "--send-size", type=size,
                    help="bytes per send call (default 128K; UDP_STREAM 1472, one unfragmented datagram)")
-    p.add_argument("-M", "--recv-size", type=_size, default=128 * 1024, help="bytes per receive call (default 128K)")
-    p.add_argument("-r", "--rr-size", type=_pair(_size, "REQ,RESP"), default=(1, 1),
+    p.add_argument("-M", "--recv-size", type=size, default=128 * 1024, help="bytes per receive call (default 128K)")
+    p.add_argument("-r", "--rr-size", type=pair(size, "REQ,RESP"), default=(1, 1),
                    help="request,response bytes of RR tests (default 1,1)")
-    p.add_argument("-s", "--client-sockbuf", type=_pair(_size, "SEND[,RECV]"), default=(None, None),
+    p.add_argument("-s", "--client-sockbuf", type=pair(size, "SEND[,RECV]"), default=(None, None),
                    help="client SO_SNDBUF,SO_RCVBUF bytes (default: kernel's, autotuned)")
-    p.add_argument("-S", "--server-sockbuf", type=_pair(_size, "SEND[,RECV]"), default=(None, None),
+    p.add_argument("-S", "--server-sockbuf", type=pair(size, "SEND[,RECV]"), default=(None, None),
                    help="server SO_SNDBUF,SO_RCVBUF bytes (default: kernel's, autotuned)")
-    p.add_argument("-P", "--parallel", type=_count("-P"), default=1,
+    p.add_argument("-P", "--parallel", type=whole(), default=1,
                    help="concurrent flows, each a client and a server process (default 1)")
-    p.add_argument("-i", "--iterations", type=_pair(_count("-i"), "MAX[,MIN]"), default=None,
+    p.add_argument("-i", "--iterations", type=pair(whole(), "MAX[,MIN]"), default=None,
                    help="repeat each test up to MAX times, at least MIN (netperf's -i; default 1, with -I 10,3)")
-    p.add_argument("-I", "--confidence", type=_pair(_percent, "LEVEL[,WIDTH]"), default=None,
+    p.add_argument("-I", "--confidence", type=pair(percent, "LEVEL[,WIDTH]"), default=None,
                    help="stop repeating once the LEVEL %% confidence interval of throughput and CPU is within "
                         "WIDTH %% (mean ±WIDTH/2 %%; default 99,5)")
-    p.add_argument("-T", "--cpu", type=_pair(_cpu_number, "CLIENT_CPU,SERVER_CPU"), default=None,
+    p.add_argument("-T", "--cpu", type=pair(_cpu_number, "CLIENT_CPU,SERVER_CPU"), default=None,
                    help="pin client and server to these CPUs (default: not pinned, the scheduler decides)")
     family = p.add_mutually_exclusive_group()
     family.add_argument("-4", dest="ip_version", action="store_const", const=4, default=4, help="IPv4 (default)")
     family.add_argument("-6", dest="ip_version", action="store_const", const=6, help="IPv6")
-    p.add_argument("--interval", type=_seconds, default=1.0, help="sampling interval in seconds (default 1)")
+    p.add_argument("--interval", type=seconds, default=1.0, help="sampling interval in seconds (default 1)")
     p.add_argument("-o", "--output", type=Path, help="result JSON file (default results/vdevperf-<time>.json)")
     p.add_argument("--json", action="store_true", help="print the result document as JSON instead of a table")
     p.add_argument("--offload", action="append", type=_offload, default=[],
@@ -522,9 +465,9 @@ def parser() -> argparse.ArgumentParser:
     _add_test_flags(compare, "TCP_STREAM,TCP_RR")
     monitor = sub.add_parser("monitor", help="per-process CPU occupancy over time (processes, PIDs, a command)")
     monitor.add_argument("--name", action="append", default=[], help="watch every process with this name")
-    monitor.add_argument("--pid", action="append", type=_count("--pid"), default=[], help="watch this process")
-    monitor.add_argument("--interval", type=_seconds, default=1.0, help="seconds between rows (default 1)")
-    monitor.add_argument("-l", "--length", type=_seconds, help="stop after this many seconds (default: until "
+    monitor.add_argument("--pid", action="append", type=whole(), default=[], help="watch this process")
+    monitor.add_argument("--interval", type=seconds, default=1.0, help="seconds between rows (default 1)")
+    monitor.add_argument("-l", "--length", type=seconds, help="stop after this many seconds (default: until "
                                                                 "the command exits or Ctrl-C)")
     monitor.add_argument("-o", "--output", type=Path, help="also write the table to FILE.csv or FILE.json")
     monitor.add_argument("program", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS]: start it and watch it "
@@ -536,7 +479,7 @@ def parser() -> argparse.ArgumentParser:
     differ = sub.add_parser("diff", help="compare two result sets, with significance")
     differ.add_argument("base", type=Path, help="result file or directory: the reference")
     differ.add_argument("new", type=Path, help="result file or directory: compared to BASE")
-    differ.add_argument("--alpha", type=_percent_fraction, default=0.05,
+    differ.add_argument("--alpha", type=fraction, default=0.05,
                         help="significance level of Welch's t-test (default 0.05)")
     differ.add_argument("--fail-on-regression", type=float, metavar="PCT",
                         help="exit 1 if a significant change for the worse exceeds PCT %%")
@@ -551,12 +494,12 @@ def parser() -> argparse.ArgumentParser:
                                                                          "0: any free port, printed at start)")
     server.add_argument("--token-file", type=Path, required=True, metavar="FILE",
                         help="the shared secret, at least 16 bytes, in a file of mode 600")
-    server.add_argument("--max-duration", type=_seconds, default=120.0, metavar="S",
+    server.add_argument("--max-duration", type=seconds, default=120.0, metavar="S",
                         help="longest test accepted, warm-up included; longer ones are refused and a test "
                              "still running past its length is killed (default 120)")
-    server.add_argument("--max-clients", type=_count("--max-clients"), default=4, metavar="N",
+    server.add_argument("--max-clients", type=whole(), default=4, metavar="N",
                         help="authenticated clients served at once; one more is told the server is busy (default 4)")
-    server.add_argument("--idle-timeout", type=_seconds, default=60.0, metavar="S",
+    server.add_argument("--idle-timeout", type=seconds, default=60.0, metavar="S",
                         help="end a session that sends nothing for this long between tests (default 60)")
     sub.add_parser("cleanup", help="remove leftovers of dead vdevperf runs")
     sub.add_parser("doctor", help="show supported device kinds, privileges, kernel")

@@ -16,26 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import vdevperf
+from vdevperf.argtypes import seconds, whole
 from vdevperf.errors import VdevperfError
 from vdevperf.lab import assets, guest, record, vm
 
 HELP = "run a vdevperf command under another kernel, in a qemu VM (Debian's kernel by default)"
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 1")
-    return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of seconds")
-    return value
 
 
 def _modules(text: str) -> list[str]:
@@ -57,12 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help=f"boot Debian's kernel package (default: {assets.DEBIAN_METAPACKAGE}; fetched with "
                              "apt-get download into the cache); the default")
     p.add_argument("--modules", type=Path, metavar="DIR", help="with --kernel: its lib/modules/<release> directory")
-    p.add_argument("--mem", type=_positive_int, default=256, metavar="MiB", help="guest memory (default 256)")
-    p.add_argument("--cpus", type=_positive_int, default=2, help="guest CPUs (default 2)")
+    p.add_argument("--mem", type=whole(), default=256, metavar="MiB", help="guest memory (default 256)")
+    p.add_argument("--cpus", type=whole(), default=2, help="guest CPUs (default 2)")
     p.add_argument("--accel", choices=vm.ACCELS, default="auto",
                    help="kvm, tcg (emulation: figures are functional checks only) or auto: KVM when it boots "
                         "within a bounded time, else TCG (default)")
-    p.add_argument("--timeout", type=_seconds, metavar="S", help="stop the guest after S seconds (default: none)")
+    p.add_argument("--timeout", type=seconds, metavar="S", help="stop the guest after S seconds (default: none)")
     p.add_argument("--share", action="append", type=Path, default=[], metavar="DIR",
                    help="also let the guest write to DIR on the host (mounted at the same path)")
     p.add_argument("--modprobe", type=_modules, default=[], metavar="MOD[,MOD]",

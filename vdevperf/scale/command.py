@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from vdevperf.argtypes import seconds, whole
 from vdevperf.errors import VdevperfError
 from vdevperf.scale import table
 from vdevperf.scale.document import ScaleFile, default_path
@@ -23,24 +24,6 @@ from vdevperf.scale.model import DEFAULT_SETNS_COUNTS, Links, Method, Phase, Sca
 from vdevperf.scale.runner import run_scale
 
 DEFAULT_RESULTS_DIR = Path("results")
-
-
-def _whole(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        if not text.isdigit() or int(text) < minimum:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= {minimum}")
-        return int(text)
-    return parse
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of seconds")
-    return value
 
 
 def _choices(kind: type[Method] | type[Phase]) -> Callable[[str], tuple]:
@@ -57,15 +40,15 @@ def _choices(kind: type[Method] | type[Phase]) -> Callable[[str], tuple]:
 
 
 def _counts(text: str) -> tuple[int, ...]:
-    parse = _whole(1)
+    parse = whole(1)
     return tuple(parse(part.strip()) for part in text.split(","))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``scale`` and its flags on cli's subparsers; returns the new parser."""
     p = subparsers.add_parser("scale", help="create and destroy many namespaces: rates, memory, setns, contention")
-    p.add_argument("--count", type=_whole(1), default=1000, help="namespaces to create (default 1000)")
-    p.add_argument("--mark", type=_whole(1), default=250,
+    p.add_argument("--count", type=whole(1), default=1000, help="namespaces to create (default 1000)")
+    p.add_argument("--mark", type=whole(1), default=250,
                    help="report the creation rate every this many namespaces (default 250)")
     p.add_argument("--method", dest="methods", type=_choices(Method), default=tuple(Method),
                    help="creation methods to compare, comma-separated: netlink (vdevperf's own, no fork), ip "
@@ -81,8 +64,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="create, memory, setns, contention, comma-separated (default: all)")
     p.add_argument("--setns-counts", type=_counts, default=DEFAULT_SETNS_COUNTS,
                    help="namespace counts at which to time setns, besides --count (default 1,16,64,512)")
-    p.add_argument("--setns-samples", type=_whole(2), default=2000, help="setns samples per count (default 2000)")
-    p.add_argument("--settle-timeout", type=_seconds, default=30.0,
+    p.add_argument("--setns-samples", type=whole(2), default=2000, help="setns samples per count (default 2000)")
+    p.add_argument("--settle-timeout", type=seconds, default=30.0,
                    help="seconds to wait after a teardown for the kernel to free the namespaces (default 30)")
     p.add_argument("-o", "--output", type=Path, help="result JSON file (default results/vdevperf-scale-<time>.json)")
     p.add_argument("--json", action="store_true", help="print the result document as JSON instead of tables")
