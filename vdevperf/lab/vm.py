@@ -36,6 +36,7 @@ from typing import BinaryIO
 from vdevperf.errors import VdevperfError
 from vdevperf.lab import guest, host, record
 from vdevperf.lab.assets import KernelAssets
+from vdevperf.signals import held
 
 ACCELS = ("auto", "kvm", "tcg")
 _POLL_S = 0.05
@@ -311,8 +312,7 @@ def run(assets: KernelAssets, job: guest.Job, config: VmConfig, out: BinaryIO, e
         raise VdevperfError(exc.what, f"{exc.why} (guest console: {cache / LAST_CONSOLE})") from None
     finally:
         # Teardown must not be cut short by a second signal: qemu dies and the control dir goes.
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with held():
             if g is not None:
                 g.stop()
             if not ok and (ctl / "console.log").exists():
@@ -320,5 +320,3 @@ def run(assets: KernelAssets, job: guest.Job, config: VmConfig, out: BinaryIO, e
                 cache.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(ctl / "console.log", cache / LAST_CONSOLE)
             shutil.rmtree(ctl, ignore_errors=True)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

@@ -11,7 +11,6 @@ settle. The probe namespace is in the ledger like every other name.
 
 from __future__ import annotations
 
-import signal
 import statistics
 import threading
 import time
@@ -20,9 +19,8 @@ from collections.abc import Callable
 from vdevperf.scale.model import LatencyStats
 from vdevperf.scale.session import Session
 from vdevperf.scale.setns import percentile
+from vdevperf.signals import held
 from vdevperf.topology import netns
-
-_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def stats(samples_ms: list[float]) -> LatencyStats:
@@ -82,12 +80,9 @@ class Prober:
         self._stop.set()
         # SIGINT/SIGTERM wait until the probe under way (a few ms) is over and its
         # namespace removed, so that teardown never races it.
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-        try:
+        with held():
             if self._thread.ident is not None:
                 self._thread.join()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         if self._error is not None:
             error, self._error = self._error, None
             raise error

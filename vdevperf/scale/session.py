@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import signal
 import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -31,6 +30,7 @@ from types import TracebackType
 from vdevperf.errors import VdevperfError
 from vdevperf.scale.model import Links, ScaleConfig
 from vdevperf.scale.rtnl import LOOPBACK_INDEX, Rtnl, RtnlError
+from vdevperf.signals import held
 from vdevperf.topology import naming, netns
 from vdevperf.topology.ledger import Ledger
 from vdevperf.topology.probe import require_privileges
@@ -39,7 +39,6 @@ NS_LINK_INDEX = 2  # the veth end in each namespace: the first device after lo
 BRIDGE_INDEX = 2  # the bridge in the hub: created before any veth end arrives there
 NETWORK = ipaddress.IPv4Network("10.0.0.0/8")
 LINKS_PER_SOURCE = 32768
-_TEARDOWN_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class Layout:
@@ -195,13 +194,10 @@ class Session:
         """Remove every ledgered namespace that exists (signals blocked), then the ledger."""
         if self._closed:
             return
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _TEARDOWN_SIGNALS)
-        try:
+        # A signal that comes during teardown is delivered after it, once all is gone.
+        with held():
             self._closed = True
             failure = self._teardown()
-        finally:
-            # A signal that came during teardown is delivered here, once all is gone.
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         if failure is not None:
             raise VdevperfError("scale", f"teardown incomplete: {failure}; the ledger is kept for "
                                 "'vdevperf cleanup'") from failure

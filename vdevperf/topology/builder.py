@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from vdevperf.errors import TopologyError, UnsupportedKind
 from vdevperf.model import STACKED_KINDS, DeviceKind, DeviceSpec, EndpointSpec, TopologySpec
+from vdevperf.signals import held
 from vdevperf.topology import naming, netns
 from vdevperf.topology.kinds import KINDS, LinkContext
 from vdevperf.topology.ledger import Ledger
@@ -46,7 +46,6 @@ _READY_POLL_S = 0.02
 IFA_F_NODAD = 0x02
 IFA_F_TENTATIVE = 0x40
 IFA_F_DADFAILED = 0x08
-_TEARDOWN_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 @dataclass(frozen=True)
@@ -286,13 +285,10 @@ class Topology:
         """Tear everything down: sockets, fds, namespaces (with their links), then the ledger."""
         if self._closed:
             return
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _TEARDOWN_SIGNALS)
-        try:
+        # A signal that comes during teardown is delivered after it, once all is gone.
+        with held():
             self._closed = True
             failure = self._teardown()
-        finally:
-            # A signal that came during teardown is delivered here, once all is gone.
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         if failure is not None:
             raise TopologyError(self.what, f"teardown incomplete: {failure}; "
                                 "the ledger is kept for 'vdevperf cleanup'") from failure

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
@@ -19,6 +18,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from vdevperf.errors import PrivilegeError
 from vdevperf.model import KIND_MODES, STACKED_KINDS, DeviceKind, DeviceSpec
+from vdevperf.signals import held
 from vdevperf.topology import naming, netns
 from vdevperf.topology.kinds import KINDS, LinkContext
 from vdevperf.topology.ledger import Ledger
@@ -147,16 +147,13 @@ def probe_kinds() -> list[KindSupport]:
             tool.close()
     finally:
         # Same rule as a topology's teardown: a second signal must not cut it short.
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with held():
             if ipr is not None:
                 ipr.close()
             if fd is not None:
                 os.close(fd)
             netns.remove(name)
             ledger.remove()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
 def _cpu_model() -> str:
