@@ -292,14 +292,14 @@ def load_runs(paths: Sequence[Path]) -> list[RunResult]:
     return [run_from_json(r) for f in _expand(paths) for r in load(f)["runs"]]
 
 
-def default_path(directory: Path, created: datetime.datetime | None = None) -> Path:
+def default_path(directory: Path, created: datetime.datetime | None = None, prefix: str = "vdevperf") -> Path:
     """A fresh file name in ``directory`` that sorts by time."""
     stamp = (created or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    path = directory / f"vdevperf-{stamp}.json"
+    path = directory / f"{prefix}-{stamp}.json"
     n = 1
     while path.exists():
         n += 1
-        path = directory / f"vdevperf-{stamp}-{n}.json"
+        path = directory / f"{prefix}-{stamp}-{n}.json"
     return path
 
 

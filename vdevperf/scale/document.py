@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vdevperf import results
 from vdevperf.errors import ResultError
 from vdevperf.measure.env import environment
 from vdevperf.results import write_atomic
@@ -100,13 +101,7 @@ def to_json(result: ScaleResult) -> dict:
 
 def default_path(directory: Path, created: datetime.datetime | None = None) -> Path:
     """A fresh scale result file name in ``directory`` that sorts by time."""
-    stamp = (created or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    path = directory / f"vdevperf-scale-{stamp}.json"
-    n = 1
-    while path.exists():
-        n += 1
-        path = directory / f"vdevperf-scale-{stamp}-{n}.json"
-    return path
+    return results.default_path(directory, created, prefix="vdevperf-scale")
 
 
 @dataclass

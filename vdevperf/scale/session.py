@@ -32,6 +32,7 @@ from vdevperf.scale.model import Links, ScaleConfig
 from vdevperf.scale.rtnl import LOOPBACK_INDEX, Rtnl, RtnlError
 from vdevperf.signals import held
 from vdevperf.topology import naming, netns
+from vdevperf.topology.cleanup import remove_run
 from vdevperf.topology.ledger import Ledger
 from vdevperf.topology.probe import require_privileges
 
@@ -210,15 +211,6 @@ class Session:
         if self.hub_fd is not None:
             os.close(self.hub_fd)
             self.hub_fd = None
-        removed_all = True
-        for name in self.ledger.record.namespaces:
-            if name in self._foreign:
-                continue
-            try:
-                netns.remove(name)
-            except OSError as exc:
-                failure = failure or exc
-                removed_all = False
-        if removed_all:
-            self.ledger.remove()
-        return failure
+        # Namespaces go whatever failed before: a leftover is worse than a late error.
+        removal = remove_run(self.ledger, self._foreign)
+        return failure or removal

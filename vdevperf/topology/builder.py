@@ -37,6 +37,7 @@ from vdevperf.errors import TopologyError, UnsupportedKind
 from vdevperf.model import STACKED_KINDS, DeviceKind, DeviceSpec, EndpointSpec, TopologySpec
 from vdevperf.signals import held
 from vdevperf.topology import naming, netns
+from vdevperf.topology.cleanup import remove_run
 from vdevperf.topology.kinds import KINDS, LinkContext
 from vdevperf.topology.ledger import Ledger
 from vdevperf.topology.probe import require_privileges
@@ -308,18 +309,9 @@ class Topology:
             except OSError as exc:
                 failure = failure or exc
         self._fds.clear()
-        removed_all = True
-        for name in self.ledger.record.namespaces:
-            if name in self._foreign:
-                continue
-            try:
-                netns.remove(name)
-            except OSError as exc:
-                failure = failure or exc
-                removed_all = False
-        if removed_all:
-            self.ledger.remove()
-        return failure
+        # Namespaces go whatever failed before: a leftover is worse than a late error.
+        removal = remove_run(self.ledger, self._foreign)
+        return failure or removal
 
 
 def _strerror(exc: BaseException) -> str:

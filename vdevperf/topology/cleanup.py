@@ -78,6 +78,22 @@ def _remove_stale_temporaries(directory: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def remove_run(ledger: ledger_mod.Ledger, keep: frozenset[str] | set[str] = frozenset()) -> OSError | None:
+    """Remove the namespaces a live run's ledger lists (but ``keep``, names that were not ours),
+    then the ledger if all went; the first failure, if any (the ledger then stays for ``cleanup``)."""
+    failure = None
+    for name in ledger.record.namespaces:
+        if name in keep:
+            continue
+        try:
+            netns.remove(name)
+        except OSError as exc:
+            failure = failure or exc
+    if failure is None:
+        ledger.remove()
+    return failure
+
+
 def owner_alive(record: ledger_mod.LedgerRecord) -> bool:
     """True if the process that owns this ledger is still running."""
     return ledger_mod.same_process(record.owner.pid, record.owner.start_time)
