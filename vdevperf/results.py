@@ -248,6 +248,11 @@ def write_atomic(path: Path, document: dict) -> None:
     write_text_atomic(path, json.dumps(document, indent=1) + "\n")
 
 
+def now_iso() -> str:
+    """The current UTC time as result files record it."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
 @dataclass
 class ResultFile:
     """A result document being filled run by run; each ``add`` rewrites the file atomically."""
@@ -255,7 +260,7 @@ class ResultFile:
     path: Path | None
     command: list[str]
     environment: dict = field(default_factory=environment)
-    created: str = field(default_factory=lambda: datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    created: str = field(default_factory=now_iso)
     runs: list[RunResult] = field(default_factory=list)
 
     def document(self) -> dict:

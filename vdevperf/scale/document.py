@@ -111,7 +111,7 @@ class ScaleFile:
     path: Path | None
     command: list[str]
     environment: dict = field(default_factory=environment)
-    created: str = field(default_factory=lambda: datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+    created: str = field(default_factory=results.now_iso)
     result: ScaleResult | None = None
     complete: bool = False
 
