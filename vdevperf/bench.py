@@ -11,21 +11,24 @@ progress goes to an optional callback.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from vdevperf import rounds
 from vdevperf.errors import TopologyError, UnsupportedKind
 from vdevperf.load import runner
 from vdevperf.load.context import counter_names
 from vdevperf.load.tests import TESTS
-from vdevperf.measure import capture, cpu
+from vdevperf.measure import capture, cpu, noise, paired
 from vdevperf.measure.metrics import confidence, derive, series, summarize
 from vdevperf.measure.sample import RawRun
 from vdevperf.model import Iteration, RunResult, RunStatus, TestConfig, TopologySpec
 from vdevperf.remote.client import RemoteSession, RemoteTarget
 from vdevperf.results import ResultFile, histograms_from_json, raw_to_json
 from vdevperf.topology.builder import Topology, build
+from vdevperf.topology.cleanup import other_live_runs
 from vdevperf.topology.offload import Device, OffloadRequest, Offloads
 
 
@@ -84,45 +87,66 @@ def _receiver(topology: Topology, cfg: TestConfig) -> capture.CaptureSpec:
     return capture.CaptureSpec(netns_path=site.netns_path, ifname=ifname, mtu=mtu, max_seconds=seconds)
 
 
-def iteration(cfg: TestConfig, raw: RawRun) -> Iteration:
-    """Everything derived from one run's raw measurements."""
-    return Iteration(metrics=derive(cfg.test, cfg.flows, raw), endpoints=raw.endpoints,
+def noise_facts(cfg: TestConfig, raw: RawRun, steal_pct: float | None, others: Sequence[str]) -> dict:
+    """What else happened during the window, and the flags it raises: CPU used by processes
+    outside the test, other live vdevperf runs, and a pinned endpoint that migrated anyway.
+    (Steal above the limit is flagged where the limit is known, in rounds.gated.)"""
+    pinned = {"client": cfg.client_cpu is not None, "server": cfg.server_cpu is not None}
+    moved = {f"{ep['role']}{ep['flow']}": ep["placement"].get("migrations") for ep in raw.endpoints}
+    flags = []
+    if raw.foreign is not None and raw.foreign["cpu_pct"] > noise.FOREIGN_CPU_PCT:
+        flags.append(noise.FLAG_FOREIGN)
+    if others:
+        flags.append(noise.FLAG_OTHER_RUN)
+    if any(pinned[ep["role"]] and ep["placement"].get("migrations") for ep in raw.endpoints):
+        flags.append(noise.FLAG_MIGRATED)
+    return {"steal_pct": steal_pct, "foreign": raw.foreign, "other_runs": list(others), "migrations": moved,
+            "flags": flags}
+
+
+def iteration(cfg: TestConfig, raw: RawRun, others: Sequence[str] = ()) -> Iteration:
+    """Everything derived from one run's raw measurements (``others``: other live runs seen meanwhile)."""
+    metrics = derive(cfg.test, cfg.flows, raw)
+    return Iteration(metrics=metrics, endpoints=raw.endpoints,
                      raw=raw_to_json(raw, cfg.flows),
                      cpu_breakdown=cpu.breakdown(raw.samples[0].cpu, raw.samples[-1].cpu,
                                                  raw.samples[-1].t_s - raw.samples[0].t_s),
                      series=series(cfg.test, cfg.flows, raw.samples, counter_names(cfg.flows)),
-                     capture=raw.capture)
+                     capture=raw.capture, noise=noise_facts(cfg, raw, metrics.steal_pct, others))
 
 
 def iterate(topology: Topology, cfg: TestConfig, probe: bool = False) -> Iteration:
     """Run the test once on an already built topology."""
     client, server = _sides(topology, cfg)
+    before = other_live_runs()
     raw = runner.run(cfg, client, server, on_spawn=topology.ledger.add_pids,
                      capture=_receiver(topology, cfg) if probe else None)
-    return iteration(cfg, raw)
+    return iteration(cfg, raw, sorted({*before, *other_live_runs()}))
 
 
 def measure(topology: Topology, cfg: TestConfig, progress: Progress = lambda step: None,
-            probe: bool = False, offload: dict | None = None) -> RunResult:
+            probe: bool = False, offload: dict | None = None, plan: rounds.Plan = rounds.DEFAULT_PLAN) -> RunResult:
     """Run the test on a built topology, repeated until its confidence interval is met (netperf's -i/-I)."""
     return _repeated(topology.spec.name, topology.spec.source, cfg, lambda: iterate(topology, cfg, probe),
-                     progress, offload=offload)
+                     progress, offload=offload, plan=plan)
 
 
-def _repeated(name: str, source: str, cfg: TestConfig, once: Callable[[], Iteration], progress: Progress,
-              offload: dict | None = None, remote: dict | None = None) -> RunResult:
-    """``once`` repeated until the confidence interval is met or -i's maximum ran; the run's result."""
-    iterations: list[Iteration] = []
-    verdict = None
-    while len(iterations) < cfg.iterations_max:
-        if iterations:
-            progress(Step(f"{name} {cfg.test} iteration {len(iterations) + 1}/{cfg.iterations_max}", new_run=False))
-        iterations.append(once())
-        if cfg.iterations_max > 1 and len(iterations) >= max(cfg.iterations_min, 2):
-            verdict = confidence(cfg, [it.metrics for it in iterations])
-            if verdict.met and len(iterations) >= cfg.iterations_min:
-                break
+def _converged(cfg: TestConfig, iterations: Sequence[Iteration]) -> bool:
+    """netperf's -i/-I rule: at least MIN iterations, and the interval met once two or more ran; or MAX ran."""
+    if len(iterations) >= cfg.iterations_max:
+        return True
+    if len(iterations) < max(cfg.iterations_min, 2):
+        return False
+    return confidence(cfg, [it.metrics for it in iterations]).met
+
+
+def result(name: str, source: str, cfg: TestConfig, iterations: Sequence[Iteration], offload: dict | None = None,
+           remote: dict | None = None) -> RunResult:
+    """The run of ``cfg`` made of ``iterations``: their summary, and netperf's -I verdict when -i asked for one."""
     histograms = [h for it in iterations for h in histograms_from_json(it.raw)]
+    verdict = None
+    if cfg.iterations_max > 1 and len(iterations) >= 2:
+        verdict = confidence(cfg, [it.metrics for it in iterations])
     return RunResult(
         topology=name,
         topology_source=source,
@@ -134,6 +158,18 @@ def _repeated(name: str, source: str, cfg: TestConfig, once: Callable[[], Iterat
         offload=offload,
         remote=remote,
     )
+
+
+def _repeated(name: str, source: str, cfg: TestConfig, once: Callable[[], Iteration], progress: Progress,
+              offload: dict | None = None, remote: dict | None = None,
+              plan: rounds.Plan = rounds.DEFAULT_PLAN) -> RunResult:
+    """``once`` (gated on steal) repeated until the confidence interval is met or -i's maximum ran."""
+    iterations: list[Iteration] = []
+    while not iterations or not _converged(cfg, iterations):
+        if iterations:
+            progress(Step(f"{name} {cfg.test} iteration {len(iterations) + 1}/{cfg.iterations_max}", new_run=False))
+        iterations.append(rounds.gated(once, plan))
+    return result(name, source, cfg, iterations, offload, remote)
 
 
 def _file_requests(spec: TopologySpec) -> list[OffloadRequest]:
@@ -157,8 +193,12 @@ def offloaded(topology: Topology, requests: Sequence[OffloadRequest]) -> Iterato
 
 
 def run(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile,
-        options: RunOptions = RunOptions()) -> list[RunResult]:
-    """Build ``spec`` once, run each config on it (those not done yet), store each run as it finishes."""
+        options: RunOptions = RunOptions(), plan: rounds.Plan = rounds.DEFAULT_PLAN) -> list[RunResult]:
+    """Build ``spec`` once, run each config on it (those not done yet), store each run as it finishes.
+
+    Several configs with -i are measured in interleaved rounds, each until its own -i/-I rule is
+    met, so that drift does not land on whichever config happens to run last.
+    """
     done = []
     todo = [cfg for cfg in configs if not options.done(spec.name, cfg)]
     if not todo:
@@ -166,11 +206,20 @@ def run(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile,
     if options.capture:
         capture.prepare()
     with build(spec) as topology, offloaded(topology, options.offload) as offload:
+        if len(todo) > 1 and any(cfg.iterations_max > 1 for cfg in todo):
+            arms = [_Arm(spec.name, spec.source, cfg, offload,
+                         rounds.Cell(f"{spec.name} {cfg.test}",
+                                     functools.partial(iterate, topology, cfg, options.capture),
+                                     finished=functools.partial(_converged, cfg)))
+                    for cfg in todo]
+            fixed = replace(plan, rounds=max(cfg.iterations_max for cfg in todo), target=False)
+            _interleave(arms, results, Judging(plan=fixed), lambda r: r.topology, options)
+            return [_arm_result(a) for a in arms]
         for cfg in todo:
             options.progress(Step(f"{spec.name} {cfg.test}", new_run=True))
-            result = measure(topology, cfg, options.progress, options.capture, offload)
-            results.add(result)
-            done.append(result)
+            measured = measure(topology, cfg, options.progress, options.capture, offload, plan)
+            results.add(measured)
+            done.append(measured)
     return done
 
 
@@ -187,9 +236,9 @@ def run_remote(target: RemoteTarget, configs: Sequence[TestConfig], results: Res
         if options.done(REMOTE, cfg):
             continue
         options.progress(Step(f"{target.label} {cfg.test}", new_run=True))
-        result = measure_remote(target, cfg, options.progress)
-        results.add(result)
-        done.append(result)
+        measured = measure_remote(target, cfg, options.progress)
+        results.add(measured)
+        done.append(measured)
     return done
 
 
@@ -201,22 +250,105 @@ def measure_remote(target: RemoteTarget, cfg: TestConfig, progress: Progress = l
                          progress, remote={"address": target.label, "server": session.facts})
 
 
+@dataclass(frozen=True)
+class Judging:
+    """How an interleaved comparison is run and judged: rounds, baseline arm, significance, target."""
+
+    plan: rounds.Plan = rounds.DEFAULT_PLAN
+    baseline: str = ""
+    alpha: float = 0.05
+    # Target mode: go on until every target metric's interval is within ±target_ci_pct %.
+    target_ci_pct: float | None = None
+    # What the table header and the JSON say of the placement (e.g. "-T 0,1, compare's default").
+    placement: dict = field(default_factory=dict)
+
+
+DEFAULT_JUDGING = Judging()
+
+
+@dataclass
+class _Arm:
+    """One cell of a comparison: a run being built up round by round."""
+
+    name: str
+    source: str
+    cfg: TestConfig
+    offload: dict | None
+    cell: rounds.Cell
+
+
+def _interleave(arms: Sequence[_Arm], results: ResultFile, judging: Judging,
+                arm_of: Callable[[RunResult], str], options: RunOptions) -> rounds.Outcome:
+    """Rounds over ``arms``; after each, every run and the verdicts so far are stored at once."""
+    stored = results.comparison or {}
+    held = [len({it.round for it in a.cell.iterations}) for a in arms]
+
+    def judged() -> list[paired.PairedCell]:
+        return paired.analyse([_arm_result(a) for a in arms], arm_of, judging.baseline, judging.alpha)
+
+    def store(outcome: rounds.Outcome) -> None:
+        for a in arms:
+            if a.cell.iterations:
+                results.put(_arm_result(a))
+        results.comparison = {
+            "baseline": judging.baseline, "alpha": judging.alpha, "method": paired.METHOD,
+            "correction": paired.CORRECTION,
+            "plan": {"rounds": judging.plan.rounds, "seed": judging.plan.seed, "target_ci_pct": judging.target_ci_pct,
+                     "max_time_s": judging.plan.max_time_s, "max_steal_pct": judging.plan.max_steal_pct,
+                     "max_retries": judging.plan.max_retries},
+            "placement": judging.placement,
+            "orders": [*stored.get("orders", [])[:min(held, default=0)], *outcome.orders],
+            "stopped": outcome.stopped or "interrupted",
+            "seconds": stored.get("seconds", 0.0) + outcome.seconds,
+            "cells": [c.to_json() for c in judged()],
+        }
+        results.save()
+        options.progress(Step(f"round {min(held, default=0) + len(outcome.orders)} done", new_run=True))
+
+    outcome = rounds.run([a.cell for a in arms], judging.plan,
+                         converged=lambda: paired.converged(judged(), judging.target_ci_pct or 0.0),
+                         after_round=store, first_round=min(held, default=0))
+    store(outcome)
+    return outcome
+
+
+def _arm_result(a: _Arm) -> RunResult:
+    return result(a.name, a.source, a.cfg, sorted(a.cell.iterations, key=lambda it: it.round or 0), a.offload)
+
+
+def _unsupported(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile, why: str) -> None:
+    for cfg in configs:
+        if results.find(spec.name, cfg) is None:
+            results.add(RunResult(topology=spec.name, topology_source=spec.source, config=cfg,
+                                  status=RunStatus.UNSUPPORTED, reason=why))
+
+
 def compare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], results: ResultFile,
-            options: RunOptions = RunOptions()) -> list[RunResult]:
-    """Run every config on every topology; a kind the kernel lacks becomes an 'unsupported' row."""
-    done = []
-    for spec in specs:
-        try:
-            done += run(spec, configs, results, options)
-        except UnsupportedKind as exc:
+            options: RunOptions = RunOptions(), judging: Judging = DEFAULT_JUDGING) -> rounds.Outcome:
+    """Build every topology at once, then measure every (topology, config) once per round, in a
+    shuffled order, until the plan is done; verdicts against ``judging.baseline`` go into ``results``.
+
+    A kind the kernel lacks becomes an 'unsupported' row. A resumed file's iterations are kept and
+    only the rounds they lack are run.
+    """
+    if options.capture:
+        capture.prepare()
+    with contextlib.ExitStack() as stack:
+        arms = []
+        for spec in specs:
+            try:
+                topology = stack.enter_context(build(spec))
+            except UnsupportedKind as exc:
+                _unsupported(spec, configs, results, exc.why)
+                continue
+            offload = stack.enter_context(offloaded(topology, options.offload))
             for cfg in configs:
-                if options.done(spec.name, cfg):
-                    continue
-                result = RunResult(topology=spec.name, topology_source=spec.source, config=cfg,
-                                   status=RunStatus.UNSUPPORTED, reason=exc.why)
-                results.add(result)
-                done.append(result)
-    return done
+                old = results.find(spec.name, cfg)
+                cell = rounds.Cell(f"{spec.name} {cfg.test}",
+                                   functools.partial(iterate, topology, cfg, options.capture),
+                                   list(old.iterations) if old is not None else [])
+                arms.append(_Arm(spec.name, spec.source, cfg, offload, cell))
+        return _interleave(arms, results, judging, lambda r: r.topology, options)
 
 
 def combinations(features: Sequence[str]) -> list[dict[str, bool]]:
@@ -225,20 +357,33 @@ def combinations(features: Sequence[str]) -> list[dict[str, bool]]:
             for values in itertools.product((True, False), repeat=len(features))]
 
 
+def combination_label(combo: dict[str, bool]) -> str:
+    """How tables and round orders name an offload combination: ``tso=on gro=off``."""
+    return " ".join(f"{f}={'on' if on else 'off'}" for f, on in combo.items())
+
+
 def offload_matrix(spec: TopologySpec, cfg: TestConfig, features: Sequence[str], results: ResultFile,
-                   options: RunOptions = RunOptions()) -> list[RunResult]:
-    """Run ``cfg`` once per on/off combination of ``features`` (2^k runs) on one built topology."""
-    done = []
+                   options: RunOptions = RunOptions(), judging: Judging = DEFAULT_JUDGING) -> rounds.Outcome:
+    """Run ``cfg`` once per on/off combination of ``features`` (2^k cells) on one built topology, in
+    interleaved rounds like compare, each combination judged against all on."""
     if options.capture:
         capture.prepare()
+    combos = combinations(features)
+    judging = replace(judging, baseline=combination_label(combos[0]))
     with build(spec) as topology:
-        for combo in combinations(features):
-            label = " ".join(f"{f}={'on' if on else 'off'}" for f, on in combo.items())
-            options.progress(Step(f"{spec.name} {cfg.test} {label}", new_run=True))
-            requests = [*options.offload, *(OffloadRequest(f, on) for f, on in combo.items())]
-            with offloaded(topology, requests) as offload:
-                result = measure(topology, cfg, options.progress, options.capture,
-                                 offload | {"combination": combo})
-            results.add(result)
-            done.append(result)
-    return done
+        arms = [_Arm(spec.name, spec.source, cfg, {"combination": combo}, rounds.Cell(combination_label(combo),
+                                                                                     lambda: None))  # type: ignore
+                for combo in combos]
+        for arm in arms:
+            arm.cell.measure = functools.partial(_offloaded_iteration, topology, cfg, arm, options)
+        return _interleave(arms, results, judging, lambda r: combination_label((r.offload or {})["combination"]),
+                           options)
+
+
+def _offloaded_iteration(topology: Topology, cfg: TestConfig, arm: _Arm, options: RunOptions) -> Iteration:
+    """One iteration with the arm's offload combination applied (and restored after it)."""
+    combo = (arm.offload or {})["combination"]
+    requests = [*options.offload, *(OffloadRequest(f, on) for f, on in combo.items())]
+    with offloaded(topology, requests) as offload:
+        arm.offload = (offload or {}) | {"combination": combo}
+        return iterate(topology, cfg, options.capture)

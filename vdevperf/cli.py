@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from vdevperf import bench
+from vdevperf import bench, rounds
 from vdevperf.argtypes import fraction, pair, percent, seconds, size, whole
 from vdevperf.errors import Interrupted, VdevperfError
 from vdevperf.lab.command import add_parser as add_lab_parser
@@ -39,7 +41,7 @@ from vdevperf.remote.client import RemoteTarget, parse_address
 from vdevperf.remote.server import DEFAULT_PORT, Server, ServerConfig
 from vdevperf.remote.token import read_token
 from vdevperf.report import diff, formats, occupancy, plot
-from vdevperf.report.table import compare_table, cpu_table, diff_table, matrix_table, run_table
+from vdevperf.report.table import compare_table, cpu_table, diff_table, matrix_table, noise_floor, run_table
 from vdevperf.results import ResultFile, default_path, documents_of_kind, load_runs, resume, write_text_atomic
 from vdevperf.scale.command import add_parser as add_scale_parser
 from vdevperf.scale.command import cmd_scale
@@ -50,6 +52,12 @@ from vdevperf.topology.spec import bundled_topologies, load_topology
 EXIT_ERROR = 2
 EXIT_REGRESSION = 1
 DEFAULT_RESULTS_DIR = Path("results")
+# compare's placement unless -T says otherwise: benchmarks/placement.py measured the smallest
+# round-to-round spread of paired ratios on a 2-vCPU guest with the client on CPU 0, the server on 1
+# (one CPU: both on it).
+COMPARE_CPUS: tuple[int, int] = (0, 1) if (os.cpu_count() or 1) > 1 else (0, 0)
+# compare's default window per round and warm-up: short windows, many rounds (see rounds.py).
+COMPARE_LENGTH_S, COMPARE_WARMUP_S = 3.0, 0.5
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,9 +67,11 @@ class _Parser(argparse.ArgumentParser):
         raise VdevperfError("usage", message)
 
 
-def _cpu_number(text: str) -> int:
+def _cpu_number(text: str) -> int | None:
+    if text == "none":
+        return None  # -T none: not pinned, where compare would pin by default
     if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"'{text}' is not a CPU number")
+        raise argparse.ArgumentTypeError(f"'{text}' is not a CPU number (or 'none')")
     return int(text)
 
 
@@ -104,11 +114,14 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _add_test_flags(p: argparse.ArgumentParser, tests_default: str) -> None:
+def _add_test_flags(p: argparse.ArgumentParser, tests_default: str, length: float = 10.0,
+                    warmup: float = 1.0) -> None:
     p.add_argument("-t", "--test", dest="tests", type=_tests, default=_tests(tests_default),
                    help=f"netperf test name(s), comma-separated (default {tests_default})")
-    p.add_argument("-l", "--length", type=seconds, default=10.0, help="measured seconds per test (default 10)")
-    p.add_argument("--warmup", type=float, default=1.0, help="seconds run before measuring (default 1)")
+    p.add_argument("-l", "--length", type=seconds, default=length,
+                   help=f"measured seconds per test (per round with compare; default {length:g})")
+    p.add_argument("--warmup", type=float, default=warmup,
+                   help=f"seconds run before measuring (default {warmup:g})")
     p.add_argument("-m", "--send-size", type=size,
                    help="bytes per send call (default 128K; UDP_STREAM 1472, one unfragmented datagram)")
     p.add_argument("-M", "--recv-size", type=size, default=128 * 1024, help="bytes per receive call (default 128K)")
@@ -125,8 +138,13 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str) -> None:
     p.add_argument("-I", "--confidence", type=pair(percent, "LEVEL[,WIDTH]"), default=None,
                    help="stop repeating once the LEVEL %% confidence interval of throughput and CPU is within "
                         "WIDTH %% (mean ±WIDTH/2 %%; default 99,5)")
-    p.add_argument("-T", "--cpu", type=pair(_cpu_number, "CLIENT_CPU,SERVER_CPU"), default=None,
-                   help="pin client and server to these CPUs (default: not pinned, the scheduler decides)")
+    p.add_argument("-T", "--cpu", type=pair(_cpu_number, "CLIENT_CPU,SERVER_CPU"), default=None,  # type: ignore
+                   help="pin client and server to these CPUs, 'none' for neither (default: run leaves it to "
+                        f"the scheduler; compare pins -T {COMPARE_CPUS[0]},{COMPARE_CPUS[1]})")
+    p.add_argument("--max-steal", type=percent, default=rounds.DEFAULT_MAX_STEAL_PCT, metavar="PCT",
+                   help="measure an iteration again (up to twice) when the host stole more than PCT %% of the "
+                        f"machine during its window (default {rounds.DEFAULT_MAX_STEAL_PCT:g})")
+    p.add_argument("--seed", type=whole(0), help="seed of the interleaved rounds' order (default: random; recorded)")
     family = p.add_mutually_exclusive_group()
     family.add_argument("-4", dest="ip_version", action="store_const", const=4, default=4, help="IPv4 (default)")
     family.add_argument("-6", dest="ip_version", action="store_const", const=6, help="IPv6")
@@ -143,8 +161,8 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str) -> None:
                    help="also print where CPU time went: per /proc/stat field, per CPU, per endpoint process")
 
 
-def _configs(args: argparse.Namespace) -> list[TestConfig]:
-    client_cpu, server_cpu = args.cpu if args.cpu else (None, None)
+def _configs(args: argparse.Namespace, cpus: tuple[int | None, int | None] = (None, None)) -> list[TestConfig]:
+    client_cpu, server_cpu = args.cpu if args.cpu else cpus
     _check_cpu(client_cpu)
     if getattr(args, "remote", None) is None:
         _check_cpu(server_cpu)  # a remote server checks its own CPUs
@@ -273,36 +291,79 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.offload_matrix:
         if len(configs) != 1:
             raise VdevperfError("--offload-matrix", "sweeps one test at a time; give a single -t")
-        with _options(args, 2 ** len(args.offload_matrix), configs, results) as options:
-            runs = bench.offload_matrix(spec, configs[0], args.offload_matrix, results, options)
-        _emit(args, results, matrix_table(runs))
+        judging = bench.Judging(plan=_plan(args, MATRIX_ROUNDS), alpha=args.alpha, placement=_placement(args))
+        with _options(args, judging.plan.rounds, configs, results) as options:
+            bench.offload_matrix(spec, configs[0], args.offload_matrix, results, options, judging)
+        _emit(args, results, matrix_table(results.runs, results.comparison or {}))
         return 0
     with _options(args, len(configs), configs, results) as options:
-        runs = bench.run(spec, configs, results, options)
+        runs = bench.run(spec, configs, results, options, _plan(args, 1))
     _emit(args, results, run_table(runs))
     return 0
 
 
+# Rounds of an offload matrix unless --rounds says otherwise (the fewest that give an interval).
+MATRIX_ROUNDS = 3
+
+
+def _plan(args: argparse.Namespace, default_rounds: int) -> rounds.Plan:
+    """The rounds plan from the flags; a random seed unless --seed (it is recorded either way)."""
+    target = getattr(args, "target_ci", None) is not None
+    count = getattr(args, "rounds", None) or (rounds.MIN_TARGET_ROUNDS if target else default_rounds)
+    try:
+        return rounds.Plan(rounds=count, seed=args.seed if args.seed is not None else secrets.randbelow(2 ** 31),
+                           target=target, max_time_s=getattr(args, "max_time", None), max_steal_pct=args.max_steal)
+    except ValueError as exc:
+        flag, _, why = str(exc).partition(": ")
+        raise VdevperfError(flag, why) from None
+
+
+def _placement(args: argparse.Namespace, default: tuple[int | None, int | None] = (None, None)) -> dict:
+    """Where the endpoints run, as the table header and the JSON state it."""
+    cpus = tuple(args.cpu) if args.cpu else default
+    label = "unpinned" if cpus == (None, None) else f"-T {cpus[0]},{cpus[1]}".replace("None", "none")
+    if not args.cpu and cpus != (None, None):
+        label += " (compare's default)"
+    return {"client_cpu": cpus[0], "server_cpu": cpus[1], "label": label}
+
+
 def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    """Run tests on several topologies; one table relative to a baseline."""
-    names = args.topologies or bundled_topologies()
-    specs = [load_topology(name) for name in names]
+    """Compare topologies in interleaved rounds; one table of paired ratios and verdicts against a baseline."""
+    if args.iterations or args.confidence:
+        raise VdevperfError("-i/-I", "compare repeats in interleaved rounds: use --rounds N or --target-ci W")
+    if args.aa:
+        names = args.topologies or ["veth"]
+        if len(names) != 1:
+            raise VdevperfError("--aa", f"compares one topology with a copy of itself; got {len(names)}")
+        spec = load_topology(names[0])
+        specs = [spec, dataclasses.replace(spec, name=f"{spec.name}-copy")]
+    else:
+        specs = [load_topology(name) for name in args.topologies or bundled_topologies()]
     known = [s.name for s in specs]
     baseline = args.baseline or ("veth" if "veth" in known else known[0])
     if baseline not in known:
         raise VdevperfError("--baseline", f"'{baseline}' is not among the compared topologies ({', '.join(known)})")
-    configs = _configs(args)
+    placement = _placement(args, COMPARE_CPUS)
+    configs = _configs(args, COMPARE_CPUS)
+    plan = _plan(args, rounds.DEFAULT_ROUNDS)
     if args.resume is not None:
         if args.output is not None:
             raise VdevperfError("--resume", "adds to the file it names; -o cannot go with it")
         results = resume(args.resume)
+        if results.comparison:  # the same round orders as the interrupted run
+            plan = dataclasses.replace(plan, seed=results.comparison["plan"]["seed"])
     else:
         results = _result_file(args, argv)
-    todo = sum(1 for s in specs for c in configs if (s.name, c) not in {(r.topology, r.config) for r in results.runs})
-    with _options(args, todo, configs, results) as options:
-        bench.compare(specs, configs, results, options)
+    judging = bench.Judging(plan=plan, baseline=baseline, alpha=args.alpha, target_ci_pct=args.target_ci,
+                            placement=placement)
+    with _options(args, plan.rounds, configs, results) as options:
+        bench.compare(specs, configs, results, options, judging)
     wanted = {(s.name, c) for s in specs for c in configs}
-    _emit(args, results, compare_table([r for r in results.runs if (r.topology, r.config) in wanted], baseline))
+    runs = [r for r in results.runs if (r.topology, r.config) in wanted]
+    text = compare_table(runs, results.comparison or {})
+    if args.aa:
+        text += "\n" + noise_floor(results.comparison or {})
+    _emit(args, results, text)
     return 0
 
 
@@ -451,7 +512,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("topology", nargs="?", help="bundled topology name (e.g. veth) or path to a .toml file")
     _add_test_flags(run, "TCP_STREAM")
     run.add_argument("--offload-matrix", type=_features, metavar="FEATURE,...",
-                     help="run the test once per on/off combination of these offloads (2^k runs)")
+                     help="run the test once per on/off combination of these offloads (2^k runs), in "
+                          "interleaved rounds, each against all on")
+    run.add_argument("--rounds", type=whole(), metavar="N",
+                     help=f"with --offload-matrix: rounds over the combinations (default {MATRIX_ROUNDS})")
+    run.add_argument("--alpha", type=fraction, default=0.05,
+                     help="with --offload-matrix: significance level of the verdicts (default 0.05)")
     run.add_argument("--remote", metavar="HOST:PORT",
                      help=f"run the server half on the vdevperf server there (default port {DEFAULT_PORT}); "
                           "the client runs here, in this namespace")
@@ -461,8 +527,22 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("topologies", nargs="*", help="topology names or files (default: all bundled)")
     compare.add_argument("--baseline", help="topology the others are relative to (default veth, else the first)")
     compare.add_argument("--resume", type=Path, metavar="FILE",
-                         help="add to FILE (from an interrupted compare) only the runs it lacks")
-    _add_test_flags(compare, "TCP_STREAM,TCP_RR")
+                         help="add to FILE (from an interrupted compare) only the rounds it lacks")
+    compare.add_argument("--rounds", type=whole(), metavar="N",
+                         help=f"rounds, each measuring every topology and test once in a shuffled order (default "
+                              f"{rounds.DEFAULT_ROUNDS}; with --target-ci the minimum, default "
+                              f"{rounds.MIN_TARGET_ROUNDS})")
+    compare.add_argument("--target-ci", type=percent, metavar="W",
+                         help="run rounds until every rate and service-demand ratio's interval is within ±W %%, "
+                              "or --max-time runs out")
+    compare.add_argument("--max-time", type=seconds, metavar="S",
+                         help="start no round that would end past S seconds (measured from the first round)")
+    compare.add_argument("--alpha", type=fraction, default=0.05,
+                         help="significance level of the verdicts over the whole table, Holm-corrected (default 0.05)")
+    compare.add_argument("--aa", action="store_true",
+                         help="A/A self-check: TOPOLOGY (default veth) against a renamed copy of itself; prints the "
+                              "smallest difference this machine resolves at these rounds")
+    _add_test_flags(compare, "TCP_STREAM,TCP_RR", COMPARE_LENGTH_S, COMPARE_WARMUP_S)
     monitor = sub.add_parser("monitor", help="per-process CPU occupancy over time (processes, PIDs, a command)")
     monitor.add_argument("--name", action="append", default=[], help="watch every process with this name")
     monitor.add_argument("--pid", action="append", type=whole(), default=[], help="watch this process")

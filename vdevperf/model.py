@@ -253,6 +253,9 @@ class Metrics:
     elsewhere_cpu_pct: float | None = None
     # What sampling cost the vdevperf process itself, in % of one CPU.
     sampler_cpu_pct: float | None = None
+    # Share of all CPU time the host took from this guest during the window (left out of
+    # cpu_util_pct and service demand, see measure/cpu.py).
+    steal_pct: float | None = None
     # With the server half on another host (a vdevperf server), that host's figures, netperf's
     # remote CPU columns: utilisation and softirq share of all its CPUs, and its busy CPU time
     # per unit of work. The figures above are then the client host's, and server_cpu_pct is
@@ -281,6 +284,13 @@ class Iteration:
     cpu_breakdown: dict | None = None
     series: list | None = None
     capture: dict | None = None
+    # The round of an interleaved comparison this iteration belongs to (0-based).
+    round: int | None = None
+    # What else happened in the window: steal, CPU of processes outside the test, other live
+    # vdevperf runs, endpoint migrations, and the flags they raised (see bench.noise).
+    noise: dict | None = None
+    # Attempts measured and rejected for steal above the limit before this one (summaries).
+    retries: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,14 @@ vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
      facts, null for local runs); samples gain remote_cpu and remote_t_s (the server
      host's per-CPU times and clock); metrics gain remote_cpu_util_pct, remote_softirq_pct
      and remote_service_demand_us_per_kb/_per_tr.
+  6  vdevperf 0.6.0: interleaved comparisons. Busy CPU time now leaves out host steal
+     (see measure/cpu.py), so cpu_util_pct and service demand are the guest's own; metrics
+     gain steal_pct. Older files keep figures that counted steal as busy. Iterations gain
+     round (of an interleaved comparison), noise (steal, CPU of other processes, other
+     live runs, migrations, flags) and retries (attempts rejected for steal); endpoint
+     placements gain migrations; raw gains foreign. The document gains comparison (the
+     plan, each round's order and seed, and per cell the per-round ratios, their interval
+     and verdict), null outside compare and the offload matrix.
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ from vdevperf.model import (
     TestName,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics))
 CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TestConfig) if f.name != "test"}
 
@@ -71,6 +79,7 @@ def raw_to_json(raw: RawRun, flows: int) -> dict:
                      "remote_cpu": s.remote_cpu, "remote_t_s": s.remote_t_s}
                     for s in raw.samples],
         "sampler_cpu_s": raw.sampler_cpu_s,
+        "foreign": raw.foreign,
         "histogram_sub_bits": histogram.SUB_BITS,
         # JSON keys are strings: bucket index -> count, per flow.
         "latency_histograms": [{str(b): c for b, c in sorted(h.items())} for h in raw.histograms],
@@ -126,7 +135,8 @@ def run_to_json(run: RunResult) -> dict:
         "offload": run.offload,
         "remote": run.remote,
         "iterations": [{"metrics": _metrics_to_json(it.metrics), "endpoints": it.endpoints, "raw": it.raw,
-                        "cpu_breakdown": it.cpu_breakdown, "series": it.series, "capture": it.capture}
+                        "cpu_breakdown": it.cpu_breakdown, "series": it.series, "capture": it.capture,
+                        "round": it.round, "noise": it.noise, "retries": list(it.retries)}
                        for it in run.iterations],
     }
 
@@ -148,7 +158,8 @@ def run_from_json(doc: dict) -> RunResult:
         metrics=_metrics_from_json(doc["metrics"]) if status is RunStatus.OK else None,
         iterations=tuple(Iteration(metrics=_metrics_from_json(it["metrics"]), endpoints=it["endpoints"],
                                    raw=it["raw"], cpu_breakdown=it["cpu_breakdown"], series=it["series"],
-                                   capture=it["capture"])
+                                   capture=it["capture"], round=it["round"], noise=it["noise"],
+                                   retries=tuple(it["retries"]))
                          for it in doc["iterations"]),
         confidence=confidence,
         offload=doc["offload"],
@@ -222,9 +233,23 @@ def _upgrade_4_to_5(document: dict) -> dict:
     return document
 
 
+def _upgrade_5_to_6(document: dict) -> dict:
+    """Version 5 had no rounds, no noise record and no steal figure; its CPU figures keep counting
+    steal as busy (the raw samples still allow recomputing them)."""
+    document = copy.deepcopy(document)
+    document["comparison"] = None
+    for run in document["runs"]:
+        run["metrics"] = dict.fromkeys(METRIC_KEYS) | run["metrics"]
+        for it in run["iterations"]:
+            it["metrics"] = dict.fromkeys(METRIC_KEYS) | it["metrics"]
+            it |= {"round": None, "noise": None, "retries": []}
+            it["raw"]["foreign"] = None
+    return document
+
+
 # Upgrades from version N to N+1, applied in order to older files.
 _UPGRADES: dict[int, Callable[[dict], dict]] = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4,
-                                                4: _upgrade_4_to_5}
+                                                4: _upgrade_4_to_5, 5: _upgrade_5_to_6}
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -262,6 +287,8 @@ class ResultFile:
     environment: dict = field(default_factory=environment)
     created: str = field(default_factory=now_iso)
     runs: list[RunResult] = field(default_factory=list)
+    # An interleaved comparison's plan, round orders and verdicts (see bench.compare).
+    comparison: dict | None = None
 
     def document(self) -> dict:
         """The whole file as JSON data."""
@@ -271,13 +298,39 @@ class ResultFile:
             "command": self.command,
             "environment": self.environment,
             "runs": [run_to_json(run) for run in self.runs],
+            "comparison": self.comparison,
         }
 
     def add(self, run: RunResult) -> None:
         """Append a finished run and persist the file at once."""
         self.runs.append(run)
+        self.save()
+
+    def find(self, topology: str, config: TestConfig, offload: dict | None = None) -> RunResult | None:
+        """The stored run of ``config`` on ``topology`` (with these offload settings), if any."""
+        for run in self.runs:
+            if run.topology == topology and run.config == config and _combination(run.offload) == \
+                    _combination(offload):
+                return run
+        return None
+
+    def put(self, run: RunResult) -> None:
+        """Replace the stored run of the same topology, config and offload combination, or append it;
+        ``save`` persists it."""
+        old = self.find(run.topology, run.config, run.offload)
+        if old is None:
+            self.runs.append(run)
+        else:
+            self.runs[self.runs.index(old)] = run
+
+    def save(self) -> None:
+        """Persist the file now (atomically)."""
         if self.path is not None:
             write_atomic(self.path, self.document())
+
+
+def _combination(offload: dict | None) -> dict | None:
+    return None if offload is None else offload.get("combination")
 
 
 def resume(path: Path) -> ResultFile:
@@ -289,7 +342,7 @@ def resume(path: Path) -> ResultFile:
             raise ResultError(str(path), f"was measured with {key} {there.get(key)!r}, this machine has "
                                          f"{here.get(key)!r}; start a new file instead of resuming")
     return ResultFile(path=path, command=document["command"], environment=there, created=document["created"],
-                      runs=[run_from_json(r) for r in document["runs"]])
+                      runs=[run_from_json(r) for r in document["runs"]], comparison=document["comparison"])
 
 
 def load_runs(paths: Sequence[Path]) -> list[RunResult]:

@@ -190,7 +190,7 @@ def ipvlan_run(kernel, tmp_path_factory):
     started = time.monotonic()
     done = lab("--accel", "auto", "--timeout", str(VM_TIMEOUT_S - 10), "--modprobe", MISSING_ON_HOST, "--",
                "compare", "ipvlan", str(L3_TOPOLOGY), "veth", "-t", "TCP_STREAM,TCP_RR", "-l", "1",
-               "--warmup", "0.2", "-o", str(out / "lab.json"), cwd=REPO)
+               "--warmup", "0.2", "--rounds", "2", "-o", str(out / "lab.json"), cwd=REPO)
     elapsed = time.monotonic() - started
     print(f"lab compare: {elapsed:.1f} s\n{done.stderr}")
     return done, out, before, elapsed

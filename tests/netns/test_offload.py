@@ -113,19 +113,32 @@ def test_a_fixed_feature_gives_one_clear_line():
     assert "lro is fixed off by its driver" in proc.stderr and "--offload lro=on" in proc.stderr
 
 
-def test_the_matrix_prints_one_row_per_combination(tmp_path):
+def test_the_matrix_interleaves_combinations_and_judges_each_against_all_on(tmp_path):
     out = tmp_path / "m.json"
     proc = vdevperf("run", "veth", "-t", "TCP_STREAM", "-l", "0.4", "--warmup", "0.3", "--offload-matrix",
-                    "tso,gro", "-o", str(out))
+                    "tso,gro", "--seed", "5", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith(("tso=", "gro="))]
     assert [r.split("  ")[0] for r in rows] == ["tso=on gro=on", "tso=on gro=off", "tso=off gro=on",
                                                   "tso=off gro=off"]
-    assert "1.00x" in rows[0]
-    runs = json.loads(out.read_text())["runs"]
+    assert "baseline" in rows[0] and all("x ±" in r for r in rows[1:])
+    doc = json.loads(out.read_text())
+    runs = doc["runs"]
     assert [r["offload"]["combination"] for r in runs] == [
         {"tso": True, "gro": True}, {"tso": True, "gro": False}, {"tso": False, "gro": True},
         {"tso": False, "gro": False}]
+    assert all([it["round"] for it in r["iterations"]] == [0, 1, 2] for r in runs)  # 3 rounds by default
+    assert runs[3]["offload"]["state"]["c0"]["tso"]["active"] is False  # each round applied its combination
+    comparison = doc["comparison"]
+    assert comparison["baseline"] == "tso=on gro=on"
+    assert {c["arm"] for c in comparison["cells"]} == {"tso=on gro=off", "tso=off gro=on", "tso=off gro=off"}
+    assert comparison["orders"][0] == bench_order(5, 0)
+
+
+def bench_order(seed: int, index: int) -> list[str]:
+    from vdevperf import rounds
+
+    return rounds.order(seed, index, ["tso=on gro=on", "tso=on gro=off", "tso=off gro=on", "tso=off gro=off"])
 
 
 def test_a_topology_file_sets_offloads_per_device(tmp_path):

@@ -77,11 +77,21 @@ def test_ticks_the_fields_missed_count_as_busy_and_show_as_unaccounted():
     assert used.unaccounted_pct == pytest.approx(10.0)
 
 
+def test_steal_is_not_the_guests_work():
+    # 2 s on one CPU: 0.5 s idle, 0.5 s stolen by the host, 1 s of ticks in system.
+    used = cpu.delta(_snap({"idle": 0}), _snap({"idle": 0.5, "steal": 0.5, "system": 1.0}), 2.0)
+    assert used.busy_s == pytest.approx(1.0)
+    assert used.util_pct == pytest.approx(50.0)
+    assert used.steal_pct == pytest.approx(25.0)
+    assert used.unaccounted_pct == pytest.approx(0.0)
+    assert cpu.service_demand_us(used, 1000) == pytest.approx(1000.0)  # 1 s over 1000 units, steal left out
+
+
 def test_breakdown_shares_sum_to_100_and_busy_ones_to_utilisation():
     parts = cpu.breakdown(START, END, 2.0)
     for shares in [parts["machine"], *parts["per_cpu"]]:
         assert sum(shares.values()) == pytest.approx(100.0)
-    busy = sum(v for k, v in parts["machine"].items() if k != "idle_pct")
+    busy = sum(v for k, v in parts["machine"].items() if k not in ("idle_pct", "steal_pct"))
     assert busy == pytest.approx(cpu.delta(START, END, 2.0).util_pct)
     assert parts["machine"]["softirq_pct"] == pytest.approx(12.5)
     assert parts["per_cpu"][0]["user_pct"] == pytest.approx(50.0)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from vdevperf.measure import cpu
+from vdevperf.measure.paired import COSTLIER, NO_DIFFERENCE, SLOWER
 from vdevperf.model import FlowMetrics, Iteration, Metrics, RunResult, RunStatus, TestConfig, TestName
 from vdevperf.report import diff, formats
 from vdevperf.report.rows import row
@@ -85,7 +86,7 @@ def test_diff_of_a_result_with_itself_is_not_significant_anywhere():
     runs = load_runs([CURRENT])
     rows = diff.diff(runs, runs)
     measured = [r for r in rows if r.changes]
-    assert measured and all(c.verdict in (diff.NOT_SIGNIFICANT, diff.UNTESTED, "")
+    assert measured and all(c.verdict in (NO_DIFFERENCE, diff.UNTESTED_DIFF, "")
                             for r in measured for c in r.changes)
     proc = vdevperf("diff", str(CURRENT), str(CURRENT), "--fail-on-regression", "1")
     assert proc.returncode == 0, proc.stderr
@@ -96,9 +97,9 @@ def test_a_20_percent_drop_with_tight_intervals_is_slower_and_fails_the_build(tm
     new = _write(tmp_path / "new.json", _run([800.0, 801.0, 799.0, 800.5, 799.5], 0.6))
     rows = diff.diff(load_runs([base]), load_runs([new]))
     rate = rows[0].changes[0]
-    assert rate.verdict == diff.SLOWER and rate.change_pct == pytest.approx(-20.0) and rate.p_value < 1e-6
+    assert rate.verdict == SLOWER and rate.change_pct == pytest.approx(-20.0) and rate.p_value < 1e-6
     demand = next(c for c in rows[0].changes if c.metric == "service_demand")
-    assert demand.verdict == diff.SLOWER and demand.regression
+    assert demand.verdict == COSTLIER and demand.regression
     proc = vdevperf("diff", str(base), str(new), "--fail-on-regression", "10")
     assert proc.returncode == 1
     assert "slower" in proc.stdout and "regression: veth TCP_STREAM rate -20.0 %" in proc.stderr
@@ -108,7 +109,7 @@ def test_a_20_percent_drop_with_tight_intervals_is_slower_and_fails_the_build(tm
 
 def test_a_single_iteration_cannot_be_tested():
     rows = diff.diff([_run([1000.0], 0.5)], [_run([800.0], 0.6)])
-    assert rows[0].changes[0].verdict == diff.UNTESTED and not diff.regressions(rows, 10)
+    assert rows[0].changes[0].verdict == diff.UNTESTED_DIFF and not diff.regressions(rows, 10)
 
 
 @pytest.mark.parametrize("kind, suffix, magic", [("bars", ".png", b"\x89PNG\r\n\x1a\n"),

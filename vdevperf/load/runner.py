@@ -37,7 +37,7 @@ from vdevperf.load.context import ROLES, SLOTS, LoopContext, StopLoad, endpoint_
 from vdevperf.load.endpoint import Channel, Counters, Endpoint
 from vdevperf.load.tests import TESTS, Loop, TestDef
 from vdevperf.measure import capture as capture_probe
-from vdevperf.measure import cpu, histogram
+from vdevperf.measure import cpu, histogram, noise
 from vdevperf.measure.capture import CaptureSpec
 from vdevperf.measure.cpu import CpuSnapshot
 from vdevperf.measure.sample import RawRun, Sample
@@ -345,12 +345,17 @@ def run(cfg: TestConfig, client: Side, server: Side | RemoteServer,
         if prober is not None:
             # Waits until the probe is done: it never overlaps the measured window.
             captured = capture_probe.finish(prober, capture)
+        # What else runs, read just outside the window's edges so that it costs the window nothing.
+        others = noise.processes()
+        moved = {index: noise.migrations(ep.pid) for index, ep in local.items()}
         watch.take(histograms=tdef.latency)
         end = watch.start + cfg.duration_s
         while (now := time.monotonic()) < end:
             time.sleep(min(cfg.interval_s - (now - watch.start) % cfg.interval_s, end - now))
             # The sample that closes the window also takes the histograms.
             watch.take(histograms=tdef.latency and time.monotonic() >= end)
+        moved = {index: _grown(before, noise.migrations(local[index].pid)) for index, before in moved.items()}
+        foreign = noise.foreign_cpu(others, noise.processes(), watch.samples[-1].t_s, len(watch.samples[0].cpu))
         remote_reports = finish([local[index] for index in sorted(local)], tdef, remote)
         final = shared.read()
     finally:
@@ -365,6 +370,7 @@ def run(cfg: TestConfig, client: Side, server: Side | RemoteServer,
             observed = {str(cpu_num): n for cpu_num, n in watch.observed[index].items()}
             counters = dict(zip(SLOTS, final[index * len(SLOTS):(index + 1) * len(SLOTS)], strict=True))
             pid = local[index].pid
+            ready[index]["placement"]["migrations"] = moved[index]
         else:
             observed = remote_reports[flow]["observed_cpus"]
             counters = remote_reports[flow]["final_counters"]
@@ -380,4 +386,8 @@ def run(cfg: TestConfig, client: Side, server: Side | RemoteServer,
         })
     return RawRun(samples=watch.samples, endpoints=reports,
                   histograms=_window_histograms(*watch.histograms) if tdef.latency else [],
-                  sampler_cpu_s=watch.own_cpu_s[-1] - watch.own_cpu_s[0], capture=captured)
+                  sampler_cpu_s=watch.own_cpu_s[-1] - watch.own_cpu_s[0], capture=captured, foreign=foreign)
+
+
+def _grown(before: int | None, after: int | None) -> int | None:
+    return None if before is None or after is None else after - before

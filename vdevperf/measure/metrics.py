@@ -79,6 +79,7 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
     used = cpu.delta(first.cpu, last.cpu, elapsed)
     remote = _remote_delta(first, last)
     common = {"elapsed_s": elapsed, "cpu_util_pct": used.util_pct, "softirq_pct": used.softirq_pct,
+              "steal_pct": used.steal_pct,
               "sampler_cpu_pct": None if raw.sampler_cpu_s is None else 100.0 * raw.sampler_cpu_s / elapsed,
               **_process_split(first, last, flows, used, remote)}
     if remote is not None:
@@ -123,6 +124,15 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
 def rate_key(test: TestName) -> str:
     """The Metrics field holding a test's headline rate."""
     return "throughput_mbps" if test.is_stream else "transactions_per_s"
+
+
+def figure(test: TestName, name: str, m: Metrics) -> float | None:
+    """One compared figure of a run: ``rate`` and ``service_demand`` in the test's units, else a Metrics field."""
+    if name == "rate":
+        return getattr(m, rate_key(test))
+    if name == "service_demand":
+        return m.service_demand_us_per_kb if test.is_stream else m.service_demand_us_per_tr
+    return getattr(m, name)
 
 
 def summarize(test: TestName, iterations: Sequence[Metrics], histograms: Sequence[dict[int, int]]) -> Metrics:

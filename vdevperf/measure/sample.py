@@ -42,3 +42,5 @@ class RawRun:
     sampler_cpu_s: float | None = None
     # The frame-size probe's summary (measure.capture), when one ran.
     capture: dict | None = None
+    # CPU used during the window by processes outside the test (measure.noise.foreign_cpu).
+    foreign: dict | None = None

@@ -14,17 +14,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vdevperf.measure.metrics import rate_key
+from vdevperf.measure.metrics import figure
+from vdevperf.measure.paired import METRIC_WORDS, NO_DIFFERENCE, UNTESTED, WORSE, verdict_word
 from vdevperf.model import Metrics, RunResult, RunStatus
 
 # Config fields that do not change what is measured, only how long or how often.
 _TIMING_FIELDS = {"duration_s", "warmup_s", "interval_s", "iterations_max", "iterations_min",
                   "confidence_level_pct", "confidence_width_pct"}
-# Metrics compared, and whether a higher value is better.
-COMPARED: tuple[tuple[str, bool], ...] = (("rate", True), ("cpu_util_pct", False), ("service_demand", False),
-                                          ("p99_latency_us", False))
-
-FASTER, SLOWER, NOT_SIGNIFICANT, UNTESTED = "faster", "slower", "not significant", "untested (1 iteration)"
+# Metrics compared (their verdict words are compare's, measure.paired.METRIC_WORDS).
+COMPARED: tuple[str, ...] = tuple(METRIC_WORDS)
+UNTESTED_DIFF = UNTESTED.replace("round", "iteration")
 
 
 def match_key(run: RunResult) -> tuple:
@@ -36,11 +35,7 @@ def match_key(run: RunResult) -> tuple:
 
 def metric(run: RunResult, name: str, m: Metrics) -> float | None:
     """One compared metric of a run's metrics (rate and service demand in the test's units)."""
-    if name == "rate":
-        return getattr(m, rate_key(run.config.test))
-    if name == "service_demand":
-        return m.service_demand_us_per_kb if run.config.test.is_stream else m.service_demand_us_per_tr
-    return getattr(m, name)
+    return figure(run.config.test, name, m)
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -83,7 +78,7 @@ class DiffRow:
         return self.changes[0].verdict if self.changes else self.note
 
 
-def _change(name: str, higher_better: bool, base: RunResult, new: RunResult, alpha: float) -> Change:
+def _change(name: str, base: RunResult, new: RunResult, alpha: float) -> Change:
     b = metric(base, name, base.metrics)
     n = metric(new, name, new.metrics)
     if b is None or n is None:
@@ -92,12 +87,12 @@ def _change(name: str, higher_better: bool, base: RunResult, new: RunResult, alp
     samples = [[metric(r, name, it.metrics) for it in r.iterations] for r in (base, new)]
     p = welch_p(*[[v for v in s if v is not None] for s in samples])
     if p is None:
-        verdict = UNTESTED
+        verdict = UNTESTED_DIFF
     elif p >= alpha or n == b:
-        verdict = NOT_SIGNIFICANT
+        verdict = NO_DIFFERENCE
     else:
-        verdict = FASTER if (n > b) == higher_better else SLOWER
-    return Change(name, b, n, pct, p, verdict, verdict == SLOWER)
+        verdict = verdict_word(name, n / b if b else (2.0 if n > 0 else 0.5))
+    return Change(name, b, n, pct, p, verdict, verdict in WORSE)
 
 
 def diff(base: Sequence[RunResult], new: Sequence[RunResult], alpha: float = 0.05) -> list[DiffRow]:
@@ -113,7 +108,7 @@ def diff(base: Sequence[RunResult], new: Sequence[RunResult], alpha: float = 0.0
             continue
         used.add(key)
         rows.append(DiffRow(run.topology, str(run.config.test),
-                            tuple(_change(name, better, partner, run, alpha) for name, better in COMPARED)))
+                            tuple(_change(name, partner, run, alpha) for name in COMPARED)))
     for key, run in by_key.items():
         if key not in used:
             rows.append(DiffRow(run.topology, str(run.config.test), (), "only in BASE"))

@@ -8,11 +8,22 @@ transaction, latency in µs.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from vdevperf.measure import noise
 from vdevperf.measure.metrics import rate_key
 from vdevperf.model import RunResult, RunStatus
+
+
+@dataclass(frozen=True)
+class Versus:
+    """A figure against the baseline over interleaved rounds: the geometric mean of per-round
+    ratios, half its confidence interval in %, and the verdict (see measure.paired)."""
+
+    ratio: float
+    half_width_pct: float | None
+    verdict: str
 
 
 @dataclass(frozen=True)
@@ -28,8 +39,16 @@ class Row:
     service_demand: float | None
     demand_units: str
     note: str = ""
-    rate_ratio: float | None = None
-    demand_ratio: float | None = None
+    # Against the baseline, paired by round (compare): rate, CPU utilisation, service demand, p99.
+    rate_vs: Versus | None = None
+    cpu_vs: Versus | None = None
+    demand_vs: Versus | None = None
+    p99_vs: Versus | None = None
+    baseline: bool = False
+    steal_pct: float | None = None
+    # Iterations flagged for noise (steal, other processes, other runs, migration), of how many.
+    flagged: int = 0
+    iterations: int = 0
     # ± half the confidence interval of the rate, % of the mean (with -i/-I).
     rate_ci_pct: float | None = None
     unstable: bool = False
@@ -63,6 +82,7 @@ def footnotes(runs: Sequence[RunResult]) -> list[str]:
                               for i in c.intervals)
             notes.append(f"! {run.topology} {run.config.test}: unstable, {c.level_pct:g} % confidence interval "
                          f"not within ±{c.width_pct / 2:g} % after {len(run.iterations)} iterations ({spans})")
+    notes += noise_notes(runs)
     for run in runs:
         if run.offload and run.offload["changed"]:
             changed = "; ".join(f"{dev}: {', '.join(names)}" for dev, names in run.offload["changed"].items() if names)
@@ -71,6 +91,24 @@ def footnotes(runs: Sequence[RunResult]) -> list[str]:
         probe = run.iterations[-1].capture if run.iterations else None
         if probe:
             notes.append(capture_note(run.topology, str(run.config.test), probe))
+    return notes
+
+
+def noise_notes(runs: Sequence[RunResult]) -> list[str]:
+    """One line per run with iterations flagged for noise: how many, and for what."""
+    notes = []
+    for run in runs:
+        counts: dict[str, int] = {}
+        for it in run.iterations:
+            for flag in (it.noise or {}).get("flags", []):
+                counts[flag] = counts.get(flag, 0) + 1
+        retried = sum(len(it.retries) for it in run.iterations)
+        if counts or retried:
+            parts = [f"{noise.FLAG_MEANING.get(flag, flag)} in {n}" for flag, n in sorted(counts.items())]
+            if retried:
+                parts.append(f"{retried} noisy attempt(s) measured again")
+            notes.append(f"~ {run.topology} {run.config.test}: of {len(run.iterations)} iteration(s): "
+                         + "; ".join(parts))
     return notes
 
 
@@ -103,6 +141,9 @@ def row(run: RunResult) -> Row:
         rate_units=units[0],
         cpu_util_pct=m.cpu_util_pct,
         softirq_pct=m.softirq_pct,
+        steal_pct=m.steal_pct,
+        flagged=sum(1 for it in run.iterations if it.noise and it.noise.get("flags")),
+        iterations=len(run.iterations),
         service_demand=m.service_demand_us_per_kb if stream else m.service_demand_us_per_tr,
         demand_units=units[1],
         rate_ci_pct=ci,
@@ -119,17 +160,26 @@ def row(run: RunResult) -> Row:
     )
 
 
-def _ratio(value: float | None, base: float | None) -> float | None:
-    return value / base if value is not None and base else None
+# Row field holding each paired metric's comparison.
+VERSUS_FIELDS = {"rate": "rate_vs", "cpu_util_pct": "cpu_vs", "service_demand": "demand_vs",
+                 "p99_latency_us": "p99_vs"}
 
 
-def relative_rows(runs: Sequence[RunResult], baseline: str) -> list[Row]:
-    """Rows with rate and service demand relative to the ``baseline`` topology's run of the same test."""
-    rows = [row(run) for run in runs]
-    base = {r.test: r for r in rows if r.topology == baseline and r.rate is not None}
+def relative_rows(runs: Sequence[RunResult], baseline: str, cells: Sequence[dict],
+                  arm: Callable[[RunResult], str] = lambda run: run.topology) -> list[Row]:
+    """Rows with every paired metric against the ``baseline`` arm: ``cells`` are a result's
+    comparison cells (measure.paired.PairedCell.to_json)."""
+    by_key = {(c["arm"], c["test"], c["metric"]): c for c in cells}
     out = []
-    for r in rows:
-        b = base.get(r.test)
-        out.append(dataclasses.replace(r, rate_ratio=_ratio(r.rate, b.rate if b else None),
-                                       demand_ratio=_ratio(r.service_demand, b.service_demand if b else None)))
+    for run in runs:
+        r = row(run)
+        if r.rate is None:
+            out.append(r)
+            continue
+        changes: dict = {"baseline": arm(run) == baseline}
+        for metric, name in VERSUS_FIELDS.items():
+            c = by_key.get((arm(run), r.test, metric))
+            if c is not None:
+                changes[name] = Versus(c["geomean"], c["half_width_pct"], c["verdict"])
+        out.append(dataclasses.replace(r, **changes))
     return out

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
+from vdevperf.measure.paired import resolvable_pct
 from vdevperf.model import RunResult
 from vdevperf.report.diff import DiffRow
-from vdevperf.report.rows import Row, footnotes, relative_rows, row
+from vdevperf.report.rows import Row, Versus, footnotes, noise_notes, relative_rows, row
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -26,6 +27,20 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 def _ratio(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}x"
+
+
+def _versus(r: Row, vs: Versus | None, has: bool = True) -> str:
+    """A paired comparison's cell: ``0.94x ±2.1% slower``, or ``baseline`` (where the row has the figure)."""
+    if r.baseline:
+        return "baseline" if has else ""
+    if vs is None:
+        return ""
+    ci = "" if vs.half_width_pct is None else f" {_half_width(vs.half_width_pct)}"
+    return f"{vs.ratio:.2f}x{ci} {vs.verdict}"
+
+
+def _half_width(pct: float) -> str:
+    return f"±{pct:.1f}%" if pct < 1000 else ">±999%"
 
 
 @dataclass(frozen=True)
@@ -40,20 +55,24 @@ class Column:
 def _columns(baseline: str | None) -> list[Column]:
     relative = baseline is not None
     return [
-        Column("Result", lambda r: _num(r.rate) + ("!" if r.unstable else "")),
+        Column("Result", lambda r: _num(r.rate) + ("!" if r.unstable else "") + ("~" if r.flagged else "")),
         Column("±CI %", lambda r: _num(r.rate_ci_pct, 1), lambda r: r.rate_ci_pct is not None),
         Column("Units", lambda r: r.rate_units),
-        Column(f"vs {baseline}", lambda r: _ratio(r.rate_ratio), lambda r: relative),
+        Column(f"vs {baseline}", lambda r: _versus(r, r.rate_vs), lambda r: relative),
         Column("CPU util %", lambda r: _num(r.cpu_util_pct)),
+        Column(f"vs {baseline}", lambda r: _versus(r, r.cpu_vs), lambda r: relative),
         Column("softirq %", lambda r: _num(r.softirq_pct)),
+        Column("steal %", lambda r: _num(r.steal_pct, 1), lambda r: r.steal_pct is not None),
         Column("Svc demand", lambda r: _num(r.service_demand, 3)),
         Column("Units", lambda r: r.demand_units),
-        Column(f"vs {baseline}", lambda r: _ratio(r.demand_ratio), lambda r: relative),
+        Column(f"vs {baseline}", lambda r: _versus(r, r.demand_vs), lambda r: relative),
         Column("remote CPU %", lambda r: _num(r.remote_cpu_util_pct), lambda r: r.remote_cpu_util_pct is not None),
         Column("remote svc demand", lambda r: _num(r.remote_service_demand, 3),
                lambda r: r.remote_service_demand is not None),
         Column("p50 us", lambda r: _num(r.p50_latency_us, 1), lambda r: r.p50_latency_us is not None),
         Column("p99 us", lambda r: _num(r.p99_latency_us, 1), lambda r: r.p99_latency_us is not None),
+        Column(f"vs {baseline}", lambda r: _versus(r, r.p99_vs, r.p99_latency_us is not None),
+               lambda r: relative and r.p99_latency_us is not None),
         Column("Loss %", lambda r: _num(r.loss_pct, 3), lambda r: r.loss_pct is not None),
         Column("Flows", lambda r: str(r.flows), lambda r: r.flows > 1),
         Column("Min flow", lambda r: _num(r.min_flow_rate), lambda r: r.flows > 1),
@@ -80,9 +99,24 @@ def run_table(runs: Sequence[RunResult], fmt: str = "simple") -> str:
     return _render([row(run) for run in runs], runs, None, fmt)
 
 
-def compare_table(runs: Sequence[RunResult], baseline: str, fmt: str = "simple") -> str:
-    """Like run_table, with rate and service demand relative to ``baseline``."""
-    return _render(relative_rows(runs, baseline), runs, baseline, fmt)
+def compare_table(runs: Sequence[RunResult], comparison: dict, fmt: str = "simple") -> str:
+    """Like run_table, with rate, CPU, service demand and p99 against the baseline: the paired
+    ratio over rounds, its interval and the verdict; a header line says how it was measured."""
+    baseline = comparison["baseline"]
+    rows = relative_rows(runs, baseline, comparison["cells"])
+    return "\n".join([comparison_header(comparison, runs), _render(rows, runs, baseline, fmt)])
+
+
+def comparison_header(comparison: dict, runs: Sequence[RunResult]) -> str:
+    """How a comparison was measured and judged, in one line."""
+    plan, where = comparison["plan"], comparison["placement"]
+    lengths = sorted({f"{r.config.duration_s:g}" for r in runs if r.iterations})
+    rounds = len(comparison["orders"])
+    target = f", target ±{plan['target_ci_pct']:g} %" if plan["target_ci_pct"] else ""
+    return (f"{rounds} interleaved round(s) of {'/'.join(lengths) or '?'} s (seed {plan['seed']}{target}; "
+            f"{comparison['stopped']}); placement {where.get('label', 'unpinned')}; intervals "
+            f"{100 * (1 - comparison['alpha']):g} %, verdicts Holm-corrected over {len(comparison['cells'])} "
+            f"cells; windows with steal above {plan['max_steal_pct']:g} % measured again")
 
 
 BREAKDOWN_FIELDS = ("user", "nice", "system", "irq", "softirq", "iowait", "steal", "unaccounted", "idle")
@@ -106,18 +140,20 @@ def cpu_table(runs: Sequence[RunResult], fmt: str = "simple") -> str:
                     colalign=("left", "left") + ("right",) * (len(headers) - 2))
 
 
-def matrix_table(runs: Sequence[RunResult], fmt: str = "simple") -> str:
-    """An offload sweep: one row per on/off combination, relative to the first (all on)."""
-    rows = [row(run) for run in runs]
-    base = rows[0] if rows else None
+def _combination(run: RunResult) -> str:
+    combo = run.offload.get("combination", {}) if run.offload else {}
+    return " ".join(f"{f}={'on' if on else 'off'}" for f, on in combo.items())
+
+
+def matrix_table(runs: Sequence[RunResult], comparison: dict, fmt: str = "simple") -> str:
+    """An offload sweep: one row per on/off combination, each against all on (paired by round)."""
+    rows = relative_rows(runs, comparison["baseline"], comparison["cells"], _combination)
     body = []
     for run, r in zip(runs, rows, strict=True):
-        combo = run.offload.get("combination", {}) if run.offload else {}
         probe = run.iterations[-1].capture if run.iterations else None
-        body.append([" ".join(f"{f}={'on' if on else 'off'}" for f, on in combo.items()),
-                     _num(r.rate), r.rate_units, _ratio(r.rate / base.rate if base and base.rate else None),
-                     _num(r.cpu_util_pct), _num(r.service_demand, 3), r.demand_units,
-                     _ratio(r.service_demand / base.service_demand if base and base.service_demand else None),
+        body.append([_combination(run), _num(r.rate) + ("~" if r.flagged else ""), r.rate_units,
+                     _versus(r, r.rate_vs), _num(r.cpu_util_pct), _num(r.service_demand, 3), r.demand_units,
+                     _versus(r, r.demand_vs),
                      _num(probe["p50_bytes"], 0) if probe and probe["frames"] else "",
                      _num(probe["above_mtu_pct"], 1) if probe and probe["frames"] else ""])
     headers = ["Offloads", "Result", "Units", "vs all on", "CPU util %", "Svc demand", "Units", "vs all on",
@@ -125,7 +161,7 @@ def matrix_table(runs: Sequence[RunResult], fmt: str = "simple") -> str:
     table = tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True,
                      colalign=("left",) + ("right",) * (len(headers) - 1))
     title = f"{runs[0].topology} {runs[0].config.test}, offload matrix" if runs else "offload matrix"
-    return "\n".join([title, table])
+    return "\n".join([title, comparison_header(comparison, runs), table, *noise_notes(runs)])
 
 
 def _pct(value: float | None) -> str:
@@ -149,3 +185,23 @@ def diff_table(rows: Sequence[DiffRow], fmt: str = "simple") -> str:
     headers = ["Topology", "Test", "Verdict", "Base", "New", "Rate", "CPU util", "Svc demand", "p99 latency",
                "p (rate)"]
     return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+
+
+_METRIC_NAMES = {"rate": "rate", "cpu_util_pct": "CPU util", "service_demand": "service demand",
+                 "p99_latency_us": "p99 latency"}
+
+
+def noise_floor(comparison: dict) -> str:
+    """What an A/A comparison says of this machine: per test and metric, the smallest change that
+    would read as a difference at these rounds (see measure.paired.resolvable_pct)."""
+    cells = comparison.get("cells", [])
+    family = sum(1 for c in cells if c["p_value"] is not None)
+    lines = [f"noise floor ({len(comparison.get('orders', []))} rounds, alpha {comparison.get('alpha')}, "
+             f"{family} cells): smallest change this machine resolves, and the A/A verdicts"]
+    for c in cells:
+        floor = resolvable_pct(c["ratios"], comparison["alpha"], family)
+        lines.append(f"  {c['test']:<11} {_METRIC_NAMES.get(c['metric'], c['metric']):<15} "
+                     f"{'' if floor is None else _half_width(floor):>9}   A/A {c['geomean']:.3f}x: {c['verdict']}")
+    lines.append("A real difference smaller than the floor reads 'no significant difference'; any other verdict "
+                 "here is a false positive (expected in at most alpha of A/A runs).")
+    return "\n".join(lines)

@@ -99,6 +99,19 @@ def owner_alive(record: ledger_mod.LedgerRecord) -> bool:
     return ledger_mod.same_process(record.owner.pid, record.owner.start_time)
 
 
+def other_live_runs(directory: Path = ledger_mod.LEDGER_DIR) -> list[str]:
+    """Run ids of live vdevperf runs other than this process's own (their load would skew our CPU figures)."""
+    found = []
+    for path in ledger_mod.list_ledgers(directory):
+        try:
+            record = ledger_mod.read_ledger(path)
+        except (OSError, ValueError):
+            continue
+        if record.owner.pid != os.getpid() and owner_alive(record):
+            found.append(record.run_id)
+    return sorted(found)
+
+
 def cleanup(directory: Path = ledger_mod.LEDGER_DIR) -> CleanupReport:
     """Remove the processes and namespaces of every run whose owner is dead."""
     require_privileges("cleanup")
