@@ -348,7 +348,12 @@ def compare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], result
                                    functools.partial(iterate, topology, cfg, options.capture),
                                    list(old.iterations) if old is not None else [])
                 arms.append(_Arm(spec.name, spec.source, cfg, offload, cell))
-        return _interleave(arms, results, judging, lambda r: r.topology, options)
+        outcome = _interleave(arms, results, judging, lambda r: r.topology, options)
+    # The file lists runs in the order the command named topologies and tests.
+    rank = {(spec.name, cfg): n for n, (spec, cfg) in enumerate(itertools.product(specs, configs))}
+    results.runs.sort(key=lambda r: rank.get((r.topology, r.config), -1))
+    results.save()
+    return outcome
 
 
 def combinations(features: Sequence[str]) -> list[dict[str, bool]]:
