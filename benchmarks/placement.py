@@ -10,6 +10,9 @@ shuffled order. For each placement and test it prints, over the rounds:
   %), what compare's paired ratios suffer; this decides the default;
 - the median steal during the windows.
 
+Each window goes through compare's noise gate (rounds.gated): a window with
+steal above 5 % or other processes using CPU is measured again.
+
 Usage: python3 benchmarks/placement.py [--rounds 6] [-l 3] [--json OUT]
 """
 
@@ -24,7 +27,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from vdevperf import bench
+from vdevperf import bench, rounds
 from vdevperf.model import TestConfig, TestName
 from vdevperf.topology.builder import build
 from vdevperf.topology.spec import load_topology
@@ -66,7 +69,8 @@ def main() -> None:
                 client, server = PLACEMENTS[placement]
                 cfg = TestConfig(test=test, duration_s=args.l, warmup_s=args.warmup, client_cpu=client,
                                  server_cpu=server)
-                figures = _figures(bench.iterate(topo, cfg), test)
+                it = rounds.gated(lambda topo=topo, cfg=cfg: bench.iterate(topo, cfg), rounds.DEFAULT_PLAN)
+                figures = _figures(it, test) | {"retries": len(it.retries), "flags": it.noise["flags"]}
                 got.setdefault((placement, str(test), topo.spec.name), []).append(figures)
             print(f"round {n + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     print(f"{'placement':10} {'test':11} {'rate':>10} {'CV rate':>8} {'CV dem':>7} {'sd log-ratio rate':>18} "

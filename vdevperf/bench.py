@@ -286,7 +286,7 @@ def _interleave(arms: Sequence[_Arm], results: ResultFile, judging: Judging,
     def judged() -> list[paired.PairedCell]:
         return paired.analyse([_arm_result(a) for a in arms], arm_of, judging.baseline, judging.alpha)
 
-    def store(outcome: rounds.Outcome) -> None:
+    def store(outcome: rounds.Outcome, announce: bool = True) -> None:
         for a in arms:
             if a.cell.iterations:
                 results.put(_arm_result(a))
@@ -303,12 +303,13 @@ def _interleave(arms: Sequence[_Arm], results: ResultFile, judging: Judging,
             "cells": [c.to_json() for c in judged()],
         }
         results.save()
-        options.progress(Step(f"round {min(held, default=0) + len(outcome.orders)} done", new_run=True))
+        if announce:
+            options.progress(Step(f"round {min(held, default=0) + len(outcome.orders)} done", new_run=True))
 
     outcome = rounds.run([a.cell for a in arms], judging.plan,
                          converged=lambda: paired.converged(judged(), judging.target_ci_pct or 0.0),
                          after_round=store, first_round=min(held, default=0))
-    store(outcome)
+    store(outcome, announce=False)  # now with why the rounds stopped
     return outcome
 
 

@@ -42,7 +42,15 @@ from vdevperf.remote.server import DEFAULT_PORT, Server, ServerConfig
 from vdevperf.remote.token import read_token
 from vdevperf.report import diff, formats, occupancy, plot
 from vdevperf.report.table import compare_table, cpu_table, diff_table, matrix_table, noise_floor, run_table
-from vdevperf.results import ResultFile, default_path, documents_of_kind, load_runs, resume, write_text_atomic
+from vdevperf.results import (
+    ResultFile,
+    default_path,
+    documents_of_kind,
+    load,
+    load_runs,
+    resume,
+    write_text_atomic,
+)
 from vdevperf.scale.command import add_parser as add_scale_parser
 from vdevperf.scale.command import cmd_scale
 from vdevperf.topology import cleanup, probe
@@ -422,7 +430,9 @@ def cmd_monitor(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Stored results as tables, CSV or JSON."""
-    print(formats.render(load_runs(args.files), args.format, args.group_by))
+    single = args.files[0] if len(args.files) == 1 and args.files[0].is_file() else None
+    comparison = load(single).get("comparison") if single is not None else None
+    print(formats.render(load_runs(args.files), args.format, args.group_by, comparison))
     return 0
 
 

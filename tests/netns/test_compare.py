@@ -34,6 +34,9 @@ def test_compare_runs_seeded_interleaved_rounds_and_judges_paired_ratios(tmp_pat
     assert "baseline" in rows[("veth", "TCP_RR")]
     assert all(any(word in rows[("bridge", t)] for word in VERDICT_WORDS) for t in ("TCP_STREAM", "TCP_RR"))
 
+    again = vdevperf("report", str(out))  # the stored file shows the same table, verdicts and all
+    assert again.returncode == 0 and proc.stdout.startswith(again.stdout.rstrip("\n")), again.stdout
+
     doc = json.loads(out.read_text())
     jsonschema.validate(doc, SCHEMA)
     comparison = doc["comparison"]

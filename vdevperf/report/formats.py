@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from vdevperf.model import RunResult
 from vdevperf.report.rows import Row, row
-from vdevperf.report.table import run_table
+from vdevperf.report.table import compare_table, run_table
 
 # --format names and the tabulate format each one is.
 TABLE_FORMATS = {"plain": "simple", "github": "github", "markdown": "pipe"}
@@ -59,8 +59,11 @@ def to_json(runs: Sequence[RunResult]) -> str:
     return json.dumps([dataclasses.asdict(row(run)) for run in runs], indent=1) + "\n"
 
 
-def render(runs: Sequence[RunResult], fmt: str, group_by: str | None = None) -> str:
-    """The report in ``fmt``; tables get one heading and table per group."""
+def render(runs: Sequence[RunResult], fmt: str, group_by: str | None = None, comparison: dict | None = None) -> str:
+    """The report in ``fmt``; tables get one heading and table per group, or, for one compare's
+    file (``comparison`` given, no grouping), its table of paired ratios and verdicts again."""
+    if comparison and comparison.get("baseline") and fmt in TABLE_FORMATS and group_by is None:
+        return compare_table(runs, comparison, TABLE_FORMATS[fmt])
     groups = grouped(runs, group_by)
     if fmt == "csv":
         return to_csv([r for _, members in groups for r in members])
