@@ -16,6 +16,7 @@ compare took against its measured windows) and a summary, and writes every
 result file to --out.
 
 Usage: python3 benchmarks/compare_aa.py [--kind aa|large|small] [--reps 10] [--out DIR] [-- EXTRA COMPARE FLAGS]
+       python3 benchmarks/compare_aa.py --kind aa --recompute DIR   (judge stored files again)
 """
 
 from __future__ import annotations
@@ -50,6 +51,16 @@ def arguments(kind: str, directory: Path) -> list[str]:
     return ["veth", "bridge"]
 
 
+def rejudged(doc: dict) -> dict:
+    """The comparison of a stored file judged again by this vdevperf (same rounds, current rules)."""
+    from vdevperf.measure import paired
+    from vdevperf.results import run_from_json
+
+    c = doc["comparison"]
+    runs = [run_from_json(r) for r in doc["runs"]]
+    return c | {"cells": [x.to_json() for x in paired.analyse(runs, lambda r: r.topology, c["baseline"], c["alpha"])]}
+
+
 def summary(doc: dict) -> dict:
     """Verdicts, interval half-widths and times of one result file."""
     c = doc["comparison"]
@@ -67,8 +78,19 @@ def main() -> None:
     p.add_argument("--kind", choices=("aa", "large", "small"), default="aa")
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="vdevperf-aa-")))
+    p.add_argument("--recompute", type=Path, metavar="DIR",
+                   help="measure nothing: judge the KIND-*.json files in DIR again with this vdevperf")
     p.add_argument("extra", nargs="*", help="more compare flags, after --")
     args = p.parse_args()
+    if args.recompute:
+        found = []
+        for path in sorted(args.recompute.glob(f"{args.kind}-*.json"), key=lambda f: int(f.stem.split("-")[-1])):
+            doc = json.loads(path.read_text())
+            s = summary(doc | {"comparison": rejudged(doc)}) | {"wall_s": 0.0}
+            found.append(s)
+            print(f"{path.name}: " + "; ".join(f"{k} {v[1]:.3f}x ±{v[2]:.1f}% {v[0]}" for k, v in s["cells"].items()))
+        report(args.kind, found, args.recompute)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     found = []
     for n in range(args.reps):
@@ -85,8 +107,13 @@ def main() -> None:
         verdicts = "; ".join(f"{k} {v[1]:.3f}x ±{v[2]:.1f}% {v[0]}" for k, v in s["cells"].items())
         print(f"rep {n + 1}: {verdicts} | {s['rounds']} rounds, windows {s['windows_s']:.0f} s, rounds took "
               f"{s['seconds']:.0f} s ({s['seconds'] / s['windows_s']:.2f}x), wall {wall:.0f} s, "
-              f"{s['retries']} steal retries, {s['flagged']} flagged", flush=True)
-    if args.kind == "aa":
+              f"{s['retries']} noisy attempts retried, {s['flagged']} flagged", flush=True)
+    report(args.kind, found, args.out)
+
+
+def report(kind: str, found: list[dict], where: Path) -> None:
+    """The summary over repetitions: false positives or detections, interval widths, time taken."""
+    if kind == "aa":
         clean = sum(1 for s in found if all(v[0] == "no significant difference" for v in s["cells"].values()))
         print(f"A/A: {clean} of {len(found)} repetitions read 'no significant difference' in every cell")
     else:
@@ -96,7 +123,7 @@ def main() -> None:
     widths = [v[2] for s in found for k, v in s["cells"].items() if k.endswith("service_demand")]
     print(f"service demand CI half-width: max {max(widths):.1f} %, median {sorted(widths)[len(widths) // 2]:.1f} %")
     ratio = [s["seconds"] / s["windows_s"] for s in found]
-    print(f"rounds time / measured windows: {min(ratio):.2f}-{max(ratio):.2f}; results in {args.out}")
+    print(f"rounds time / measured windows: {min(ratio):.2f}-{max(ratio):.2f}; results in {where}")
 
 
 if __name__ == "__main__":

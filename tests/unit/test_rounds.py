@@ -4,10 +4,11 @@ through the real metric derivation fed by a fake CPU-times reader."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 from vdevperf import bench, rounds
 from vdevperf.load.context import BYTES_RECEIVED, counter_names, slot_index
-from vdevperf.measure import cpu
+from vdevperf.measure import cpu, paired
 from vdevperf.measure.noise import FLAG_STEAL
 from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.model import Iteration, TestConfig, TestName
@@ -104,3 +105,21 @@ def test_target_mode_stops_when_converged_and_runs_the_minimum_first():
     outcome = rounds.run(cells, rounds.Plan(rounds=1, target=True), converged=lambda: calls.append(1) or True)
     assert len(outcome.orders) == rounds.MIN_TARGET_ROUNDS and outcome.stopped.startswith("target met")
     assert calls == [1]
+
+
+def test_a_round_left_noisy_after_its_retries_is_left_out_of_the_ratios():
+    fake = FakeCpu(itertools.repeat(0.0))
+
+    def measured(name: str, noisy_round: int | None = None):
+        iterations = []
+        for r in range(4):
+            it = replace(fake.measure(), round=r)
+            if r == noisy_round:
+                it = replace(it, noise=it.noise | {"flags": ["foreign-cpu"]})
+            iterations.append(it)
+        return bench.result(name, "", CFG, iterations)
+
+    cells = paired.analyse([measured("a"), measured("b", noisy_round=2)], lambda run: run.topology, "a", 0.05)
+    assert cells and all(c.rounds == (0, 1, 3) for c in cells)
+    cells = paired.analyse([measured("a", noisy_round=0), measured("b")], lambda run: run.topology, "a", 0.05)
+    assert all(c.rounds == (1, 2, 3) for c in cells)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from vdevperf.measure.metrics import figure
 from vdevperf.measure.stats import t_quantile
-from vdevperf.model import RunResult, RunStatus
+from vdevperf.model import Iteration, RunResult, RunStatus
 
 # Verdict words, shared with `vdevperf diff`.
 FASTER, SLOWER = "faster", "slower"
@@ -160,7 +160,8 @@ class PairedCell:
 def analyse(runs: Sequence[RunResult], arm: Callable[[RunResult], str], baseline: str,
             alpha: float) -> list[PairedCell]:
     """Every measured run against the baseline arm's run of the same config, round by round, judged as
-    one family (Holm). Rounds that either side lacks, or where a figure is missing or zero, are left out."""
+    one family (Holm). Rounds that either side lacks or has flagged as noisy (measure.noise), or where a
+    figure is missing or zero, are left out."""
     measured = [r for r in runs if r.status is RunStatus.OK]
     base = {r.config: r for r in measured if arm(r) == baseline}
     found: list[tuple[RunResult, str, list[tuple[int, float, float]]]] = []
@@ -168,11 +169,12 @@ def analyse(runs: Sequence[RunResult], arm: Callable[[RunResult], str], baseline
         partner = base.get(run.config)
         if arm(run) == baseline or partner is None:
             continue
-        theirs = {it.round: it.metrics for it in partner.iterations if it.round is not None}
+        # A round where either side stayed noisy after its retries (a flagged iteration) is left out.
+        theirs = {it.round: it.metrics for it in partner.iterations if it.round is not None and not _flagged(it)}
         for metric in PAIRED_METRICS:
             pairs = []
             for it in run.iterations:
-                if it.round not in theirs:
+                if it.round not in theirs or _flagged(it):
                     continue
                 ours_v, base_v = figure(run.config.test, metric, it.metrics), figure(run.config.test, metric,
                                                                                      theirs[it.round])
@@ -184,6 +186,10 @@ def analyse(runs: Sequence[RunResult], arm: Callable[[RunResult], str], baseline
     return [PairedCell(arm(run), str(run.config.test), metric, tuple(r for r, _, _ in pairs),
                        tuple(v for _, v, _ in pairs), tuple(b for _, _, b in pairs), verdict)
             for (run, metric, pairs), verdict in zip(found, judged, strict=True)]
+
+
+def _flagged(it: Iteration) -> bool:
+    return bool((it.noise or {}).get("flags"))
 
 
 def converged(cells: Sequence[PairedCell], width_pct: float) -> bool:
