@@ -61,6 +61,11 @@ def rejudged(doc: dict) -> dict:
     return c | {"cells": [x.to_json() for x in paired.analyse(runs, lambda r: r.topology, c["baseline"], c["alpha"])]}
 
 
+def _cell(name: str, cell: tuple) -> str:
+    verdict, ratio, half = cell
+    return f"{name} {ratio:.3f}x {'' if half is None else f'±{half:.1f}% '}{verdict}"
+
+
 def summary(doc: dict) -> dict:
     """Verdicts, interval half-widths and times of one result file."""
     c = doc["comparison"]
@@ -88,7 +93,7 @@ def main() -> None:
             doc = json.loads(path.read_text())
             s = summary(doc | {"comparison": rejudged(doc)}) | {"wall_s": 0.0}
             found.append(s)
-            print(f"{path.name}: " + "; ".join(f"{k} {v[1]:.3f}x ±{v[2]:.1f}% {v[0]}" for k, v in s["cells"].items()))
+            print(f"{path.name}: " + "; ".join(_cell(k, v) for k, v in s["cells"].items()))
         report(args.kind, found, args.recompute)
         return
     args.out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +109,7 @@ def main() -> None:
             sys.exit(f"compare failed: {done.stderr.strip()}")
         s = summary(json.loads(out.read_text())) | {"wall_s": wall}
         found.append(s)
-        verdicts = "; ".join(f"{k} {v[1]:.3f}x ±{v[2]:.1f}% {v[0]}" for k, v in s["cells"].items())
+        verdicts = "; ".join(_cell(k, v) for k, v in s["cells"].items())
         print(f"rep {n + 1}: {verdicts} | {s['rounds']} rounds, windows {s['windows_s']:.0f} s, rounds took "
               f"{s['seconds']:.0f} s ({s['seconds'] / s['windows_s']:.2f}x), wall {wall:.0f} s, "
               f"{s['retries']} noisy attempts retried, {s['flagged']} flagged", flush=True)
@@ -120,7 +125,7 @@ def report(kind: str, found: list[dict], where: Path) -> None:
         for cell in found[0]["cells"]:
             words = [s["cells"][cell][0] for s in found]
             print(f"{cell}: " + ", ".join(f"{w} x{words.count(w)}" for w in sorted(set(words))))
-    widths = [v[2] for s in found for k, v in s["cells"].items() if k.endswith("service_demand")]
+    widths = [v[2] for s in found for k, v in s["cells"].items() if k.endswith("service_demand") and v[2] is not None]
     print(f"service demand CI half-width: max {max(widths):.1f} %, median {sorted(widths)[len(widths) // 2]:.1f} %")
     ratio = [s["seconds"] / s["windows_s"] for s in found]
     print(f"rounds time / measured windows: {min(ratio):.2f}-{max(ratio):.2f}; results in {where}")
