@@ -115,13 +115,19 @@ def iteration(cfg: TestConfig, raw: RawRun, others: Sequence[str] = ()) -> Itera
                      capture=raw.capture, noise=noise_facts(cfg, raw, metrics.steal_pct, others))
 
 
+def _watched(cfg: TestConfig, measure: Callable[[], RawRun]) -> Iteration:
+    """One run of ``measure`` as an iteration, with the other vdevperf runs live before or after it
+    (their load would inflate this machine-wide CPU figure; the iteration is flagged)."""
+    before = other_live_runs()
+    raw = measure()
+    return iteration(cfg, raw, sorted({*before, *other_live_runs()}))
+
+
 def iterate(topology: Topology, cfg: TestConfig, probe: bool = False) -> Iteration:
     """Run the test once on an already built topology."""
     client, server = _sides(topology, cfg)
-    before = other_live_runs()
-    raw = runner.run(cfg, client, server, on_spawn=topology.ledger.add_pids,
-                     capture=_receiver(topology, cfg) if probe else None)
-    return iteration(cfg, raw, sorted({*before, *other_live_runs()}))
+    return _watched(cfg, lambda: runner.run(cfg, client, server, on_spawn=topology.ledger.add_pids,
+                                            capture=_receiver(topology, cfg) if probe else None))
 
 
 def measure(topology: Topology, cfg: TestConfig, progress: Progress = lambda step: None,
@@ -246,7 +252,7 @@ def measure_remote(target: RemoteTarget, cfg: TestConfig, progress: Progress = l
     """Run the test against a vdevperf server, repeated as -i/-I ask, in one session."""
     client = runner.Side(netns_path=target.netns_path, address="", cpu=cfg.client_cpu)
     with RemoteSession.connect(target, cfg.ip_version) as session:
-        return _repeated(REMOTE, target.label, cfg, lambda: iteration(cfg, runner.run(cfg, client, session)),
+        return _repeated(REMOTE, target.label, cfg, lambda: _watched(cfg, lambda: runner.run(cfg, client, session)),
                          progress, remote={"address": target.label, "server": session.facts})
 
 
