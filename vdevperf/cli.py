@@ -49,6 +49,7 @@ from vdevperf.results import (
     load,
     load_runs,
     resume,
+    runs_of,
     write_text_atomic,
 )
 from vdevperf.scale.command import add_parser as add_scale_parser
@@ -428,17 +429,25 @@ def cmd_monitor(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return child.returncode if child is not None and child.returncode and child.returncode > 0 else 0
 
 
+def _note(line: str) -> None:
+    """A one-line note on stderr that does not stop the command (a skipped file)."""
+    print(f"vdevperf: {line}", file=sys.stderr)
+
+
 def cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Stored results as tables, CSV or JSON."""
-    single = args.files[0] if len(args.files) == 1 and args.files[0].is_file() else None
-    comparison = load(single).get("comparison") if single is not None else None
-    print(formats.render(load_runs(args.files), args.format, args.group_by, comparison))
+    if len(args.files) == 1 and not args.files[0].is_dir():
+        document = load(args.files[0])  # one file: a compare's verdicts come with it
+        runs, comparison = runs_of(args.files[0], document), document["comparison"]
+    else:
+        runs, comparison = load_runs(args.files, _note), None
+    print(formats.render(runs, args.format, args.group_by, comparison))
     return 0
 
 
 def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """NEW against BASE, metric by metric, with a significance verdict; exit 1 on a regression past the limit."""
-    rows = diff.diff(load_runs([args.base]), load_runs([args.new]), args.alpha)
+    rows = diff.diff(load_runs([args.base], _note), load_runs([args.new], _note), args.alpha)
     print(diff_table(rows))
     if args.fail_on_regression is not None:
         found = diff.regressions(rows, args.fail_on_regression)
@@ -455,7 +464,7 @@ def cmd_plot(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.kind == "scale":
         plot.scale(documents_of_kind(args.files, "scale"), args.output)
     else:
-        getattr(plot, args.kind)(load_runs(args.files), args.output)
+        getattr(plot, args.kind)(load_runs(args.files, _note), args.output)
     print(f"plot: {args.output}")
     return 0
 

@@ -6,6 +6,12 @@ iteration with its own metrics and raw samples, so any figure can be
 recomputed later. Files are written atomically (temporary file in the same
 directory, fsync, os.replace) after every finished run.
 
+Reading trusts nothing: a file is decoded as UTF-8 JSON, upgraded (a step that
+fails on a document that only looked like its version is a ResultError), then
+checked against the shipped schema (vdevperf/schema/result.schema.json, by
+vdevperf.jsoncheck), so that every malformed file is refused in one line
+naming it and the first bad place, before any report code sees it.
+
 Format versions (``schema_version``), newest last; a file from a newer
 vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
   1  vdevperf 0.1.0: first format; one measurement per run (metrics, endpoints, raw).
@@ -40,6 +46,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import functools
+import importlib.resources
 import json
 import os
 import tempfile
@@ -47,6 +55,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vdevperf import jsoncheck
 from vdevperf.errors import ResultError
 from vdevperf.load.context import counter_names
 from vdevperf.measure import cpu, histogram
@@ -342,12 +351,38 @@ def resume(path: Path) -> ResultFile:
             raise ResultError(str(path), f"was measured with {key} {there.get(key)!r}, this machine has "
                                          f"{here.get(key)!r}; start a new file instead of resuming")
     return ResultFile(path=path, command=document["command"], environment=there, created=document["created"],
-                      runs=[run_from_json(r) for r in document["runs"]], comparison=document["comparison"])
+                      runs=runs_of(path, document), comparison=document["comparison"])
 
 
-def load_runs(paths: Sequence[Path]) -> list[RunResult]:
-    """Every run of the result files given, directories meaning every ``*.json`` in them."""
-    return [run_from_json(r) for f in _expand(paths) for r in load(f)["runs"]]
+def runs_of(path: Path, document: dict) -> list[RunResult]:
+    """The runs of a loaded document; a run the model refuses (a config no run could have) names the file."""
+    runs = []
+    for n, doc in enumerate(document["runs"]):
+        try:
+            runs.append(run_from_json(doc))
+        except ValueError as exc:
+            raise ResultError(str(path), f"runs[{n}]: not a valid run: {exc}") from None
+    return runs
+
+
+def load_runs(paths: Sequence[Path], notice: Callable[[str], None] = lambda line: None) -> list[RunResult]:
+    """Every run of the result files given; a directory means every ``*.json`` in it, where documents
+    of another kind (scale, monitor, not vdevperf's) are skipped with a ``notice``."""
+    runs: list[RunResult] = []
+    loaded = 0
+    for path, named in _expand(paths):
+        try:
+            document = load(path)
+        except OtherDocument as exc:
+            if named:
+                raise
+            notice(f"{path}: skipped: {exc.why}")
+            continue
+        runs += runs_of(path, document)
+        loaded += 1
+    if not loaded:
+        raise ResultError(" ".join(map(str, paths)), "holds no run results")
+    return runs
 
 
 def default_path(directory: Path, created: datetime.datetime | None = None, prefix: str = "vdevperf") -> Path:
@@ -361,20 +396,38 @@ def default_path(directory: Path, created: datetime.datetime | None = None, pref
     return path
 
 
-def _read_json(path: Path) -> object:
+def read_json(path: Path) -> object:
+    """The JSON document in ``path``; anything else (unreadable, not UTF-8, not JSON) is one ResultError."""
     try:
-        with open(path) as f:
-            return json.load(f)
+        data = path.read_bytes()
     except OSError as exc:
         raise ResultError(str(path), exc.strerror or str(exc)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ResultError(str(path), f"not JSON: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise ResultError(str(path), f"not JSON ({exc.msg} at line {exc.lineno})") from None
+        raise ResultError(str(path), f"not JSON ({exc.msg}: line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise ResultError(str(path), "not JSON: nested too deeply") from None
+    except ValueError as exc:  # a number too long for int(), or NaN/Infinity
+        raise ResultError(str(path), f"not JSON: {exc}") from None
 
 
-def _expand(paths: Sequence[Path]) -> list[Path]:
-    files: list[Path] = []
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _expand(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
+    """The files to read, each with whether it was named (True) or found in a directory (False)."""
+    files: list[tuple[Path, bool]] = []
     for path in paths:
-        files += sorted(path.glob("*.json")) if path.is_dir() else [path]
+        if path.is_dir():
+            files += [(p, False) for p in sorted(path.glob("*.json")) if p.is_file()]
+        else:
+            files.append((path, True))
     if not files:
         raise ResultError(" ".join(map(str, paths)) or "results", "no result files found")
     return files
@@ -382,26 +435,66 @@ def _expand(paths: Sequence[Path]) -> list[Path]:
 
 def documents_of_kind(paths: Sequence[Path], kind: str) -> list[dict]:
     """The JSON documents among ``paths`` (directories: their ``*.json``) whose ``kind`` is ``kind``."""
-    found = [doc for doc in map(_read_json, _expand(paths)) if isinstance(doc, dict) and doc.get("kind") == kind]
+    found = [doc for doc in (read_json(p) for p, _ in _expand(paths))
+             if isinstance(doc, dict) and doc.get("kind") == kind]
     if not found:
         raise ResultError(" ".join(map(str, paths)), f"holds no '{kind}' results")
     return found
 
 
+class OtherDocument(ResultError):
+    """A JSON document that is not a run result: another kind of vdevperf file, or not vdevperf's."""
+
+
+@functools.cache
+def schema() -> jsoncheck.Schema:
+    """The shipped result schema, which every loaded document must match once upgraded."""
+    text = (importlib.resources.files("vdevperf") / "schema" / "result.schema.json").read_text()
+    return jsoncheck.Schema(json.loads(text))
+
+
+# What an upgrade step can raise on a document that only looked like its version.
+_MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError)
+
+
 def load(path: Path) -> dict:
-    """A stored result document, upgraded to the current format."""
-    document = _read_json(path)
-    version = document.get("schema_version") if isinstance(document, dict) else None
-    kind = document.get("kind", "run") if isinstance(document, dict) else "run"
+    """A stored result document, upgraded to the current format and checked against the schema."""
+    document = read_json(path)
+    if not isinstance(document, dict):
+        raise OtherDocument(str(path), f"not a vdevperf result file (a JSON {_json_type(document)})")
+    kind = document.get("kind", "run")
     if kind != "run":
-        raise ResultError(str(path), f"holds '{kind}' results, not test runs")
-    if not isinstance(version, int) or version < 1:
-        raise ResultError(str(path), "not a vdevperf result file (no schema_version)")
+        raise OtherDocument(str(path), f"holds {jsoncheck.short(kind)} results, not test runs")
+    version = document.get("schema_version")
+    if "schema_version" not in document:
+        raise OtherDocument(str(path), "not a vdevperf result file (no schema_version)")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ResultError(str(path), f"schema_version {jsoncheck.short(version)} is not a positive integer")
     if version > SCHEMA_VERSION:
         raise ResultError(str(path), f"schema_version {version} is newer than this vdevperf reads "
                                      f"({SCHEMA_VERSION}); upgrade vdevperf")
     while version < SCHEMA_VERSION:
-        document = _UPGRADES[version](document)
+        try:
+            document = _UPGRADES[version](document)
+        except _MALFORMED as exc:
+            raise ResultError(str(path), f"malformed schema_version {version} file: cannot upgrade it "
+                                         f"({_malformed(exc)})") from None
         version += 1
         document["schema_version"] = version
+    problem = schema().problem(document)
+    if problem is not None:
+        raise ResultError(str(path), f"not a valid result file: {problem}")
     return document
+
+
+def _json_type(value: object) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+
+
+def _malformed(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing key {jsoncheck.short(exc.args[0]) if exc.args else ''}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 120 else text[:117] + "..."

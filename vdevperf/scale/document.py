@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,12 +132,7 @@ class ScaleFile:
 
 def load(path: Path) -> dict:
     """A stored scale document; ResultError if unreadable, not a scale file, or from a newer vdevperf."""
-    try:
-        document = json.loads(path.read_text())
-    except OSError as exc:
-        raise ResultError(str(path), exc.strerror or str(exc)) from None
-    except json.JSONDecodeError as exc:
-        raise ResultError(str(path), f"not JSON ({exc.msg} at line {exc.lineno})") from None
+    document = results.read_json(path)
     if not isinstance(document, dict) or document.get("kind") != KIND:
         raise ResultError(str(path), "not a scale result (no \"kind\": \"scale\")")
     version = document.get("schema_version")
