@@ -43,9 +43,11 @@ vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
+import errno
 import functools
 import importlib.resources
 import json
@@ -267,7 +269,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the user who reads them
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -287,9 +289,127 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _make_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # mkdir's word for "a file has that name"
+        raise NotADirectoryError(errno.ENOTDIR, f"{directory} is not a directory") from None
+
+
+def create_exclusive(directory: Path, stem: str, text: str, suffix: str = ".json") -> Path:
+    """A new file ``directory/stem.json`` (else ``stem-2.json``, ...; or another ``suffix``) holding ``text``.
+
+    Created exclusively, so two runs started in the same second never share a
+    file: the text goes to a temporary file first, which is then linked to the
+    name; link(2) fails if the name exists, like O_EXCL, and no reader ever sees
+    the file half written. Where the filesystem has no hard links, the name is
+    opened with O_EXCL and written.
+    """
+    _make_dir(directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", dir=directory)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        n = 1
+        path = directory / f"{stem}{suffix}"
+        while not _create_as(path, tmp, text):
+            n += 1
+            path = directory / f"{stem}-{n}{suffix}"
+        return path
+    finally:
+        os.unlink(tmp)
+
+
+def _create_as(path: Path, tmp: str, text: str) -> bool:
+    """Give ``path`` the content of ``tmp`` if no file has that name yet; False if one has."""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):  # no hard links here
+            raise
+    try:
+        f = open(path, "x", encoding="utf-8")
+    except FileExistsError:
+        return False
+    try:
+        with f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink()
+        raise
+    return True
+
+
+def new_result_path(directory: Path, text: str, prefix: str = "vdevperf") -> Path:
+    """A result file of its own in ``directory``, named by the time (``prefix-YYYYmmdd-HHMMSS.json``) and
+    holding ``text`` already; ResultError, before anything is measured, if it cannot be created."""
+    stem = f"{prefix}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    try:
+        return create_exclusive(directory, stem, text)
+    except OSError as exc:
+        raise ResultError(str(directory / f"{stem}.json"), f"cannot create the result file: {_why(exc)}; "
+                                                           "name one with -o FILE") from None
+
+
+def check_writable(path: Path) -> None:
+    """Refuse, before anything is measured, a result path that cannot be written: a directory, a device,
+    or a place where no file can be created."""
+    if path.is_dir():
+        raise ResultError(str(path), "is a directory; name a file to write the results to")
+    if path.exists() and not path.is_file():
+        raise ResultError(str(path), "is not a regular file; results replace the file they are written to")
+    try:
+        _make_dir(path.parent)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ResultError(str(path), f"cannot write results there: {_why(exc)}") from None
+
+
+def write_kept(path: Path, text: str, notice: Callable[[str], None]) -> Path | None:
+    """Write ``text`` to ``path`` atomically; if that fails (disk full, I/O error, read-only), to a new file in
+    the temporary directory, and say where in one ``notice``. The path written, or None if none could be."""
+    try:
+        write_text_atomic(path, text)
+        return path
+    except OSError as exc:
+        why = _why(exc)
+    tmp = Path(tempfile.gettempdir())
+    try:
+        fallback = create_exclusive(tmp, path.stem, text, path.suffix or ".json")
+    except OSError as exc:
+        notice(f"{path}: cannot write the results ({why}), nor in {tmp} ({_why(exc)}); "
+               "they will be printed on stdout")
+        return None
+    notice(f"{path}: cannot write the results ({why}); they are in {fallback} instead")
+    return fallback
+
+
+def _ignore(line: str) -> None:
+    pass
+
+
 @dataclass
 class ResultFile:
-    """A result document being filled run by run; each ``add`` rewrites the file atomically."""
+    """A result document being filled run by run; each ``add`` rewrites the file atomically.
+
+    A write that fails moves the file to the temporary directory (``write_kept``), and if that
+    fails too, ``unwritten`` is set and the caller prints the document: a full disk never costs
+    the measurement.
+    """
 
     path: Path | None
     command: list[str]
@@ -298,6 +418,13 @@ class ResultFile:
     runs: list[RunResult] = field(default_factory=list)
     # An interleaved comparison's plan, round orders and verdicts (see bench.compare).
     comparison: dict | None = None
+    # Told in one line where the results went when ``path`` could not be written.
+    notice: Callable[[str], None] = field(default=_ignore, repr=False, compare=False)
+    # No file could be written: the document is only in memory.
+    unwritten: bool = False
+    # ``claim`` created the file (with no runs); ``release`` removes it if nothing was stored since.
+    own_file: bool = field(default=False, repr=False, compare=False)
+    saves: int = field(default=0, repr=False, compare=False)
 
     def document(self) -> dict:
         """The whole file as JSON data."""
@@ -309,6 +436,26 @@ class ResultFile:
             "runs": [run_to_json(run) for run in self.runs],
             "comparison": self.comparison,
         }
+
+    def text(self) -> str:
+        """The document as written to the file."""
+        return json.dumps(self.document(), indent=1) + "\n"
+
+    def claim(self, output: Path | None, directory: Path) -> None:
+        """Make sure the results can be stored before anything is measured: ``output`` must be writable;
+        without it, a new file of this run's own is created in ``directory``. ResultError if not."""
+        if output is not None:
+            check_writable(output)
+            self.path = output
+        else:
+            self.path = new_result_path(directory, self.text())
+            self.own_file = True
+
+    def release(self) -> None:
+        """Remove the file ``claim`` created if no run was stored in it (the command failed first)."""
+        if self.own_file and self.saves == 0 and self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
     def add(self, run: RunResult) -> None:
         """Append a finished run and persist the file at once."""
@@ -333,9 +480,12 @@ class ResultFile:
             self.runs[self.runs.index(old)] = run
 
     def save(self) -> None:
-        """Persist the file now (atomically)."""
-        if self.path is not None:
-            write_atomic(self.path, self.document())
+        """Persist the file now (atomically), or where ``write_kept`` moved it."""
+        if self.path is None:
+            return
+        self.path = write_kept(self.path, self.text(), self.notice)
+        self.unwritten = self.path is None
+        self.saves += 1
 
 
 def _combination(offload: dict | None) -> dict | None:
@@ -383,17 +533,6 @@ def load_runs(paths: Sequence[Path], notice: Callable[[str], None] = lambda line
     if not loaded:
         raise ResultError(" ".join(map(str, paths)), "holds no run results")
     return runs
-
-
-def default_path(directory: Path, created: datetime.datetime | None = None, prefix: str = "vdevperf") -> Path:
-    """A fresh file name in ``directory`` that sorts by time."""
-    stamp = (created or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    path = directory / f"{prefix}-{stamp}.json"
-    n = 1
-    while path.exists():
-        n += 1
-        path = directory / f"{prefix}-{stamp}-{n}.json"
-    return path
 
 
 def read_json(path: Path) -> object:
