@@ -76,8 +76,8 @@ def footnotes(runs: Sequence[RunResult]) -> list[str]:
             seen[run.topology] = f"{run.topology}: {run.reason}"
     notes = list(seen.values())
     for run in runs:
-        if run.unstable:
-            c = run.confidence
+        c = run.confidence
+        if run.unstable and c is not None:
             spans = ", ".join(f"{i.metric} ±{_relative_pct(i) or 0:.1f} %" for i in c.intervals)
             notes.append(f"! {run.topology} {run.config.test}: unstable, {c.level_pct:g} % confidence interval "
                          f"not within ±{c.width_pct / 2:g} % after {len(run.iterations)} iterations ({spans})")
