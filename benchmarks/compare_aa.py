@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
+TOPOLOGIES = Path(__file__).resolve().parent.parent / "vdevperf" / "topologies"
 
 
 def offloads_off(directory: Path) -> Path:

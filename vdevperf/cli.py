@@ -44,12 +44,13 @@ from vdevperf.report import diff, formats, occupancy, plot
 from vdevperf.report.table import compare_table, cpu_table, diff_table, matrix_table, noise_floor, run_table
 from vdevperf.results import (
     ResultFile,
-    default_path,
+    check_writable,
     documents_of_kind,
     load,
     load_runs,
     resume,
-    write_text_atomic,
+    runs_of,
+    write_kept,
 )
 from vdevperf.scale.command import add_parser as add_scale_parser
 from vdevperf.scale.command import cmd_scale
@@ -193,9 +194,34 @@ def _configs(args: argparse.Namespace, cpus: tuple[int | None, int | None] = (No
         raise VdevperfError(flag, why) from None
 
 
-def _result_file(args: argparse.Namespace, argv: Sequence[str]) -> ResultFile:
-    path = args.output or default_path(DEFAULT_RESULTS_DIR)
-    return ResultFile(path=path, command=["vdevperf", *argv])
+def _note(line: str) -> None:
+    """A one-line note on stderr that does not stop the command (a skipped file, results written elsewhere)."""
+    print(f"vdevperf: {line}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _stored(args: argparse.Namespace, argv: Sequence[str], resumed: ResultFile | None = None) -> Iterator[ResultFile]:
+    """The result file of a measuring command, claimed before anything is built: an unwritable -o is one
+    line and nothing is measured. Should the command fail, a file it created and never stored a run in
+    is removed, and a document no file could take is printed: no measurement is lost."""
+    results = resumed or ResultFile(path=None, command=["vdevperf", *argv])
+    results.notice = _note
+    if resumed is None:
+        results.claim(args.output, DEFAULT_RESULTS_DIR)
+    elif results.path is not None:
+        check_writable(results.path)
+    try:
+        yield results
+    except BaseException:
+        results.release()
+        if results.unwritten and results.runs:
+            _print_document(results)
+        raise
+
+
+def _print_document(results: ResultFile) -> None:
+    json.dump(results.document(), sys.stdout, indent=1)
+    print(flush=True)
 
 
 class _Progress:
@@ -247,8 +273,7 @@ def _options(args: argparse.Namespace, runs: int, configs: Sequence[TestConfig],
 
 def _emit(args: argparse.Namespace, results: ResultFile, table: str) -> None:
     if args.json:
-        json.dump(results.document(), sys.stdout, indent=1)
-        print()
+        _print_document(results)
         return
     print(table)
     lab = results.environment.get("lab")
@@ -258,7 +283,11 @@ def _emit(args: argparse.Namespace, results: ResultFile, table: str) -> None:
     if args.cpu_detail:
         print()
         print(cpu_table(results.runs))
-    print(f"\nresults: {results.path}")
+    if results.unwritten:  # no file could take it (said on stderr): the document itself
+        print("\nresults (no file could be written):")
+        _print_document(results)
+    else:
+        print(f"\nresults: {results.path}")
 
 
 def _remote_target(args: argparse.Namespace) -> RemoteTarget:
@@ -284,8 +313,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.remote is not None:
         target = _remote_target(args)
         configs = _configs(args)
-        results = _result_file(args, argv)
-        with _options(args, len(configs), configs, results) as options:
+        with _stored(args, argv) as results, _options(args, len(configs), configs, results) as options:
             runs = bench.run_remote(target, configs, results, options)
         _emit(args, results, run_table(runs))
         return 0
@@ -295,17 +323,17 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise VdevperfError("run", "give a topology (e.g. veth) or --remote HOST:PORT")
     spec = load_topology(args.topology)
     configs = _configs(args)
-    results = _result_file(args, argv)
     if args.offload_matrix:
         if len(configs) != 1:
             raise VdevperfError("--offload-matrix", "sweeps one test at a time; give a single -t")
         judging = bench.Judging(plan=_plan(args, MATRIX_ROUNDS), alpha=args.alpha, placement=_placement(args))
-        with _options(args, judging.plan.rounds, configs, results) as options:
+        with _stored(args, argv) as results, _options(args, judging.plan.rounds, configs, results) as options:
             bench.offload_matrix(spec, configs[0], args.offload_matrix, results, options, judging)
         _emit(args, results, matrix_table(results.runs, results.comparison or {}))
         return 0
-    with _options(args, len(configs), configs, results) as options:
-        runs = bench.run(spec, configs, results, options, _plan(args, 1))
+    plan = _plan(args, 1)
+    with _stored(args, argv) as results, _options(args, len(configs), configs, results) as options:
+        runs = bench.run(spec, configs, results, options, plan)
     _emit(args, results, run_table(runs))
     return 0
 
@@ -357,14 +385,14 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.resume is not None:
         if args.output is not None:
             raise VdevperfError("--resume", "adds to the file it names; -o cannot go with it")
-        results = resume(args.resume)
-        if results.comparison:  # the same round orders as the interrupted run
-            plan = dataclasses.replace(plan, seed=results.comparison["plan"]["seed"])
+        resumed = resume(args.resume)
+        if resumed.comparison:  # the same round orders as the interrupted run
+            plan = dataclasses.replace(plan, seed=resumed.comparison["plan"]["seed"])
     else:
-        results = _result_file(args, argv)
+        resumed = None
     judging = bench.Judging(plan=plan, baseline=baseline, alpha=args.alpha, target_ci_pct=args.target_ci,
                             placement=placement)
-    with _options(args, plan.rounds, configs, results) as options:
+    with _stored(args, argv, resumed) as results, _options(args, plan.rounds, configs, results) as options:
         bench.compare(specs, configs, results, options, judging)
     wanted = {(s.name, c) for s in specs for c in configs}
     runs = [r for r in results.runs if (r.topology, r.config) in wanted]
@@ -389,6 +417,8 @@ def cmd_monitor(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Per-process CPU occupancy every interval, in the layout of seed 003."""
     if args.output is not None and args.output.suffix not in (".csv", ".json"):
         raise VdevperfError("-o", f"'{args.output}' must end in .csv or .json")
+    if args.output is not None:
+        check_writable(args.output)  # now, not after the watch
     targets = _monitor_targets(args)
     command = args.program[1:] if args.program[:1] == ["--"] else args.program
     if not targets and not command:
@@ -424,21 +454,25 @@ def cmd_monitor(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.output is not None:
         text = (occupancy.to_csv(labels, rows, total) if args.output.suffix == ".csv"
                 else occupancy.to_json(labels, args.interval, rows, total))
-        write_text_atomic(args.output, text)
+        if write_kept(args.output, text, _note) is None:
+            print(text, end="")
     return child.returncode if child is not None and child.returncode and child.returncode > 0 else 0
 
 
 def cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Stored results as tables, CSV or JSON."""
-    single = args.files[0] if len(args.files) == 1 and args.files[0].is_file() else None
-    comparison = load(single).get("comparison") if single is not None else None
-    print(formats.render(load_runs(args.files), args.format, args.group_by, comparison))
+    if len(args.files) == 1 and not args.files[0].is_dir():
+        document = load(args.files[0])  # one file: a compare's verdicts come with it
+        runs, comparison = runs_of(args.files[0], document), document["comparison"]
+    else:
+        runs, comparison = load_runs(args.files, _note), None
+    print(formats.render(runs, args.format, args.group_by, comparison))
     return 0
 
 
 def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """NEW against BASE, metric by metric, with a significance verdict; exit 1 on a regression past the limit."""
-    rows = diff.diff(load_runs([args.base]), load_runs([args.new]), args.alpha)
+    rows = diff.diff(load_runs([args.base], _note), load_runs([args.new], _note), args.alpha)
     print(diff_table(rows))
     if args.fail_on_regression is not None:
         found = diff.regressions(rows, args.fail_on_regression)
@@ -455,7 +489,7 @@ def cmd_plot(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.kind == "scale":
         plot.scale(documents_of_kind(args.files, "scale"), args.output)
     else:
-        getattr(plot, args.kind)(load_runs(args.files), args.output)
+        getattr(plot, args.kind)(load_runs(args.files, _note), args.output)
     print(f"plot: {args.output}")
     return 0
 

@@ -40,7 +40,7 @@ class LoadError(VdevperfError):
 
 
 class ResultError(VdevperfError):
-    """A result file is unreadable, invalid or from a newer vdevperf."""
+    """A result file is unreadable, invalid, from a newer vdevperf, or cannot be written."""
 
 
 class Interrupted(Exception):

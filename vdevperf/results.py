@@ -6,6 +6,12 @@ iteration with its own metrics and raw samples, so any figure can be
 recomputed later. Files are written atomically (temporary file in the same
 directory, fsync, os.replace) after every finished run.
 
+Reading trusts nothing: a file is decoded as UTF-8 JSON, upgraded (a step that
+fails on a document that only looked like its version is a ResultError), then
+checked against the shipped schema (vdevperf/schema/result.schema.json, by
+vdevperf.jsoncheck), so that every malformed file is refused in one line
+naming it and the first bad place, before any report code sees it.
+
 Format versions (``schema_version``), newest last; a file from a newer
 vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
   1  vdevperf 0.1.0: first format; one measurement per run (metrics, endpoints, raw).
@@ -37,9 +43,13 @@ vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
+import errno
+import functools
+import importlib.resources
 import json
 import os
 import tempfile
@@ -47,6 +57,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vdevperf import jsoncheck
 from vdevperf.errors import ResultError
 from vdevperf.load.context import counter_names
 from vdevperf.measure import cpu, histogram
@@ -258,7 +269,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the user who reads them
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -278,9 +289,127 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _make_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # mkdir's word for "a file has that name"
+        raise NotADirectoryError(errno.ENOTDIR, f"{directory} is not a directory") from None
+
+
+def create_exclusive(directory: Path, stem: str, text: str, suffix: str = ".json") -> Path:
+    """A new file ``directory/stem.json`` (else ``stem-2.json``, ...; or another ``suffix``) holding ``text``.
+
+    Created exclusively, so two runs started in the same second never share a
+    file: the text goes to a temporary file first, which is then linked to the
+    name; link(2) fails if the name exists, like O_EXCL, and no reader ever sees
+    the file half written. Where the filesystem has no hard links, the name is
+    opened with O_EXCL and written.
+    """
+    _make_dir(directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", dir=directory)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        n = 1
+        path = directory / f"{stem}{suffix}"
+        while not _create_as(path, tmp, text):
+            n += 1
+            path = directory / f"{stem}-{n}{suffix}"
+        return path
+    finally:
+        os.unlink(tmp)
+
+
+def _create_as(path: Path, tmp: str, text: str) -> bool:
+    """Give ``path`` the content of ``tmp`` if no file has that name yet; False if one has."""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP):  # no hard links here
+            raise
+    try:
+        f = open(path, "x", encoding="utf-8")
+    except FileExistsError:
+        return False
+    try:
+        with f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        path.unlink()
+        raise
+    return True
+
+
+def new_result_path(directory: Path, text: str, prefix: str = "vdevperf") -> Path:
+    """A result file of its own in ``directory``, named by the time (``prefix-YYYYmmdd-HHMMSS.json``) and
+    holding ``text`` already; ResultError, before anything is measured, if it cannot be created."""
+    stem = f"{prefix}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    try:
+        return create_exclusive(directory, stem, text)
+    except OSError as exc:
+        raise ResultError(str(directory / f"{stem}.json"), f"cannot create the result file: {_why(exc)}; "
+                                                           "name one with -o FILE") from None
+
+
+def check_writable(path: Path) -> None:
+    """Refuse, before anything is measured, a result path that cannot be written: a directory, a device,
+    or a place where no file can be created."""
+    if path.is_dir():
+        raise ResultError(str(path), "is a directory; name a file to write the results to")
+    if path.exists() and not path.is_file():
+        raise ResultError(str(path), "is not a regular file; results replace the file they are written to")
+    try:
+        _make_dir(path.parent)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ResultError(str(path), f"cannot write results there: {_why(exc)}") from None
+
+
+def write_kept(path: Path, text: str, notice: Callable[[str], None]) -> Path | None:
+    """Write ``text`` to ``path`` atomically; if that fails (disk full, I/O error, read-only), to a new file in
+    the temporary directory, and say where in one ``notice``. The path written, or None if none could be."""
+    try:
+        write_text_atomic(path, text)
+        return path
+    except OSError as exc:
+        why = _why(exc)
+    tmp = Path(tempfile.gettempdir())
+    try:
+        fallback = create_exclusive(tmp, path.stem, text, path.suffix or ".json")
+    except OSError as exc:
+        notice(f"{path}: cannot write the results ({why}), nor in {tmp} ({_why(exc)}); "
+               "they will be printed on stdout")
+        return None
+    notice(f"{path}: cannot write the results ({why}); they are in {fallback} instead")
+    return fallback
+
+
+def _ignore(line: str) -> None:
+    pass
+
+
 @dataclass
 class ResultFile:
-    """A result document being filled run by run; each ``add`` rewrites the file atomically."""
+    """A result document being filled run by run; each ``add`` rewrites the file atomically.
+
+    A write that fails moves the file to the temporary directory (``write_kept``), and if that
+    fails too, ``unwritten`` is set and the caller prints the document: a full disk never costs
+    the measurement.
+    """
 
     path: Path | None
     command: list[str]
@@ -289,6 +418,13 @@ class ResultFile:
     runs: list[RunResult] = field(default_factory=list)
     # An interleaved comparison's plan, round orders and verdicts (see bench.compare).
     comparison: dict | None = None
+    # Told in one line where the results went when ``path`` could not be written.
+    notice: Callable[[str], None] = field(default=_ignore, repr=False, compare=False)
+    # No file could be written: the document is only in memory.
+    unwritten: bool = False
+    # ``claim`` created the file (with no runs); ``release`` removes it if nothing was stored since.
+    own_file: bool = field(default=False, repr=False, compare=False)
+    saves: int = field(default=0, repr=False, compare=False)
 
     def document(self) -> dict:
         """The whole file as JSON data."""
@@ -300,6 +436,26 @@ class ResultFile:
             "runs": [run_to_json(run) for run in self.runs],
             "comparison": self.comparison,
         }
+
+    def text(self) -> str:
+        """The document as written to the file."""
+        return json.dumps(self.document(), indent=1) + "\n"
+
+    def claim(self, output: Path | None, directory: Path) -> None:
+        """Make sure the results can be stored before anything is measured: ``output`` must be writable;
+        without it, a new file of this run's own is created in ``directory``. ResultError if not."""
+        if output is not None:
+            check_writable(output)
+            self.path = output
+        else:
+            self.path = new_result_path(directory, self.text())
+            self.own_file = True
+
+    def release(self) -> None:
+        """Remove the file ``claim`` created if no run was stored in it (the command failed first)."""
+        if self.own_file and self.saves == 0 and self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
     def add(self, run: RunResult) -> None:
         """Append a finished run and persist the file at once."""
@@ -324,9 +480,12 @@ class ResultFile:
             self.runs[self.runs.index(old)] = run
 
     def save(self) -> None:
-        """Persist the file now (atomically)."""
-        if self.path is not None:
-            write_atomic(self.path, self.document())
+        """Persist the file now (atomically), or where ``write_kept`` moved it."""
+        if self.path is None:
+            return
+        self.path = write_kept(self.path, self.text(), self.notice)
+        self.unwritten = self.path is None
+        self.saves += 1
 
 
 def _combination(offload: dict | None) -> dict | None:
@@ -342,39 +501,72 @@ def resume(path: Path) -> ResultFile:
             raise ResultError(str(path), f"was measured with {key} {there.get(key)!r}, this machine has "
                                          f"{here.get(key)!r}; start a new file instead of resuming")
     return ResultFile(path=path, command=document["command"], environment=there, created=document["created"],
-                      runs=[run_from_json(r) for r in document["runs"]], comparison=document["comparison"])
+                      runs=runs_of(path, document), comparison=document["comparison"])
 
 
-def load_runs(paths: Sequence[Path]) -> list[RunResult]:
-    """Every run of the result files given, directories meaning every ``*.json`` in them."""
-    return [run_from_json(r) for f in _expand(paths) for r in load(f)["runs"]]
+def runs_of(path: Path, document: dict) -> list[RunResult]:
+    """The runs of a loaded document; a run the model refuses (a config no run could have) names the file."""
+    runs = []
+    for n, doc in enumerate(document["runs"]):
+        try:
+            runs.append(run_from_json(doc))
+        except ValueError as exc:
+            raise ResultError(str(path), f"runs[{n}]: not a valid run: {exc}") from None
+    return runs
 
 
-def default_path(directory: Path, created: datetime.datetime | None = None, prefix: str = "vdevperf") -> Path:
-    """A fresh file name in ``directory`` that sorts by time."""
-    stamp = (created or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    path = directory / f"{prefix}-{stamp}.json"
-    n = 1
-    while path.exists():
-        n += 1
-        path = directory / f"{prefix}-{stamp}-{n}.json"
-    return path
+def load_runs(paths: Sequence[Path], notice: Callable[[str], None] = lambda line: None) -> list[RunResult]:
+    """Every run of the result files given; a directory means every ``*.json`` in it, where documents
+    of another kind (scale, monitor, not vdevperf's) are skipped with a ``notice``."""
+    runs: list[RunResult] = []
+    loaded = 0
+    for path, named in _expand(paths):
+        try:
+            document = load(path)
+        except OtherDocument as exc:
+            if named:
+                raise
+            notice(f"{path}: skipped: {exc.why}")
+            continue
+        runs += runs_of(path, document)
+        loaded += 1
+    if not loaded:
+        raise ResultError(" ".join(map(str, paths)), "holds no run results")
+    return runs
 
 
-def _read_json(path: Path) -> object:
+def read_json(path: Path) -> object:
+    """The JSON document in ``path``; anything else (unreadable, not UTF-8, not JSON) is one ResultError."""
     try:
-        with open(path) as f:
-            return json.load(f)
+        data = path.read_bytes()
     except OSError as exc:
         raise ResultError(str(path), exc.strerror or str(exc)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ResultError(str(path), f"not JSON: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise ResultError(str(path), f"not JSON ({exc.msg} at line {exc.lineno})") from None
+        raise ResultError(str(path), f"not JSON ({exc.msg}: line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise ResultError(str(path), "not JSON: nested too deeply") from None
+    except ValueError as exc:  # a number too long for int(), or NaN/Infinity
+        raise ResultError(str(path), f"not JSON: {exc}") from None
 
 
-def _expand(paths: Sequence[Path]) -> list[Path]:
-    files: list[Path] = []
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _expand(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
+    """The files to read, each with whether it was named (True) or found in a directory (False)."""
+    files: list[tuple[Path, bool]] = []
     for path in paths:
-        files += sorted(path.glob("*.json")) if path.is_dir() else [path]
+        if path.is_dir():
+            files += [(p, False) for p in sorted(path.glob("*.json")) if p.is_file()]
+        else:
+            files.append((path, True))
     if not files:
         raise ResultError(" ".join(map(str, paths)) or "results", "no result files found")
     return files
@@ -382,26 +574,66 @@ def _expand(paths: Sequence[Path]) -> list[Path]:
 
 def documents_of_kind(paths: Sequence[Path], kind: str) -> list[dict]:
     """The JSON documents among ``paths`` (directories: their ``*.json``) whose ``kind`` is ``kind``."""
-    found = [doc for doc in map(_read_json, _expand(paths)) if isinstance(doc, dict) and doc.get("kind") == kind]
+    found = [doc for doc in (read_json(p) for p, _ in _expand(paths))
+             if isinstance(doc, dict) and doc.get("kind") == kind]
     if not found:
         raise ResultError(" ".join(map(str, paths)), f"holds no '{kind}' results")
     return found
 
 
+class OtherDocument(ResultError):
+    """A JSON document that is not a run result: another kind of vdevperf file, or not vdevperf's."""
+
+
+@functools.cache
+def schema() -> jsoncheck.Schema:
+    """The shipped result schema, which every loaded document must match once upgraded."""
+    text = (importlib.resources.files("vdevperf") / "schema" / "result.schema.json").read_text()
+    return jsoncheck.Schema(json.loads(text))
+
+
+# What an upgrade step can raise on a document that only looked like its version.
+_MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError)
+
+
 def load(path: Path) -> dict:
-    """A stored result document, upgraded to the current format."""
-    document = _read_json(path)
-    version = document.get("schema_version") if isinstance(document, dict) else None
-    kind = document.get("kind", "run") if isinstance(document, dict) else "run"
+    """A stored result document, upgraded to the current format and checked against the schema."""
+    document = read_json(path)
+    if not isinstance(document, dict):
+        raise OtherDocument(str(path), f"not a vdevperf result file (a JSON {_json_type(document)})")
+    kind = document.get("kind", "run")
     if kind != "run":
-        raise ResultError(str(path), f"holds '{kind}' results, not test runs")
-    if not isinstance(version, int) or version < 1:
-        raise ResultError(str(path), "not a vdevperf result file (no schema_version)")
+        raise OtherDocument(str(path), f"holds {jsoncheck.short(kind)} results, not test runs")
+    version = document.get("schema_version")
+    if "schema_version" not in document:
+        raise OtherDocument(str(path), "not a vdevperf result file (no schema_version)")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ResultError(str(path), f"schema_version {jsoncheck.short(version)} is not a positive integer")
     if version > SCHEMA_VERSION:
         raise ResultError(str(path), f"schema_version {version} is newer than this vdevperf reads "
                                      f"({SCHEMA_VERSION}); upgrade vdevperf")
     while version < SCHEMA_VERSION:
-        document = _UPGRADES[version](document)
+        try:
+            document = _UPGRADES[version](document)
+        except _MALFORMED as exc:
+            raise ResultError(str(path), f"malformed schema_version {version} file: cannot upgrade it "
+                                         f"({_malformed(exc)})") from None
         version += 1
         document["schema_version"] = version
+    problem = schema().problem(document)
+    if problem is not None:
+        raise ResultError(str(path), f"not a valid result file: {problem}")
     return document
+
+
+def _json_type(value: object) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+
+
+def _malformed(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing key {jsoncheck.short(exc.args[0]) if exc.args else ''}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 120 else text[:117] + "..."

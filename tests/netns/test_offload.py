@@ -17,7 +17,7 @@ from vdevperf.model import TestConfig, TestName
 from vdevperf.topology import netns
 from vdevperf.topology.builder import build
 from vdevperf.topology.offload import OffloadRequest, group_states, parse_requests
-from vdevperf.topology.spec import load_topology
+from vdevperf.topology.spec import BUNDLED_DIR, load_topology
 
 REPO = Path(__file__).resolve().parents[2]
 SHORT = TestConfig(test=TestName.TCP_STREAM, duration_s=0.5, warmup_s=0.4, interval_s=0.25)
@@ -142,7 +142,7 @@ def bench_order(seed: int, index: int) -> list[str]:
 
 
 def test_a_topology_file_sets_offloads_per_device(tmp_path):
-    text = (REPO / "topologies" / "veth.toml").read_text()
+    text = (BUNDLED_DIR / "veth.toml").read_text()
     text = text.replace('name = "s0"', 'name = "s0"\noffload = { gro = true, tso = "off" }')
     path = tmp_path / "veth-gro.toml"
     path.write_text(text)

@@ -66,9 +66,13 @@ def _metrics(rate: float, demand: float) -> Metrics:
                    flows=(FlowMetrics(0, rate),))
 
 
+_SAMPLE = {"t_s": 0.0, "cpu": [[0.0] * len(cpu.FIELDS)], "counters": [], "proc_cpu_s": None, "remote_cpu": None,
+           "remote_t_s": None}
+
+
 def _run(rates: list[float], demand: float) -> RunResult:
     iterations = tuple(Iteration(metrics=_metrics(r, demand * (1 + i / 1000)), endpoints=[],
-                                 raw={"cpu_fields": list(cpu.FIELDS), "counter_names": [], "samples": [],
+                                 raw={"cpu_fields": list(cpu.FIELDS), "counter_names": [], "samples": [_SAMPLE] * 2,
                                       "histogram_sub_bits": 8, "latency_histograms": [], "sampler_cpu_s": None},
                                  cpu_breakdown={"machine": {}, "per_cpu": []}, series=[])
                        for i, r in enumerate(rates))

@@ -76,7 +76,7 @@ def test_newer_schema_is_refused(tmp_path):
         load(path)
 
 
-@pytest.mark.parametrize("text, why", [("{", "not JSON"), ("[]", "no schema_version"),
+@pytest.mark.parametrize("text, why", [("{", "not JSON"), ("[]", "not a vdevperf result file"),
                                        ('{"runs": []}', "no schema_version")])
 def test_not_a_result_file(tmp_path, text, why):
     path = tmp_path / "bad.json"

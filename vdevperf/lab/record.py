@@ -93,7 +93,7 @@ def _is_result(path: Path) -> bool:
     try:
         with open(path) as f:
             document = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
         return False
     return isinstance(document, dict) and "schema_version" in document
 

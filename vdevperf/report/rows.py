@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from vdevperf.measure import noise
 from vdevperf.measure.metrics import rate_key
-from vdevperf.model import RunResult, RunStatus
+from vdevperf.model import MetricInterval, RunResult, RunStatus
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,9 @@ def footnotes(runs: Sequence[RunResult]) -> list[str]:
             seen[run.topology] = f"{run.topology}: {run.reason}"
     notes = list(seen.values())
     for run in runs:
-        if run.unstable:
-            c = run.confidence
-            spans = ", ".join(f"{i.metric} ±{100 * i.half_width / abs(i.mean) if i.mean else 0:.1f} %"
-                              for i in c.intervals)
+        c = run.confidence
+        if run.unstable and c is not None:
+            spans = ", ".join(f"{i.metric} ±{_relative_pct(i) or 0:.1f} %" for i in c.intervals)
             notes.append(f"! {run.topology} {run.config.test}: unstable, {c.level_pct:g} % confidence interval "
                          f"not within ±{c.width_pct / 2:g} % after {len(run.iterations)} iterations ({spans})")
     notes += noise_notes(runs)
@@ -124,6 +123,13 @@ def capture_note(topology: str, test: str, probe: dict) -> str:
             f"(probe: {probe['seconds']:.2f} s, {probe['cpu_s']:.2f} s CPU, before the window)")
 
 
+def _relative_pct(interval: MetricInterval) -> float | None:
+    """Half the interval in % of the mean; None for one value (no interval) or a zero mean."""
+    if interval.half_width is None or not interval.mean:
+        return None
+    return 100 * interval.half_width / abs(interval.mean)
+
+
 def row(run: RunResult) -> Row:
     """The headline figures of one run."""
     stream = run.config.test.is_stream
@@ -134,8 +140,8 @@ def row(run: RunResult) -> Row:
                    note=NOTES[run.status])
     ci = None
     if run.confidence is not None:
-        interval = next(i for i in run.confidence.intervals if i.metric == rate_key(run.config.test))
-        ci = 100 * interval.half_width / abs(interval.mean) if interval.mean else None
+        interval = next((i for i in run.confidence.intervals if i.metric == rate_key(run.config.test)), None)
+        ci = _relative_pct(interval) if interval is not None else None
     return Row(
         topology=run.topology,
         test=str(run.config.test),

@@ -19,7 +19,7 @@ from pathlib import Path
 from vdevperf.argtypes import seconds, whole
 from vdevperf.errors import VdevperfError
 from vdevperf.scale import table
-from vdevperf.scale.document import ScaleFile, default_path
+from vdevperf.scale.document import ScaleFile
 from vdevperf.scale.model import DEFAULT_SETNS_COUNTS, Links, Method, Phase, ScaleConfig, ScaleResult
 from vdevperf.scale.runner import run_scale
 
@@ -111,10 +111,20 @@ def section(result: ScaleResult, phase: str) -> str:
     return ""
 
 
+def _note(line: str) -> None:
+    print(f"vdevperf: {line}", file=sys.stderr)
+
+
+def _print_document(results: ScaleFile) -> None:
+    json.dump(results.document(), sys.stdout, indent=1)
+    print(flush=True)
+
+
 def cmd_scale(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Create, measure and destroy many namespaces; print a table per phase and store JSON."""
     config = config_from_args(args)
-    results = ScaleFile(path=args.output or default_path(DEFAULT_RESULTS_DIR), command=["vdevperf", *argv])
+    results = ScaleFile(path=None, command=["vdevperf", *argv], notice=_note)
+    results.claim(args.output, DEFAULT_RESULTS_DIR)  # before any namespace exists
 
     def on_phase(result: ScaleResult, phase: str) -> None:
         results.update(result)
@@ -123,11 +133,16 @@ def cmd_scale(args: argparse.Namespace, argv: Sequence[str]) -> int:
             if text:
                 print(text, flush=True)
 
-    result = run_scale(config, on_phase)
-    results.update(result, complete=True)
-    if args.json:
-        json.dump(results.document(), sys.stdout, indent=1)
-        print()
+    try:
+        result = run_scale(config, on_phase)
+        results.update(result, complete=True)
+    except BaseException:
+        results.release()
+        if results.unwritten and results.result is not None:  # measured, and no file took it
+            _print_document(results)
+        raise
+    if args.json or results.unwritten:
+        _print_document(results)
     else:
         print(f"results: {results.path}")
     return 0

@@ -11,16 +11,16 @@ Format versions (``schema_version``), newest last; a newer file is refused:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import datetime
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vdevperf import results
 from vdevperf.errors import ResultError
 from vdevperf.measure.env import environment
-from vdevperf.results import write_atomic
 from vdevperf.scale.model import (
     Contention,
     CreationRun,
@@ -99,14 +99,13 @@ def to_json(result: ScaleResult) -> dict:
     }
 
 
-def default_path(directory: Path, created: datetime.datetime | None = None) -> Path:
-    """A fresh scale result file name in ``directory`` that sorts by time."""
-    return results.default_path(directory, created, prefix="vdevperf-scale")
-
-
 @dataclass
 class ScaleFile:
-    """The result file of one scale run; ``update`` rewrites it atomically with the result so far."""
+    """The result file of one scale run; ``update`` rewrites it atomically with the result so far.
+
+    Like results.ResultFile: ``claim`` makes sure it can be written before any namespace exists, and a
+    failed write moves it to the temporary directory, or leaves it ``unwritten`` for the caller to print.
+    """
 
     path: Path | None
     command: list[str]
@@ -114,6 +113,10 @@ class ScaleFile:
     created: str = field(default_factory=results.now_iso)
     result: ScaleResult | None = None
     complete: bool = False
+    notice: Callable[[str], None] = field(default=lambda line: None, repr=False, compare=False)
+    unwritten: bool = False
+    own_file: bool = field(default=False, repr=False, compare=False)
+    saves: int = field(default=0, repr=False, compare=False)
 
     def document(self) -> dict:
         """The whole file as JSON data; ``complete`` is false until every phase has run."""
@@ -123,22 +126,38 @@ class ScaleFile:
             doc.update(to_json(self.result))
         return doc
 
+    def text(self) -> str:
+        """The document as written to the file."""
+        return json.dumps(self.document(), indent=1) + "\n"
+
+    def claim(self, output: Path | None, directory: Path) -> None:
+        """``output`` must be writable; without it, a new file of this run's own is created in ``directory``."""
+        if output is not None:
+            results.check_writable(output)
+            self.path = output
+        else:
+            self.path = results.new_result_path(directory, self.text(), prefix="vdevperf-scale")
+            self.own_file = True
+
+    def release(self) -> None:
+        """Remove the file ``claim`` created if nothing was stored in it."""
+        if self.own_file and self.saves == 0 and self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
     def update(self, result: ScaleResult, complete: bool = False) -> None:
-        """Keep ``result`` and persist the file at once."""
+        """Keep ``result`` and persist the file at once (or where ``results.write_kept`` moves it)."""
         self.result = result
         self.complete = complete
         if self.path is not None:
-            write_atomic(self.path, self.document())
+            self.path = results.write_kept(self.path, self.text(), self.notice)
+            self.unwritten = self.path is None
+            self.saves += 1
 
 
 def load(path: Path) -> dict:
     """A stored scale document; ResultError if unreadable, not a scale file, or from a newer vdevperf."""
-    try:
-        document = json.loads(path.read_text())
-    except OSError as exc:
-        raise ResultError(str(path), exc.strerror or str(exc)) from None
-    except json.JSONDecodeError as exc:
-        raise ResultError(str(path), f"not JSON ({exc.msg} at line {exc.lineno})") from None
+    document = results.read_json(path)
     if not isinstance(document, dict) or document.get("kind") != KIND:
         raise ResultError(str(path), "not a scale result (no \"kind\": \"scale\")")
     version = document.get("schema_version")

@@ -1,7 +1,8 @@
 """Topology files (TOML) to TopologySpec, with every error naming file and field.
 
-The format is documented in ``topologies/README.md``. A topology file is data:
-nothing in it is executed. Loading checks everything that can be checked
+The format is documented in ``topologies/README.md``; the bundled files are
+package data in ``vdevperf/topologies/``. A topology file is data: nothing in
+it is executed. Loading checks everything that can be checked
 without a kernel (names, kinds, modes, references between devices, addresses),
 so that building fails only for reasons of the running system. Any problem
 raises TopologyError(what=<the file>, why=<one line>).
@@ -9,9 +10,11 @@ raises TopologyError(what=<the file>, why=<one line>).
 
 from __future__ import annotations
 
+import importlib.resources
 import ipaddress
 import os
 import tomllib
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,7 +31,8 @@ from vdevperf.model import (
 )
 from vdevperf.topology.offload import canonical
 
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "topologies"
+# Package data, found through importlib.resources: an installed wheel has no source tree to look in.
+BUNDLED_DIR: Traversable = importlib.resources.files("vdevperf") / "topologies"
 # Shown first, in this order: the reference, then from simplest to most stacked.
 _BUNDLED_ORDER = ("loopback", "veth", "bridge", "macvlan", "ipvlan")
 
@@ -41,17 +45,17 @@ _HANDLER_FAMILY = {DeviceKind.MACVLAN: "macvlan", DeviceKind.MACVTAP: "macvlan",
 
 def bundled_topologies() -> list[str]:
     """Names of the bundled topologies: the reference ones in a fixed order, then the rest sorted."""
-    names = {p.stem for p in BUNDLED_DIR.glob("*.toml")}
+    names = {p.name.removesuffix(".toml") for p in BUNDLED_DIR.iterdir() if p.name.endswith(".toml")}
     first = [n for n in _BUNDLED_ORDER if n in names]
     return first + sorted(names - set(first))
 
 
-def _label(path: Path) -> str:
-    rel = os.path.relpath(path)
+def _label(path: Path | Traversable) -> str:
+    rel = os.path.relpath(str(path))
     return str(path) if rel.startswith("..") else rel
 
 
-def resolve(name_or_path: str) -> tuple[Path, str]:
+def resolve(name_or_path: str) -> tuple[Path | Traversable, str]:
     """The file a topology argument refers to, and the label errors use for it."""
     if "/" in name_or_path or name_or_path.endswith(".toml"):
         return Path(name_or_path), name_or_path
@@ -72,7 +76,7 @@ def load_topology(name_or_path: str) -> TopologySpec:
         raw = path.read_bytes()
     except OSError as exc:
         raise TopologyError(label, f"cannot read the file: {exc.strerror}") from None
-    return parse_topology(raw, label, default_name=path.stem)
+    return parse_topology(raw, label, default_name=Path(path.name).stem)
 
 
 def parse_topology(raw: bytes | str, label: str, default_name: str = "topology") -> TopologySpec:
