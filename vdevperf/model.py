@@ -42,9 +42,25 @@ KIND_MODES: dict[DeviceKind, tuple[str, ...]] = {
 STACKED_KINDS = frozenset({DeviceKind.MACVLAN, DeviceKind.MACVTAP, DeviceKind.IPVLAN})
 
 
+# Caps on one topology: enough for any path worth measuring, small enough that a mistaken or
+# hostile file cannot exhaust namespaces, memory or descriptors (compare builds every topology at
+# once, and each namespace holds an fd and a netlink socket while it exists).
+MAX_NAMESPACES = 16
+MAX_DEVICES = 64
+MAX_ADDRESSES = 16  # per device
+# Names and descriptions reach terminals, tables and CSV: printable text of bounded length.
+MAX_NAME_CHARS = 64
+MAX_DESCRIPTION_CHARS = 200
+
+
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise ValueError(message)
+
+
+def is_text(value: str, longest: int, shortest: int = 0) -> bool:
+    """True if ``value`` is printable (no control or format characters) and of a length in bounds."""
+    return shortest <= len(value) <= longest and value.isprintable()
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,8 @@ class DeviceSpec:
             _check(self.peer is None, f"device '{self.name}': only a veth has a peer")
         if self.mtu is not None:
             _check(68 <= self.mtu <= 65535, f"device '{self.name}': mtu {self.mtu} is out of range 68-65535")
+        _check(len(self.addresses) <= MAX_ADDRESSES,
+               f"device '{self.name}': {len(self.addresses)} addresses, at most {MAX_ADDRESSES} per device")
 
     @property
     def ifname_suffix(self) -> str:
@@ -119,6 +137,16 @@ class TopologySpec:
     server: EndpointSpec
     description: str = ""
     source: str = ""
+
+    def __post_init__(self) -> None:
+        _check(is_text(self.name, MAX_NAME_CHARS, 1),
+               f"'name' must be 1-{MAX_NAME_CHARS} printable characters")
+        _check(is_text(self.description, MAX_DESCRIPTION_CHARS),
+               f"'description' must be at most {MAX_DESCRIPTION_CHARS} printable characters")
+        _check(1 <= len(self.namespaces) <= MAX_NAMESPACES,
+               f"'namespaces' lists {len(self.namespaces)}; a topology has 1-{MAX_NAMESPACES}")
+        _check(len(self.devices) <= MAX_DEVICES,
+               f"{len(self.devices)} devices; a topology has at most {MAX_DEVICES}")
 
     def device(self, name: str) -> DeviceSpec:
         """The device with this short name."""
