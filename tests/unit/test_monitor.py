@@ -91,6 +91,18 @@ def test_text_csv_and_json_agree():
     assert document["total"]["occupancy_pct"] == [9.875, 1.5]
 
 
+def test_monitor_csv_neutralises_labels_and_the_text_layout_escapes_them():
+    rows = [occupancy.Row(1_700_000_000.5, 1.0, (1.0, 2.0, 3.0))]
+    total = occupancy.Row(1_700_000_000.5, 1.0, (1.0, 2.0, 3.0))
+    labels = ["=cmd|' /C calc'!A0", "@evil", "ok-label"]
+    parsed = list(csv.reader(occupancy.to_csv(labels, rows, total).splitlines()))
+    assert parsed[0] == ["date", "time", "dt_s", "'=cmd|' /C calc'!A0", "'@evil", "ok-label"]
+    assert parsed[1][3:] == ["1.00", "2.00", "3.00"]
+    header = occupancy.header(["evil\x1b[2J\nname", "fine"])
+    assert "\x1b" not in header and "evil\\x1b[2J\\nname" in header
+    assert header.splitlines()[1] == "   L0: evil\\x1b[2J\\nname"
+
+
 @pytest.mark.parametrize("argv, what", [
     (["--pid", "999999999"], "--pid 999999999: no such process"),
     ([], "monitor: nothing to watch"),
