@@ -116,6 +116,12 @@ def _tests(text: str) -> list[TestName]:
     return names
 
 
+def _pattern(text: str) -> str:
+    if not text or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"'{text}' is not a process name or pattern (printable, not empty)")
+    return text
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"'{text}' is not a TCP port (0-65535)")
@@ -554,7 +560,10 @@ def parser() -> argparse.ArgumentParser:
                               "smallest difference this machine resolves at these rounds")
     _add_test_flags(compare, "TCP_STREAM,TCP_RR", COMPARE_LENGTH_S, COMPARE_WARMUP_S)
     monitor = sub.add_parser("monitor", help="per-process CPU occupancy over time (processes, PIDs, a command)")
-    monitor.add_argument("--name", action="append", default=[], help="watch every process with this name")
+    monitor.add_argument("--name", action="append", type=_pattern, default=[],
+                         help="watch every process whose name starts with NAME (ksoftirqd matches ksoftirqd/0, "
+                              "ksoftirqd/1), or matches NAME as a shell glob if it holds *, ? or [ "
+                              "('kworker/*:1*'); the name is the process name or its program's file name")
     monitor.add_argument("--pid", action="append", type=whole(), default=[], help="watch this process")
     monitor.add_argument("--interval", type=seconds, default=1.0, help="seconds between rows (default 1)")
     monitor.add_argument("-l", "--length", type=seconds, help="stop after this many seconds (default: until "
