@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import resource
 import signal
 import subprocess
 import sys
@@ -205,6 +206,22 @@ def _drop_all_capabilities() -> None:
 def test_without_privileges_commands_say_so_in_one_line(command):
     line = _one_line_error(vdevperf(*command, preexec_fn=_drop_all_capabilities))
     assert "needs root" in line
+
+
+def _fd_limit_1024_soft_4096_hard() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4096))
+
+
+def test_p_256_runs_under_a_1024_soft_limit_by_raising_it(tmp_path):
+    # 512 endpoints: the parent holds over 1,000 descriptors, past select()'s 1024 too.
+    out = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, "-m", "vdevperf", "run", "loopback", "-t", "TCP_RR", "-P", "256",
+                           "-l", "0.3", "--warmup", "0", "-o", str(out)], capture_output=True, text=True,
+                          timeout=120, preexec_fn=_fd_limit_1024_soft_4096_hard)
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["config"]["flows"] == 256 and len(run["metrics"]["flows"]) == 256
+    assert run["metrics"]["transactions_per_s"] > 0
 
 
 def test_names_carry_prefix_and_run_id():

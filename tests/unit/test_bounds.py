@@ -1,13 +1,22 @@
 """Values are bounded up front: each refused in one line naming its flag, before anything is built.
 
-Seen before: -l 1e-9 (ZeroDivisionError), --warmup inf (OverflowError), -S 2G (TypeError).
+Seen before: -l 1e-9 (ZeroDivisionError), --warmup inf (OverflowError), -S 2G (TypeError), -P 256
+under a 1024-descriptor limit (EMFILE), compare -6 with an IPv4-only topology (abandoned half way).
 """
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from vdevperf import bench, cli
+from vdevperf.errors import VdevperfError
+from vdevperf.load import fds
 from vdevperf.model import (
     FLOWS,
     INTERVAL_S,
@@ -19,6 +28,9 @@ from vdevperf.model import (
     TestName,
 )
 from vdevperf.topology import ledger
+from vdevperf.topology.spec import BUNDLED_DIR
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -94,3 +106,83 @@ def test_the_model_refuses_the_same_values_from_the_api(field, value, flag):
     assert str(info.value).startswith(f"{flag}: ")
 
 
+def _v4_only(tmp_path: Path, name: str) -> Path:
+    text = (BUNDLED_DIR / "veth.toml").read_text()
+    lines = [ln for ln in text.splitlines() if not ln.startswith("ipv6")]
+    path = tmp_path / f"{name}.toml"
+    path.write_text("\n".join(lines).replace('name = "veth"', f'name = "{name}"') + "\n")
+    return path
+
+
+def test_compare_checks_the_ip_version_of_every_topology_before_building_any(tmp_path, capsys, nothing_built):
+    first, second = _v4_only(tmp_path, "four"), _v4_only(tmp_path, "only")
+    line = one_line(["compare", "veth", str(first), "bridge", str(second), "-6", "-l", "1"], capsys)
+    assert line.startswith("vdevperf: -6: topologies 'four' (")
+    assert "'only' (" in line and "'veth'" not in line and "'bridge'" not in line
+    assert "no IPv6 address on both [client] and [server]; nothing was built" in line
+
+
+def test_run_checks_the_ip_version_before_building(tmp_path, capsys, nothing_built):
+    line = one_line(["run", str(_v4_only(tmp_path, "four")), "-6", "-l", "1"], capsys)
+    assert line.startswith("vdevperf: -6: topology 'four' (") and "has no IPv6 address" in line
+
+
+def test_fds_needed_grows_with_flows_and_namespaces():
+    base = fds.needed(0, 0)
+    assert fds.needed(256, 0) - base == 256 * fds.PER_FLOW
+    assert fds.needed(1, 10) - fds.needed(1, 0) == 10 * fds.PER_NAMESPACE
+
+
+def _in_child(soft: int, hard: int, flows: int) -> tuple[str, int]:
+    """reserve(flows) in a forked child under RLIMIT_NOFILE (soft, hard): (outcome, soft limit after)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        outcome = "ok"
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            fds.reserve(flows)
+        except VdevperfError as exc:
+            outcome = str(exc)
+        except BaseException as exc:
+            outcome = f"unexpected {exc!r}"
+        finally:
+            now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            os.write(write, f"{now}\n{outcome}".encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        limit, outcome = f.read().split("\n", 1)
+    os.waitpid(pid, 0)
+    return outcome, int(limit)
+
+
+def test_a_short_soft_limit_is_raised_toward_the_hard_one():
+    outcome, soft = _in_child(256, 8192, 256)
+    assert outcome == "ok" and fds.needed(256, 0) - 16 <= soft <= 8192
+
+
+def test_a_hard_limit_too_low_is_refused_naming_p():
+    outcome, soft = _in_child(1024, 1024, 256)
+    assert outcome.startswith("-P: 256 flow(s) need about ") and "hard limit of 1024 (ulimit -Hn)" in outcome
+    assert "use at most " in outcome and soft == 1024
+
+
+def test_enough_descriptors_change_nothing():
+    outcome, soft = _in_child(4096, 8192, 4)
+    assert outcome == "ok" and soft == 4096
+
+
+def _limit_to_1024() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+
+def test_p_256_under_a_1024_hard_limit_is_one_line_before_anything_is_built(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "vdevperf", "run", "veth", "-t", "TCP_RR", "-P", "256", "-l", "1",
+                           "-o", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=60,
+                          preexec_fn=_limit_to_1024, cwd=REPO)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vdevperf: -P: 256 flow(s) need about "), proc.stderr
+    assert not (tmp_path / "r.json").exists()
