@@ -28,7 +28,7 @@ from vdevperf.model import Iteration, RunResult, RunStatus, TestConfig, Topology
 from vdevperf.remote.client import RemoteSession, RemoteTarget
 from vdevperf.results import ResultFile, histograms_from_json, raw_to_json
 from vdevperf.topology.builder import Topology, build
-from vdevperf.topology.cleanup import other_live_runs
+from vdevperf.topology.cleanup import other_live_runs, sweep
 from vdevperf.topology.offload import Device, OffloadRequest, Offloads
 
 
@@ -47,12 +47,14 @@ Progress = Callable[[Step], None]
 class RunOptions:
     """What a run does besides the tests: offload settings (on top of the topology file's),
     whether to probe frame sizes during the warm-up, which runs a resumed file already
-    has, and where progress goes."""
+    has, where progress goes, and where a one-line notice goes (what the sweep of dead
+    runs removed)."""
 
     offload: tuple[OffloadRequest, ...] = ()
     capture: bool = False
     done: Callable[[str, TestConfig], bool] = field(default=lambda topology, cfg: False, compare=False)
     progress: Progress = field(default=lambda step: None, compare=False)
+    notice: Callable[[str], None] = field(default=lambda line: None, compare=False)
 
 
 def _sides(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Side]:
@@ -80,11 +82,14 @@ def check_versions(specs: Sequence[TopologySpec], configs: Sequence[TestConfig])
 
 def prepare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], options: RunOptions) -> None:
     """Everything done before the first namespace exists: IP versions and descriptors checked, scapy
-    imported."""
+    imported, then what dead runs left removed (their endpoints would skew this run's CPU figures)."""
     check_versions(specs, configs)
     fds.reserve(max((cfg.flows for cfg in configs), default=1), sum(len(s.namespaces) for s in specs))
     if options.capture:
         capture.prepare()
+    swept = sweep()
+    if swept is not None and not swept.empty:
+        options.notice(swept.line())
 
 
 def data_path(topology: Topology) -> list[Device]:

@@ -264,10 +264,16 @@ def _options(args: argparse.Namespace, runs: int, configs: Sequence[TestConfig],
             offload=offload,
             capture=args.capture or bool(offload) or bool(getattr(args, "offload_matrix", None)),
             done=lambda topology, cfg: (topology, cfg) in done,
-            progress=progress or (lambda step: None))
+            progress=progress or (lambda step: None),
+            notice=_notice)
     finally:
         if progress is not None:
             progress.close()
+
+
+def _notice(line: str) -> None:
+    """A one-line notice on stderr, e.g. what the sweep of dead runs removed."""
+    print(f"vdevperf: {line}", file=sys.stderr, flush=True)
 
 
 def _emit(args: argparse.Namespace, results: ResultFile, table: str) -> None:

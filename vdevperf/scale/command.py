@@ -123,7 +123,7 @@ def cmd_scale(args: argparse.Namespace, argv: Sequence[str]) -> int:
             if text:
                 print(text, flush=True)
 
-    result = run_scale(config, on_phase)
+    result = run_scale(config, on_phase, lambda line: print(f"vdevperf: {line}", file=sys.stderr, flush=True))
     results.update(result, complete=True)
     if args.json:
         json.dump(results.document(), sys.stdout, indent=1)
