@@ -250,19 +250,20 @@ class TestConfig:
         _check(within(self.warmup_s, WARMUP_S), f"--warmup: {self.warmup_s:g} is outside {span(WARMUP_S, 's')}")
         _check(within(self.interval_s, INTERVAL_S),
                f"--interval: {self.interval_s:g} is outside {span(INTERVAL_S, 's')}")
-        for flag, sizes in (("-m/-M", (self.send_size, self.recv_size)),
-                            ("-r", (self.request_size, self.response_size))):
-            for size in sizes:
-                _check(within(size, MESSAGE_BYTES), f"{flag}: {size} is outside {span(MESSAGE_BYTES, 'bytes')}")
+        for flag, messages in (("-m/-M", (self.send_size, self.recv_size)),
+                               ("-r", (self.request_size, self.response_size))):
+            for message in messages:
+                _check(within(message, MESSAGE_BYTES),
+                       f"{flag}: {message} is outside {span(MESSAGE_BYTES, 'bytes')}")
         _check(self.ip_version in (4, 6), "-4/-6: IP version must be 4 or 6")
         _check(within(self.flows, FLOWS), f"-P: {self.flows} flows is outside {span(FLOWS, 'flows')}")
         for cpu in (self.client_cpu, self.server_cpu):
             _check(cpu is None or cpu >= 0, "-T: CPU numbers must not be negative")
-        for flag, pair in (("-s", (self.client_sndbuf, self.client_rcvbuf)),
-                           ("-S", (self.server_sndbuf, self.server_rcvbuf))):
-            for size in pair:
-                _check(size is None or within(size, SOCKBUF_BYTES),
-                       f"{flag}: {size} is outside {span(SOCKBUF_BYTES, 'bytes')}")
+        for flag, buffers in (("-s", (self.client_sndbuf, self.client_rcvbuf)),
+                              ("-S", (self.server_sndbuf, self.server_rcvbuf))):
+            for buffer in buffers:
+                _check(buffer is None or within(buffer, SOCKBUF_BYTES),
+                       f"{flag}: {buffer} is outside {span(SOCKBUF_BYTES, 'bytes')}")
         largest = max(self.send_size, self.recv_size, self.request_size, self.response_size)
         _check(2 * self.flows * largest <= MAX_BUFFERS_BYTES,
                f"-P/-m/-M/-r: {self.flows} flows of two endpoints with buffers of up to {largest} bytes need "

@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import psutil
 
@@ -313,7 +314,7 @@ class Ledger:
         """Delete the ledger (journal first): the run is over and left nothing behind."""
         remove_files(self.path)
 
-    def _update(self, **changes: object) -> None:
+    def _update(self, **changes: Any) -> None:
         old = self._record
         self._record = dataclasses.replace(old, **changes)
         try:
@@ -349,7 +350,9 @@ def remove_files(path: Path) -> None:
 
 def journal_hook(ledger: Ledger, name: str) -> Callable[[os.stat_result], None]:
     """A ``before_mount`` for netns.create that journals the new namespace as ``name``."""
-    return lambda st: ledger.record_created(name, Identity(st.st_dev, st.st_ino))
+    def hook(st: os.stat_result) -> None:
+        ledger.record_created(name, Identity(st.st_dev, st.st_ino))
+    return hook
 
 
 def create_namespace(ledger: Ledger, name: str) -> Identity:
