@@ -347,7 +347,15 @@ def resume(path: Path) -> ResultFile:
 
 def load_runs(paths: Sequence[Path]) -> list[RunResult]:
     """Every run of the result files given, directories meaning every ``*.json`` in them."""
-    return [run_from_json(r) for f in _expand(paths) for r in load(f)["runs"]]
+    runs = []
+    for path in _expand(paths):
+        for number, doc in enumerate(load(path)["runs"], start=1):
+            try:
+                runs.append(run_from_json(doc))
+            except ValueError as exc:
+                # The model refuses it, e.g. a value outside today's bounds from an older vdevperf.
+                raise ResultError(str(path), f"run {number}: {exc}") from None
+    return runs
 
 
 def default_path(directory: Path, created: datetime.datetime | None = None, prefix: str = "vdevperf") -> Path:

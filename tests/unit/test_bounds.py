@@ -6,6 +6,7 @@ under a 1024-descriptor limit (EMFILE), compare -6 with an IPv4-only topology (a
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -186,3 +187,12 @@ def test_p_256_under_a_1024_hard_limit_is_one_line_before_anything_is_built(tmp_
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vdevperf: -P: 256 flow(s) need about "), proc.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_stored_run_with_a_value_outside_the_bounds_is_one_line_not_a_traceback(tmp_path, capsys):
+    document = json.loads((REPO / "tests" / "data" / "result-v3.json").read_text())
+    document["runs"][1]["config"]["duration_s"] = 0.05  # accepted by older versions
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(document))
+    line = one_line(["report", str(path)], capsys)
+    assert line == f"vdevperf: {path}: run 2: -l: 0.05 is outside 0.1-86400 s"
