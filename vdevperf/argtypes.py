@@ -10,13 +10,30 @@ import argparse
 import math
 from collections.abc import Callable
 
+from vdevperf.model import span, within
 
-def whole(minimum: int = 1) -> Callable[[str], int]:
-    """A whole number of at least ``minimum``."""
+
+def whole(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]:
+    """A whole number of at least ``minimum`` (and at most ``maximum``, if given)."""
     def parse(text: str) -> int:
         if not text.isdigit() or int(text) < minimum:
             raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= {minimum}")
+        if maximum is not None and int(text) > maximum:
+            raise argparse.ArgumentTypeError(f"'{text}' is more than {maximum}")
         return int(text)
+    return parse
+
+
+def number_in(bounds: tuple[float, float], unit: str) -> Callable[[str], float]:
+    """A finite number within ``bounds`` (inclusive), stated in ``unit`` when refused."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not within(value, bounds):
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number within {span(bounds, unit)}")
+        return value
     return parse
 
 
@@ -45,6 +62,16 @@ def size(text: str) -> int:
     if not digits.isdigit() or int(digits) <= 0:
         raise argparse.ArgumentTypeError(f"'{text}' is not a positive byte count (e.g. 128K)")
     return int(digits) * scale
+
+
+def size_in(bounds: tuple[int, int]) -> Callable[[str], int]:
+    """A byte count as ``size`` reads it, within ``bounds`` (inclusive)."""
+    def parse(text: str) -> int:
+        value = size(text)
+        if not within(value, bounds):
+            raise argparse.ArgumentTypeError(f"'{text}' is outside {span(bounds, 'bytes')}")
+        return value
+    return parse
 
 
 def pair(kind: Callable[[str], int], name: str) -> Callable[[str], tuple[int, int]]:

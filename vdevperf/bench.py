@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from vdevperf import rounds
 from vdevperf.errors import TopologyError, UnsupportedKind
-from vdevperf.load import runner
+from vdevperf.load import fds, runner
 from vdevperf.load.context import counter_names
 from vdevperf.load.tests import TESTS
 from vdevperf.measure import capture, cpu, noise, paired
@@ -28,7 +28,7 @@ from vdevperf.model import Iteration, RunResult, RunStatus, TestConfig, Topology
 from vdevperf.remote.client import RemoteSession, RemoteTarget
 from vdevperf.results import ResultFile, histograms_from_json, raw_to_json
 from vdevperf.topology.builder import Topology, build
-from vdevperf.topology.cleanup import other_live_runs
+from vdevperf.topology.cleanup import other_live_runs, sweep
 from vdevperf.topology.offload import Device, OffloadRequest, Offloads
 
 
@@ -47,12 +47,14 @@ Progress = Callable[[Step], None]
 class RunOptions:
     """What a run does besides the tests: offload settings (on top of the topology file's),
     whether to probe frame sizes during the warm-up, which runs a resumed file already
-    has, and where progress goes."""
+    has, where progress goes, and where a one-line notice goes (what the sweep of dead
+    runs removed)."""
 
     offload: tuple[OffloadRequest, ...] = ()
     capture: bool = False
     done: Callable[[str, TestConfig], bool] = field(default=lambda topology, cfg: False, compare=False)
     progress: Progress = field(default=lambda step: None, compare=False)
+    notice: Callable[[str], None] = field(default=lambda line: None, compare=False)
 
 
 def _sides(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Side]:
@@ -64,6 +66,30 @@ def _sides(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Sid
                                 f"has no IPv{cfg.ip_version} address for its endpoints")
         ends.append(runner.Side(netns_path=site.netns_path, address=address, cpu=pinned))
     return ends[0], ends[1]
+
+
+def check_versions(specs: Sequence[TopologySpec], configs: Sequence[TestConfig]) -> None:
+    """Refuse, before anything is built, an IP version that some topology's endpoints lack
+    (found while measuring, it ended a compare half way)."""
+    for version in sorted({cfg.ip_version for cfg in configs}):
+        lacking = [s for s in specs if s.client.address(version) is None or s.server.address(version) is None]
+        if lacking:
+            names = ", ".join(f"'{s.name}' ({s.source})" if s.source else f"'{s.name}'" for s in lacking)
+            raise TopologyError(f"-{version}", f"topolog{'ies' if len(lacking) > 1 else 'y'} {names} "
+                                f"{'have' if len(lacking) > 1 else 'has'} no IPv{version} address on both [client] "
+                                "and [server]; nothing was built")
+
+
+def prepare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], options: RunOptions) -> None:
+    """Everything done before the first namespace exists: IP versions and descriptors checked, scapy
+    imported, then what dead runs left removed (their endpoints would skew this run's CPU figures)."""
+    check_versions(specs, configs)
+    fds.reserve(max((cfg.flows for cfg in configs), default=1), sum(len(s.namespaces) for s in specs))
+    if options.capture:
+        capture.prepare()
+    swept = sweep()
+    if swept is not None and not swept.empty:
+        options.notice(swept.line())
 
 
 def data_path(topology: Topology) -> list[Device]:
@@ -209,8 +235,7 @@ def run(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile,
     todo = [cfg for cfg in configs if not options.done(spec.name, cfg)]
     if not todo:
         return done
-    if options.capture:
-        capture.prepare()
+    prepare([spec], todo, options)
     with build(spec) as topology, offloaded(topology, options.offload) as offload:
         if len(todo) > 1 and any(cfg.iterations_max > 1 for cfg in todo):
             arms = [_Arm(spec.name, spec.source, cfg, offload,
@@ -238,6 +263,7 @@ def run_remote(target: RemoteTarget, configs: Sequence[TestConfig], results: Res
     """Run each config (those not done yet) from here against the vdevperf server at ``target``,
     one authenticated session per config; store each run as it finishes."""
     done = []
+    fds.reserve(max((cfg.flows for cfg in configs), default=1))
     for cfg in configs:
         if options.done(REMOTE, cfg):
             continue
@@ -338,8 +364,7 @@ def compare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], result
     A kind the kernel lacks becomes an 'unsupported' row. A resumed file's iterations are kept and
     only the rounds they lack are run.
     """
-    if options.capture:
-        capture.prepare()
+    prepare(specs, configs, options)
     with contextlib.ExitStack() as stack:
         arms = []
         for spec in specs:
@@ -378,8 +403,7 @@ def offload_matrix(spec: TopologySpec, cfg: TestConfig, features: Sequence[str],
                    options: RunOptions = RunOptions(), judging: Judging = DEFAULT_JUDGING) -> rounds.Outcome:
     """Run ``cfg`` once per on/off combination of ``features`` (2^k cells) on one built topology, in
     interleaved rounds like compare, each combination judged against all on."""
-    if options.capture:
-        capture.prepare()
+    prepare([spec], [cfg], options)
     combos = combinations(features)
     judging = replace(judging, baseline=combination_label(combos[0]))
     with build(spec) as topology:

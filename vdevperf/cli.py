@@ -30,13 +30,24 @@ from pathlib import Path
 import psutil
 
 from vdevperf import bench, rounds
-from vdevperf.argtypes import fraction, pair, percent, seconds, size, whole
+from vdevperf.argtypes import fraction, number_in, pair, percent, seconds, size_in, whole
 from vdevperf.errors import Interrupted, VdevperfError
 from vdevperf.lab.command import add_parser as add_lab_parser
 from vdevperf.lab.command import cmd_lab
 from vdevperf.load.tests import TESTS
 from vdevperf.measure.procmon import Monitor, Target, watch
-from vdevperf.model import TestConfig, TestName
+from vdevperf.model import (
+    FLOWS,
+    INTERVAL_S,
+    LENGTH_S,
+    MAX_NAME_CHARS,
+    MESSAGE_BYTES,
+    SOCKBUF_BYTES,
+    WARMUP_S,
+    TestConfig,
+    TestName,
+    span,
+)
 from vdevperf.remote.client import RemoteTarget, parse_address
 from vdevperf.remote.server import DEFAULT_PORT, Server, ServerConfig
 from vdevperf.remote.token import read_token
@@ -117,6 +128,12 @@ def _tests(text: str) -> list[TestName]:
     return names
 
 
+def _pattern(text: str) -> str:
+    if not text or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"'{text}' is not a process name or pattern (printable, not empty)")
+    return text
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"'{text}' is not a TCP port (0-65535)")
@@ -127,21 +144,28 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str, length: floa
                     warmup: float = 1.0) -> None:
     p.add_argument("-t", "--test", dest="tests", type=_tests, default=_tests(tests_default),
                    help=f"netperf test name(s), comma-separated (default {tests_default})")
-    p.add_argument("-l", "--length", type=seconds, default=length,
-                   help=f"measured seconds per test (per round with compare; default {length:g})")
-    p.add_argument("--warmup", type=float, default=warmup,
-                   help=f"seconds run before measuring (default {warmup:g})")
-    p.add_argument("-m", "--send-size", type=size,
-                   help="bytes per send call (default 128K; UDP_STREAM 1472, one unfragmented datagram)")
-    p.add_argument("-M", "--recv-size", type=size, default=128 * 1024, help="bytes per receive call (default 128K)")
-    p.add_argument("-r", "--rr-size", type=pair(size, "REQ,RESP"), default=(1, 1),
-                   help="request,response bytes of RR tests (default 1,1)")
-    p.add_argument("-s", "--client-sockbuf", type=pair(size, "SEND[,RECV]"), default=(None, None),
-                   help="client SO_SNDBUF,SO_RCVBUF bytes (default: kernel's, autotuned)")
-    p.add_argument("-S", "--server-sockbuf", type=pair(size, "SEND[,RECV]"), default=(None, None),
-                   help="server SO_SNDBUF,SO_RCVBUF bytes (default: kernel's, autotuned)")
-    p.add_argument("-P", "--parallel", type=whole(), default=1,
-                   help="concurrent flows, each a client and a server process (default 1)")
+    message = size_in(MESSAGE_BYTES)
+    sockbuf = size_in(SOCKBUF_BYTES)
+    p.add_argument("-l", "--length", type=number_in(LENGTH_S, "s"), default=length,
+                   help=f"measured seconds per test (per round with compare; {span(LENGTH_S, 's')}; "
+                        f"default {length:g})")
+    p.add_argument("--warmup", type=number_in(WARMUP_S, "s"), default=warmup,
+                   help=f"seconds run before measuring ({span(WARMUP_S, 's')}; default {warmup:g})")
+    p.add_argument("-m", "--send-size", type=message,
+                   help=f"bytes per send call ({span(MESSAGE_BYTES, 'bytes')}; default 128K; UDP_STREAM 1472, "
+                        "one unfragmented datagram)")
+    p.add_argument("-M", "--recv-size", type=message, default=128 * 1024,
+                   help=f"bytes per receive call ({span(MESSAGE_BYTES, 'bytes')}; default 128K)")
+    p.add_argument("-r", "--rr-size", type=pair(message, "REQ,RESP"), default=(1, 1),
+                   help=f"request,response bytes of RR tests ({span(MESSAGE_BYTES, 'bytes')}; default 1,1)")
+    p.add_argument("-s", "--client-sockbuf", type=pair(sockbuf, "SEND[,RECV]"), default=(None, None),
+                   help=f"client SO_SNDBUF,SO_RCVBUF bytes ({span(SOCKBUF_BYTES, 'bytes')}; default: kernel's, "
+                        "autotuned)")
+    p.add_argument("-S", "--server-sockbuf", type=pair(sockbuf, "SEND[,RECV]"), default=(None, None),
+                   help=f"server SO_SNDBUF,SO_RCVBUF bytes ({span(SOCKBUF_BYTES, 'bytes')}; default: kernel's, "
+                        "autotuned)")
+    p.add_argument("-P", "--parallel", type=whole(*FLOWS), default=1,
+                   help=f"concurrent flows, each a client and a server process ({span(FLOWS, 'flows')}; default 1)")
     p.add_argument("-i", "--iterations", type=pair(whole(), "MAX[,MIN]"), default=None,
                    help="repeat each test up to MAX times, at least MIN (netperf's -i; default 1, with -I 10,3)")
     p.add_argument("-I", "--confidence", type=pair(percent, "LEVEL[,WIDTH]"), default=None,
@@ -157,7 +181,8 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str, length: floa
     family = p.add_mutually_exclusive_group()
     family.add_argument("-4", dest="ip_version", action="store_const", const=4, default=4, help="IPv4 (default)")
     family.add_argument("-6", dest="ip_version", action="store_const", const=6, help="IPv6")
-    p.add_argument("--interval", type=seconds, default=1.0, help="sampling interval in seconds (default 1)")
+    p.add_argument("--interval", type=number_in(INTERVAL_S, "s"), default=1.0,
+                   help=f"sampling interval in seconds ({span(INTERVAL_S, 's')}; default 1)")
     p.add_argument("-o", "--output", type=Path, help="result JSON file (default results/vdevperf-<time>.json)")
     p.add_argument("--json", action="store_true", help="print the result document as JSON instead of a table")
     p.add_argument("--offload", action="append", type=_offload, default=[],
@@ -265,10 +290,16 @@ def _options(args: argparse.Namespace, runs: int, configs: Sequence[TestConfig],
             offload=offload,
             capture=args.capture or bool(offload) or bool(getattr(args, "offload_matrix", None)),
             done=lambda topology, cfg: (topology, cfg) in done,
-            progress=progress or (lambda step: None))
+            progress=progress or (lambda step: None),
+            notice=_notice)
     finally:
         if progress is not None:
             progress.close()
+
+
+def _notice(line: str) -> None:
+    """A one-line notice on stderr, e.g. what the sweep of dead runs removed."""
+    print(f"vdevperf: {line}", file=sys.stderr, flush=True)
 
 
 def _emit(args: argparse.Namespace, results: ResultFile, table: str) -> None:
@@ -372,7 +403,8 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if len(names) != 1:
             raise VdevperfError("--aa", f"compares one topology with a copy of itself; got {len(names)}")
         spec = load_topology(names[0])
-        specs = [spec, dataclasses.replace(spec, name=f"{spec.name}-copy")]
+        # The copy's name stays within the cap a topology name has.
+        specs = [spec, dataclasses.replace(spec, name=f"{spec.name[:MAX_NAME_CHARS - 5]}-copy")]
     else:
         specs = [load_topology(name) for name in args.topologies or bundled_topologies()]
     known = [s.name for s in specs]
@@ -588,11 +620,16 @@ def parser() -> argparse.ArgumentParser:
                               "smallest difference this machine resolves at these rounds")
     _add_test_flags(compare, "TCP_STREAM,TCP_RR", COMPARE_LENGTH_S, COMPARE_WARMUP_S)
     monitor = sub.add_parser("monitor", help="per-process CPU occupancy over time (processes, PIDs, a command)")
-    monitor.add_argument("--name", action="append", default=[], help="watch every process with this name")
+    monitor.add_argument("--name", action="append", type=_pattern, default=[],
+                         help="watch every process whose name starts with NAME (ksoftirqd matches ksoftirqd/0, "
+                              "ksoftirqd/1), or matches NAME as a shell glob if it holds *, ? or [ "
+                              "('kworker/*:1*'); the name is the process name or its program's file name")
     monitor.add_argument("--pid", action="append", type=whole(), default=[], help="watch this process")
-    monitor.add_argument("--interval", type=seconds, default=1.0, help="seconds between rows (default 1)")
-    monitor.add_argument("-l", "--length", type=seconds, help="stop after this many seconds (default: until "
-                                                                "the command exits or Ctrl-C)")
+    monitor.add_argument("--interval", type=number_in(INTERVAL_S, "s"), default=1.0,
+                         help=f"seconds between rows ({span(INTERVAL_S, 's')}; default 1)")
+    monitor.add_argument("-l", "--length", type=number_in(LENGTH_S, "s"),
+                         help=f"stop after this many seconds ({span(LENGTH_S, 's')}; default: until the command "
+                              "exits or Ctrl-C)")
     monitor.add_argument("-o", "--output", type=Path, help="also write the table to FILE.csv or FILE.json")
     monitor.add_argument("program", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS]: start it and watch it "
                                                                   "with its descendants")

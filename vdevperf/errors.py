@@ -2,16 +2,24 @@
 
 Every expected failure is a VdevperfError; ``cli.main`` prints it as
 ``vdevperf: <what>: <why>`` and exits 2. Anything else is a bug and keeps its
-traceback.
+traceback. Both parts are escaped to printable text: they often quote a value
+from a file or the command line, and a control character in one must neither
+break the one-line promise nor reach the terminal.
 """
 
 from __future__ import annotations
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\x1b``, ``\\n``, ``\\u202e``)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class VdevperfError(Exception):
     """An expected failure: ``what`` names the file, flag or object, ``why`` says what is wrong."""
 
     def __init__(self, what: str, why: str) -> None:
+        what, why = printable(what), printable(why)
         super().__init__(f"{what}: {why}")
         self.what = what
         self.why = why

@@ -42,9 +42,25 @@ KIND_MODES: dict[DeviceKind, tuple[str, ...]] = {
 STACKED_KINDS = frozenset({DeviceKind.MACVLAN, DeviceKind.MACVTAP, DeviceKind.IPVLAN})
 
 
+# Caps on one topology: enough for any path worth measuring, small enough that a mistaken or
+# hostile file cannot exhaust namespaces, memory or descriptors (compare builds every topology at
+# once, and each namespace holds an fd and a netlink socket while it exists).
+MAX_NAMESPACES = 16
+MAX_DEVICES = 64
+MAX_ADDRESSES = 16  # per device
+# Names and descriptions reach terminals, tables and CSV: printable text of bounded length.
+MAX_NAME_CHARS = 64
+MAX_DESCRIPTION_CHARS = 200
+
+
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise ValueError(message)
+
+
+def is_text(value: str, longest: int, shortest: int = 0) -> bool:
+    """True if ``value`` is printable (no control or format characters) and of a length in bounds."""
+    return shortest <= len(value) <= longest and value.isprintable()
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,8 @@ class DeviceSpec:
             _check(self.peer is None, f"device '{self.name}': only a veth has a peer")
         if self.mtu is not None:
             _check(68 <= self.mtu <= 65535, f"device '{self.name}': mtu {self.mtu} is out of range 68-65535")
+        _check(len(self.addresses) <= MAX_ADDRESSES,
+               f"device '{self.name}': {len(self.addresses)} addresses, at most {MAX_ADDRESSES} per device")
 
     @property
     def ifname_suffix(self) -> str:
@@ -120,6 +138,16 @@ class TopologySpec:
     description: str = ""
     source: str = ""
 
+    def __post_init__(self) -> None:
+        _check(is_text(self.name, MAX_NAME_CHARS, 1),
+               f"'name' must be 1-{MAX_NAME_CHARS} printable characters")
+        _check(is_text(self.description, MAX_DESCRIPTION_CHARS),
+               f"'description' must be at most {MAX_DESCRIPTION_CHARS} printable characters")
+        _check(1 <= len(self.namespaces) <= MAX_NAMESPACES,
+               f"'namespaces' lists {len(self.namespaces)}; a topology has 1-{MAX_NAMESPACES}")
+        _check(len(self.devices) <= MAX_DEVICES,
+               f"{len(self.devices)} devices; a topology has at most {MAX_DEVICES}")
+
     def device(self, name: str) -> DeviceSpec:
         """The device with this short name."""
         for dev in self.devices:
@@ -154,6 +182,37 @@ class TestName(enum.StrEnum):
 # Largest UDP payload per IP version (65535 minus the IP and UDP headers).
 UDP_MAX_PAYLOAD = {4: 65507, 6: 65527}
 
+# Bounds of a test's values, inclusive (README's options table gives them). A window under
+# 0.1 s holds fewer than ten of /proc/stat's 10 ms ticks; a sampling interval under 50 ms costs
+# the sampler several % of a CPU; warm-up and window are capped at an hour and a day so that a
+# typo cannot occupy the machine for ever (and inf cannot reach time.sleep).
+LENGTH_S = (0.1, 86400.0)
+WARMUP_S = (0.0, 3600.0)
+INTERVAL_S = (0.05, 3600.0)
+# -m, -M and -r: each endpoint allocates one buffer of its largest size.
+MESSAGE_BYTES = (1, 16 * 1024 ** 2)
+# Every endpoint's buffers together, so that -P times a large -m cannot exhaust memory late.
+MAX_BUFFERS_BYTES = 1024 ** 3
+# -s and -S: the kernel doubles SO_SNDBUF/SO_RCVBUF into an int, so 512 MiB is the most that
+# stays exact on every kernel (newer ones clamp, older ones overflow to the minimum).
+SOCKBUF_BYTES = (1, 512 * 1024 ** 2)
+FLOWS = (1, 256)
+
+
+def within(value: float, bounds: tuple[float, float]) -> bool:
+    """True if ``value`` is a finite number within ``bounds`` (inclusive)."""
+    return bounds[0] <= value <= bounds[1]
+
+
+def span(bounds: tuple[float, float], unit: str) -> str:
+    """How errors and help state a range: ``0.1-86400 s``, ``1-16M bytes``."""
+    def shown(value: float) -> str:
+        for suffix, scale in (("G", 1024 ** 3), ("M", 1024 ** 2), ("K", 1024)):
+            if unit == "bytes" and value >= scale and value % scale == 0:
+                return f"{value // scale:g}{suffix}"
+        return f"{value:g}"
+    return f"{shown(bounds[0])}-{shown(bounds[1])} {unit}"
+
 
 @dataclass(frozen=True)
 class TestConfig:
@@ -187,17 +246,28 @@ class TestConfig:
     confidence_width_pct: float = 5.0
 
     def __post_init__(self) -> None:
-        _check(self.duration_s > 0, "-l: duration must be positive")
-        _check(self.warmup_s >= 0, "--warmup: must not be negative")
-        _check(self.send_size > 0 and self.recv_size > 0, "-m/-M: sizes must be positive")
-        _check(self.request_size > 0 and self.response_size > 0, "-r: sizes must be positive")
+        _check(within(self.duration_s, LENGTH_S), f"-l: {self.duration_s:g} is outside {span(LENGTH_S, 's')}")
+        _check(within(self.warmup_s, WARMUP_S), f"--warmup: {self.warmup_s:g} is outside {span(WARMUP_S, 's')}")
+        _check(within(self.interval_s, INTERVAL_S),
+               f"--interval: {self.interval_s:g} is outside {span(INTERVAL_S, 's')}")
+        for flag, messages in (("-m/-M", (self.send_size, self.recv_size)),
+                               ("-r", (self.request_size, self.response_size))):
+            for message in messages:
+                _check(within(message, MESSAGE_BYTES),
+                       f"{flag}: {message} is outside {span(MESSAGE_BYTES, 'bytes')}")
         _check(self.ip_version in (4, 6), "-4/-6: IP version must be 4 or 6")
-        _check(self.interval_s > 0, "--interval: must be positive")
-        _check(1 <= self.flows <= 256, "-P: flows must be 1-256")
+        _check(within(self.flows, FLOWS), f"-P: {self.flows} flows is outside {span(FLOWS, 'flows')}")
         for cpu in (self.client_cpu, self.server_cpu):
             _check(cpu is None or cpu >= 0, "-T: CPU numbers must not be negative")
-        for size in (self.client_sndbuf, self.client_rcvbuf, self.server_sndbuf, self.server_rcvbuf):
-            _check(size is None or size > 0, "-s/-S: socket buffer sizes must be positive")
+        for flag, buffers in (("-s", (self.client_sndbuf, self.client_rcvbuf)),
+                              ("-S", (self.server_sndbuf, self.server_rcvbuf))):
+            for buffer in buffers:
+                _check(buffer is None or within(buffer, SOCKBUF_BYTES),
+                       f"{flag}: {buffer} is outside {span(SOCKBUF_BYTES, 'bytes')}")
+        largest = max(self.send_size, self.recv_size, self.request_size, self.response_size)
+        _check(2 * self.flows * largest <= MAX_BUFFERS_BYTES,
+               f"-P/-m/-M/-r: {self.flows} flows of two endpoints with buffers of up to {largest} bytes need "
+               f"{2 * self.flows * largest / 1024 ** 2:.0f} MiB; at most {MAX_BUFFERS_BYTES // 1024 ** 2} MiB")
         _check(1 <= self.iterations_min <= self.iterations_max, "-i: need 1 <= MIN <= MAX iterations")
         _check(50 <= self.confidence_level_pct < 100, "-I: confidence level must be 50-99.9 %")
         _check(0 < self.confidence_width_pct <= 100, "-I: interval width must be 0-100 %")
@@ -350,5 +420,8 @@ class RunResult:
 __all__ = [
     "DeviceKind", "KIND_MODES", "STACKED_KINDS", "DeviceSpec", "EndpointSpec", "TopologySpec",
     "TestName", "TestConfig", "FlowMetrics", "Metrics", "UDP_MAX_PAYLOAD", "RunStatus", "Iteration",
+    "LENGTH_S", "WARMUP_S", "INTERVAL_S", "MESSAGE_BYTES", "MAX_BUFFERS_BYTES", "SOCKBUF_BYTES", "FLOWS",
+    "MAX_NAMESPACES", "MAX_DEVICES", "MAX_ADDRESSES", "MAX_NAME_CHARS", "MAX_DESCRIPTION_CHARS",
+    "within", "span", "is_text",
     "MetricInterval", "Confidence", "RunResult", "IPInterface", "IPAddress",
 ]

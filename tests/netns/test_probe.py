@@ -12,7 +12,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from vdevperf.model import KIND_MODES, DeviceKind, DeviceSpec
 from vdevperf.topology import naming, netns
 from vdevperf.topology.kinds import KINDS, LinkContext
-from vdevperf.topology.ledger import Ledger
+from vdevperf.topology.ledger import Ledger, create_namespace
 from vdevperf.topology.probe import KernelFacts, doctor_report, has_privileges, kernel_facts, probe_kinds
 
 
@@ -21,8 +21,7 @@ def scratch():
     """A ledgered scratch namespace with a veth pair p0/p1 in it; yields (IPRoute, run id)."""
     ledger = Ledger.create(topology="test")
     name = naming.netns_name(ledger.run_id, "t")
-    ledger.add_namespace(name)
-    netns.create(name)
+    create_namespace(ledger, name)
     fd = netns.open_fd(name)
     try:
         with netns.entered(fd):

@@ -12,11 +12,13 @@ import time
 
 import pytest
 
-from vdevperf.errors import Interrupted, PrivilegeError, TopologyError, UnsupportedKind
+from vdevperf.errors import Interrupted, PrivilegeError, TopologyError, UnsupportedKind, VdevperfError
 from vdevperf.topology import ledger as ledger_mod
 from vdevperf.topology import naming, netns
 from vdevperf.topology.builder import Site, build
 from vdevperf.topology.cleanup import cleanup
+from vdevperf.topology.ledger import Identity
+from vdevperf.topology.probe import probe_kinds
 from vdevperf.topology.spec import bundled_topologies, load_topology, parse_topology
 
 PAYLOAD = os.urandom(256 * 1024)
@@ -206,54 +208,205 @@ def _dead_pid() -> tuple[int, float]:
     return child.pid, start
 
 
-def _fake_ledger(run_id: str, owner: ledger_mod.PidRecord, pids=(), namespaces=()) -> None:
+def _fake_ledger(run_id: str, owner: ledger_mod.PidRecord, pids=(), namespaces=(), created=()) -> None:
+    """A ledger as a run would leave it; ``created`` maps names to the identity its journal records."""
     record = ledger_mod.LedgerRecord(run_id=run_id, owner=owner, topology="fake",
                                      namespaces=tuple(namespaces), pids=tuple(pids))
-    ledger_mod.ledger_path(run_id).write_text(json.dumps(record.to_json()))
+    path = ledger_mod.ledger_path(run_id)
+    path.write_text(json.dumps(record.to_json()))
+    with ledger_mod.journal_path(path).open("a") as journal:
+        for name, ident in dict(created).items():
+            journal.write(json.dumps({"name": name, "dev": ident.dev, "ino": ident.ino}) + "\n")
+
+
+def _in_netns(name: str, *argv: str) -> subprocess.Popen:
+    """A process started inside namespace ``name``, as an endpoint is."""
+    return subprocess.Popen(list(argv), preexec_fn=lambda: netns.move_to(netns.path(name)))
+
+
+def _record(proc: subprocess.Popen) -> ledger_mod.PidRecord:
+    return ledger_mod.PidRecord(proc.pid, ledger_mod.process_start_time(proc.pid))
 
 
 def test_cleanup_removes_dead_runs_only():
     dead_rid, reused_rid = fresh_run_id(), None
     dead_pid, dead_start = _dead_pid()
-    endpoint = subprocess.Popen(["sleep", "60"])
-    stranger = subprocess.Popen(["sleep", "60"])
     dead_names = [naming.netns_name(dead_rid, s) for s in ("cli", "srv")]
+    # Ledgered, but never journalled as created (someone else's, or the run died in between).
+    unproven = naming.netns_name(dead_rid, "other")
+    # Journalled, but the namespace under that name is not the one the run created.
+    swapped = naming.netns_name(dead_rid, "swap")
     live = ledger_mod.Ledger.create(topology="live")
     live_name = naming.netns_name(live.run_id, "cli")
+    procs = []
     try:
-        for name in dead_names:
+        for name in [*dead_names, unproven, swapped]:
             netns.create(name)
+        endpoint = _in_netns(dead_names[0], "sleep", "60")
+        # Same pid, other start time: a process that reused the pid; must survive.
+        stranger = _in_netns(dead_names[1], "sleep", "60")
+        # The recorded process itself, but living outside the run's namespaces: not proven an endpoint.
+        outsider = subprocess.Popen(["sleep", "60"])
+        procs = [endpoint, stranger, outsider]
+        swapped_now = Identity.of(netns.path(swapped))
+        created = {name: Identity.of(netns.path(name)) for name in dead_names}
+        created[swapped] = Identity(swapped_now.dev, swapped_now.ino + 1)
         _fake_ledger(
             dead_rid, ledger_mod.PidRecord(dead_pid, dead_start),
-            pids=[ledger_mod.PidRecord(endpoint.pid, ledger_mod.process_start_time(endpoint.pid)),
-                  # Same pid, other start time: a process that reused the pid; must survive.
-                  ledger_mod.PidRecord(stranger.pid, ledger_mod.process_start_time(stranger.pid) - 100)],
-            namespaces=dead_names + [naming.netns_name(dead_rid, "gone")])
+            pids=[_record(endpoint), ledger_mod.PidRecord(stranger.pid, _record(stranger).start_time - 100),
+                  _record(outsider)],
+            namespaces=dead_names + [unproven, swapped, naming.netns_name(dead_rid, "gone")], created=created)
         # An owner pid that is alive but started at another time is a reused pid: the run is dead.
         reused_rid = naming.new_run_id(ledger_mod.run_ids_in_use())
         _fake_ledger(reused_rid, ledger_mod.PidRecord(os.getpid(), 1.0))
-        live.add_namespace(live_name)
-        netns.create(live_name)
+        ledger_mod.create_namespace(live, live_name)
 
         report = cleanup()
 
-        assert dead_rid in report.runs and reused_rid in report.runs
+        assert reused_rid in report.runs and traces_of(reused_rid) == []
         assert set(dead_names) <= set(report.namespaces)
-        assert endpoint.pid in report.killed_pids and stranger.pid not in report.killed_pids
-        assert endpoint.wait(5) == -signal.SIGKILL
-        assert stranger.poll() is None
-        assert traces_of(dead_rid) == [] and traces_of(reused_rid) == []
+        assert endpoint.pid in report.killed_pids and endpoint.wait(5) == -signal.SIGKILL
+        # What is not proven the dead run's own is left alone, and its ledger with it.
+        assert stranger.poll() is None and outsider.poll() is None
+        assert stranger.pid not in report.killed_pids + report.spared_pids
+        assert outsider.pid in report.spared_pids and outsider.pid not in report.killed_pids
+        assert unproven not in report.namespaces and swapped not in report.namespaces
+        assert {unproven, swapped} <= set(report.unproven_namespaces)
+        assert dead_rid in report.kept_runs and dead_rid not in report.runs
+        dead_ledger = ledger_mod.ledger_path(dead_rid)
+        assert traces_of(dead_rid) == [unproven, swapped, str(dead_ledger)]
+        summary = report.summary()
+        assert "removed" in summary and f"not proven the dead runs' own: {unproven}, {swapped}, " in summary
+        assert f"pid {outsider.pid}" in summary and f"the ledgers of {dead_rid}" in summary
+        assert f"pid {outsider.pid}" in report.line() and dead_rid in report.line()
         assert live.run_id in report.live_runs
         assert netns.exists(live_name) and live.path.exists()
-        assert "removed" in report.summary()
+
+        # Once those are gone (whoever they belonged to), the ledger goes too.
+        outsider.kill()
+        outsider.wait()
+        netns.remove(unproven)
+        netns.remove(swapped)
+        again = cleanup()
+        assert dead_rid in again.runs and traces_of(dead_rid) == []
+        assert not ledger_mod.journal_path(dead_ledger).exists()
     finally:
-        for proc in (endpoint, stranger):
+        for proc in procs:
             proc.kill()
             proc.wait()
-        for name in dead_names + [live_name]:
+        for name in dead_names + [unproven, swapped, live_name]:
             netns.remove(name)
         live.remove()
         for rid in (dead_rid, reused_rid):
             if rid:
-                ledger_mod.ledger_path(rid).unlink(missing_ok=True)
+                ledger_mod.remove_files(ledger_mod.ledger_path(rid))
     assert traces_of(live.run_id) == []
+
+
+def test_each_namespace_is_journalled_with_its_identity_right_after_creation():
+    with build(load_topology("bridge")) as topo:
+        on_disk = ledger_mod.read_ledger(topo.ledger.path)
+        assert set(on_disk.created) == set(on_disk.namespaces) == {topo.netns_name(s) for s in topo.spec.namespaces}
+        for short in topo.spec.namespaces:
+            fd_stat = os.fstat(topo.netns_fd(short))
+            assert on_disk.identity(topo.netns_name(short)) == Identity(fd_stat.st_dev, fd_stat.st_ino)
+        assert topo.ledger.record.created == on_disk.created
+        journal = ledger_mod.journal_path(topo.ledger.path)
+        assert journal.exists()
+    assert not journal.exists() and not topo.ledger.path.exists()
+
+
+def test_the_identity_is_journalled_before_the_namespace_appears_under_its_name(monkeypatch):
+    owner = ledger_mod.Ledger.create(topology="order")
+    name = naming.netns_name(owner.run_id, "x")
+    create = netns.create
+    seen = []
+
+    def watching(name, *args, before_mount=None, **kwargs):
+        def hook(st):
+            seen.append(netns.unmounted(name))  # still a bare mount point: no namespace under the name yet
+            before_mount(st)
+            seen.append(ledger_mod.read_ledger(owner.path).identity(name))  # on disk already
+        return create(name, *args, before_mount=hook, **kwargs)
+
+    monkeypatch.setattr(netns, "create", watching)
+    try:
+        identity = ledger_mod.create_namespace(owner, name)
+        assert seen == [True, identity] and Identity.of(netns.path(name)) == identity
+    finally:
+        netns.remove(name)
+        owner.remove()
+
+
+def test_cleanup_removes_the_bare_mount_point_of_a_run_killed_before_it_mounted():
+    dead_pid, dead_start = _dead_pid()
+    run_id = fresh_run_id()
+    bare = naming.netns_name(run_id, "cli")
+    _fake_ledger(run_id, ledger_mod.PidRecord(dead_pid, dead_start), namespaces=[bare])
+    try:
+        os.close(os.open(netns.path(bare), os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))  # as netns.create makes it
+        assert netns.unmounted(bare)
+        report = cleanup()
+        assert bare in report.namespaces and run_id in report.runs and traces_of(run_id) == []
+    finally:
+        netns.remove(bare)
+        ledger_mod.remove_files(ledger_mod.ledger_path(run_id))
+
+
+def test_a_name_that_exists_already_leaves_the_ledger_and_is_never_removed():
+    owner = ledger_mod.Ledger.create(topology="eexist")
+    name = naming.netns_name(owner.run_id, "x")
+    netns.create(name)  # someone else's, made under a name this run ledgers
+    theirs = Identity.of(netns.path(name))
+    try:
+        with pytest.raises(FileExistsError):
+            ledger_mod.create_namespace(owner, name)
+        assert name not in owner.record.namespaces and owner.identity(name) is None
+        on_disk = ledger_mod.read_ledger(owner.path)
+        assert name not in on_disk.namespaces and name not in on_disk.created
+        # Even a ledger that (as before) still named it could not have it removed: it was never journalled.
+        owner.add_namespace(name)
+        assert ledger_mod.read_ledger(owner.path).identity(name) is None
+    finally:
+        owner.remove()
+        assert Identity.of(netns.path(name)) == theirs
+        netns.remove(name)
+
+
+def test_a_build_that_meets_someone_elses_namespace_leaves_it_alone(monkeypatch):
+    run_id = fresh_run_id()
+    theirs = naming.netns_name(run_id, "srv")
+    create = netns.create
+
+    def racing(name, *args, **kwargs):
+        if name == theirs:
+            create(name)  # another process takes the name first
+        return create(name, *args, **kwargs)
+
+    monkeypatch.setattr(netns, "create", racing)
+    try:
+        with pytest.raises(TopologyError, match=f"namespace '{theirs}': File exists"):
+            build(load_topology("veth"), run_id=run_id)
+        assert traces_of(run_id) == [theirs]  # ours went, with the ledger; theirs stayed
+    finally:
+        netns.remove(theirs)
+
+
+def test_doctor_probe_never_removes_a_namespace_it_did_not_create(monkeypatch):
+    create = netns.create
+    seen = []
+
+    def racing(name, *args, **kwargs):
+        create(name)  # another process takes the name first
+        seen.append(name)
+        return create(name, *args, **kwargs)
+
+    monkeypatch.setattr(netns, "create", racing)
+    try:
+        with pytest.raises(VdevperfError, match="exists already .not created by this probe.; left alone"):
+            probe_kinds()
+        assert netns.exists(seen[0])
+        assert not ledger_mod.ledger_path(naming.parse_netns_name(seen[0])[0]).exists()
+    finally:
+        for name in seen:
+            netns.remove(name)

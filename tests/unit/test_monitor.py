@@ -91,6 +91,60 @@ def test_text_csv_and_json_agree():
     assert document["total"]["occupancy_pct"] == [9.875, 1.5]
 
 
+def test_monitor_csv_neutralises_labels_and_the_text_layout_escapes_them():
+    rows = [occupancy.Row(1_700_000_000.5, 1.0, (1.0, 2.0, 3.0))]
+    total = occupancy.Row(1_700_000_000.5, 1.0, (1.0, 2.0, 3.0))
+    labels = ["=cmd|' /C calc'!A0", "@evil", "ok-label"]
+    parsed = list(csv.reader(occupancy.to_csv(labels, rows, total).splitlines()))
+    assert parsed[0] == ["date", "time", "dt_s", "'=cmd|' /C calc'!A0", "'@evil", "ok-label"]
+    assert parsed[1][3:] == ["1.00", "2.00", "3.00"]
+    header = occupancy.header(["evil\x1b[2J\nname", "fine"])
+    assert "\x1b" not in header and "evil\\x1b[2J\\nname" in header
+    assert header.splitlines()[1] == "   L0: evil\\x1b[2J\\nname"
+
+
+@pytest.mark.parametrize("pattern, name, matches", [
+    ("ksoftirqd", "ksoftirqd/0", True), ("ksoftirqd", "ksoftirqd/12", True), ("python", "python3", True),
+    ("ksoftirqd/1", "ksoftirqd/12", True), ("ksoftirqd/[1]", "ksoftirqd/12", False),
+    ("ksoftirqd/*", "ksoftirqd/3", True), ("ksoftirqd/[0]", "ksoftirqd/1", False),
+    ("kworker/*:1H*", "kworker/0:1H-kblockd", True), ("*irq*", "ksoftirqd/0", True), ("sleep", "sleep", True),
+    ("sleepy", "sleep", False), ("leep", "sleep", False), ("s?eep", "sleep", True), ("s?eep", "sleeper", False),
+])
+def test_names_match_as_a_prefix_or_as_a_glob(pattern, name, matches):
+    from vdevperf.measure.procmon import name_matches
+
+    assert name_matches(pattern, name) is matches
+
+
+def _named_sleeper(comm: str) -> subprocess.Popen:
+    """A process whose name (comm) is ``comm``, as a kernel thread's like ksoftirqd/0 would be."""
+    code = f"import ctypes, time\nctypes.CDLL(None).prctl(15, {comm.encode()!r})\nprint(flush=True)\ntime.sleep(30)\n"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    proc.stdout.readline()  # renamed by now
+    return proc
+
+
+def test_monitor_finds_processes_by_the_prefix_or_glob_users_type():
+    workers = [_named_sleeper("vdpmon/0"), _named_sleeper("vdpmon/1")]
+    try:
+        found = {name: {p.pid for p in Target(name, name=name).processes()}
+                 for name in ("vdpmon", "vdpmon/[1]", "vdpmon/*", "vdpmon/0")}
+    finally:
+        for w in workers:
+            w.kill()
+            w.wait()
+    pids = [w.pid for w in workers]
+    assert found["vdpmon"] == found["vdpmon/*"] == set(pids)
+    assert found["vdpmon/[1]"] == {pids[1]} and found["vdpmon/0"] == {pids[0]}
+
+
+def test_monitor_name_ksoftirqd_finds_the_kernel_threads():
+    threads = Target("ksoftirqd", name="ksoftirqd").processes()
+    if not threads:
+        pytest.skip("no kernel threads visible here (a PID namespace of its own)")
+    assert all(p.name().startswith("ksoftirqd/") for p in threads)
+
+
 @pytest.mark.parametrize("argv, what", [
     (["--pid", "999999999"], "--pid 999999999: no such process"),
     ([], "monitor: nothing to watch"),

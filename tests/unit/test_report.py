@@ -45,6 +45,28 @@ def test_csv_parses_back_to_the_same_numbers():
             assert (line[field] == "") if value is None else float(line[field]) == value
 
 
+FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\tx", "\rx"]
+
+
+@pytest.mark.parametrize("text", FORMULAS)
+def test_csv_neutralises_a_text_cell_a_spreadsheet_would_run(text):
+    runs = [dataclasses.replace(r, topology=text, topology_source=text) for r in load_runs([CURRENT])]
+    parsed = list(csv.DictReader(io.StringIO(formats.to_csv(runs))))
+    assert {line["topology"] for line in parsed} == {"'" + text}
+    # Numbers stay numbers: the figures still parse back exactly.
+    for line, run in zip(parsed, runs, strict=True):
+        value = row(run).rate
+        assert (line["rate"] == "") if value is None else float(line["rate"]) == value
+
+
+def test_csv_cell_leaves_numbers_and_harmless_text_alone():
+    from vdevperf.report.cells import cell
+
+    for value in (-1.5, -3, 0.0, "-1.5", "+2", "-1e-3", "veth", "", "a=b", "TCP_RR", None):
+        assert cell(value) == value
+    assert cell("-inf") == "'-inf" and cell("-") == "'-" and cell("=1") == "'=1"
+
+
 def test_json_rows_round_trip():
     runs = load_runs([CURRENT])
     assert json.loads(formats.to_json(runs)) == [dataclasses.asdict(row(r)) for r in runs]

@@ -112,7 +112,10 @@ class Endpoint:
         """The next message from the endpoint, waiting until ``deadline`` (monotonic)."""
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([self.up_fd], [], [], remaining)[0]:
+            # poll, not select: with many flows the pipe's fd number passes select's 1024.
+            poller = select.poll()
+            poller.register(self.up_fd, select.POLLIN)
+            if remaining <= 0 or not poller.poll(remaining * 1000):
                 raise LoadError(f"{self.role} endpoint", "timed out waiting for it")
             chunk = os.read(self.up_fd, 65536)
             if not chunk:

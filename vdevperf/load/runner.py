@@ -350,10 +350,15 @@ def run(cfg: TestConfig, client: Side, server: Side | RemoteServer,
         moved = {index: noise.migrations(ep.pid) for index, ep in local.items()}
         watch.take(histograms=tdef.latency)
         end = watch.start + cfg.duration_s
-        while (now := time.monotonic()) < end:
-            time.sleep(min(cfg.interval_s - (now - watch.start) % cfg.interval_s, end - now))
+        closed = False
+        while not closed:
+            # Always at least one sample after the first, even when taking one outlasts the
+            # window (hundreds of endpoints): every figure divides by the window's length.
+            if (now := time.monotonic()) < end:
+                time.sleep(min(cfg.interval_s - (now - watch.start) % cfg.interval_s, end - now))
+            closed = time.monotonic() >= end
             # The sample that closes the window also takes the histograms.
-            watch.take(histograms=tdef.latency and time.monotonic() >= end)
+            watch.take(histograms=tdef.latency and closed)
         moved = {index: _grown(before, noise.migrations(local[index].pid)) for index, before in moved.items()}
         foreign = noise.foreign_cpu(others, noise.processes(), watch.samples[-1].t_s, len(watch.samples[0].cpu))
         remote_reports = finish([local[index] for index in sorted(local)], tdef, remote)

@@ -1,7 +1,12 @@
 """Per-process CPU occupancy over time: the layout of seed 003, for any processes.
 
-A label groups processes: every process with a given name, one PID, or a
-command vdevperf started together with its descendants. Each sample reads
+A label groups processes: every process whose name matches a pattern, one
+PID, or a command vdevperf started together with its descendants. A pattern
+matches the way users type names: as a prefix (``ksoftirqd`` matches the
+kernel threads ``ksoftirqd/0``, ``ksoftirqd/1``; ``python`` matches
+``python3``), or, when it holds ``*``, ``?`` or ``[``, as a shell glob over
+the whole name (``kworker/*:1*``). The name is the process name (comm, 15
+characters at most) or the file name of its program. Each sample reads
 the exact on-CPU time of every process in the group from
 /proc/PID/schedstat (nanoseconds, not the 10 ms ticks of /proc/PID/stat)
 and reports, per label, the CPU time used since the previous sample as %
@@ -14,6 +19,7 @@ that last partial interval, and a label with no process at all is blank.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,8 +30,8 @@ import psutil
 
 @dataclass(frozen=True)
 class Target:
-    """What one label watches: processes named ``name``, the process ``pid``, or
-    the tree of the command vdevperf started as ``tree_root``."""
+    """What one label watches: processes whose name matches ``name`` (a prefix or a glob, see
+    ``name_matches``), the process ``pid``, or the tree of the command vdevperf started as ``tree_root``."""
 
     label: str
     name: str | None = None
@@ -54,12 +60,23 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
-def _named(proc: psutil.Process, name: str | None) -> bool:
-    """True if ``name`` is the process name (comm) or the file name of its program."""
-    if proc.info["name"] == name:
-        return True
+_GLOB_CHARS = frozenset("*?[")
+
+
+def name_matches(pattern: str, name: str) -> bool:
+    """True if ``name`` starts with ``pattern``, or matches it as a shell glob when it holds * ? or [."""
+    if _GLOB_CHARS & set(pattern):
+        return fnmatch.fnmatchcase(name, pattern)
+    return name.startswith(pattern)
+
+
+def _named(proc: psutil.Process, pattern: str | None) -> bool:
+    """True if ``pattern`` matches the process name (comm) or the file name of its program."""
+    if pattern is None:
+        return False
     cmdline = proc.info["cmdline"] or []
-    return bool(cmdline) and os.path.basename(cmdline[0]) == name
+    names = [proc.info["name"] or "", os.path.basename(cmdline[0]) if cmdline else ""]
+    return any(name and name_matches(pattern, name) for name in names)
 
 
 def _on_cpu_s(pid: int) -> float | None:

@@ -2,7 +2,8 @@
 
 The rows are report.rows' Row objects, so a re-rendered report shows the
 same figures as the run that measured them, and CSV/JSON carry the numbers
-unrounded (a CSV parses back to exactly what the result file holds).
+unrounded (a CSV parses back to exactly what the result file holds). CSV
+text cells a spreadsheet would run as formulas are neutralised (report.cells).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from collections.abc import Callable, Sequence
 
 from vdevperf.model import RunResult
+from vdevperf.report.cells import cell
 from vdevperf.report.rows import Row, row
 from vdevperf.report.table import compare_table, run_table
 
@@ -45,12 +47,12 @@ def grouped(runs: Sequence[RunResult], group_by: str | None) -> list[tuple[str |
 
 
 def to_csv(runs: Sequence[RunResult]) -> str:
-    """One CSV line per run: every Row field, numbers unrounded."""
+    """One CSV line per run: every Row field, numbers unrounded, no text a spreadsheet would run."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=FIELDS)
     writer.writeheader()
     for run in runs:
-        writer.writerow({k: ("" if v is None else v) for k, v in dataclasses.asdict(row(run)).items()})
+        writer.writerow({k: ("" if v is None else cell(v)) for k, v in dataclasses.asdict(row(run)).items()})
     return out.getvalue()
 
 

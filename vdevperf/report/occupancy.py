@@ -5,6 +5,10 @@ quantity, unit) and one row per interval: date, time to the millisecond,
 interval length, and one ``occ`` column per label in % of one CPU; a last
 ``total`` row gives the mean over the whole run. An empty cell means no
 process of that label existed at that moment.
+
+Labels come from command lines and process names, which may hold control
+characters: the text layout escapes them, and CSV cells a spreadsheet would
+run as formulas are neutralised (report.cells).
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import io
 import json
 from collections.abc import Sequence
 
+from vdevperf.errors import printable
 from vdevperf.measure.procmon import Row
+from vdevperf.report.cells import cells
 
 _OCC_WIDTH = 8
 
@@ -36,7 +42,7 @@ def _occ(value: float | None) -> str:
 def header(labels: Sequence[str]) -> str:
     """The labels and the three header lines."""
     keys = [f"L{i}" for i in range(len(labels))]
-    lines = ["Labels:", *(f"   {k}: {name}" for k, name in zip(keys, labels, strict=True)),
+    lines = ["Labels:", *(f"   {k}: {printable(name)}" for k, name in zip(keys, labels, strict=True)),
              _line("-", "-", "-", keys),
              _line("date", "time", "dt", ["occ"] * len(keys)),
              _line("yyyy/mm/dd", "hh:mm:ss.dec", "(s)", ["(%)"] * len(keys))]
@@ -55,13 +61,13 @@ def total_line(total: Row) -> str:
 
 
 def to_csv(labels: Sequence[str], rows: Sequence[Row], total: Row) -> str:
-    """The table as CSV: one line per interval, then the total."""
+    """The table as CSV: one line per interval, then the total; no text a spreadsheet would run."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["date", "time", "dt_s", *labels])
+    writer.writerow(cells(["date", "time", "dt_s", *labels]))
     for r in rows:
-        writer.writerow([*_stamp(r.timestamp), f"{r.dt_s:.3f}", *(_occ(v) for v in r.occupancy_pct)])
-    writer.writerow(["total", "", f"{total.dt_s:.3f}", *(_occ(v) for v in total.occupancy_pct)])
+        writer.writerow(cells([*_stamp(r.timestamp), f"{r.dt_s:.3f}", *(_occ(v) for v in r.occupancy_pct)]))
+    writer.writerow(cells(["total", "", f"{total.dt_s:.3f}", *(_occ(v) for v in total.occupancy_pct)]))
     return out.getvalue()
 
 

@@ -134,7 +134,7 @@ def cmd_scale(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 print(text, flush=True)
 
     try:
-        result = run_scale(config, on_phase)
+        result = run_scale(config, on_phase, lambda line: print(f"vdevperf: {line}", file=sys.stderr, flush=True))
         results.update(result, complete=True)
     except BaseException:
         results.release()

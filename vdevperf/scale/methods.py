@@ -49,6 +49,7 @@ from vdevperf.errors import VdevperfError
 from vdevperf.scale.model import Links, Method
 from vdevperf.scale.session import Session
 from vdevperf.topology import netns
+from vdevperf.topology.ledger import journal_hook
 
 _CHILD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
@@ -68,7 +69,8 @@ def _netlink(session: Session, indices: Sequence[int], links: Links) -> None:
 def _child(session: Session, i: int, links: Links) -> int:
     """The forked child's whole life: its namespace, configured from inside. Returns an exit status."""
     try:
-        netns.create_here(session.layout.ns(i), session.link_from(i))
+        name = session.layout.ns(i)
+        netns.create_here(name, session.link_from(i), before_mount=journal_hook(session.ledger, name))
         if session.needs_inside(links):
             session.configure_inside(i, links)
         return 0
@@ -105,7 +107,8 @@ def _fork_one(session: Session, i: int, links: Links) -> None:
 
 def _unshare(session: Session, indices: Sequence[int], links: Links) -> None:
     for i in indices:
-        _fork_one(session, i, links)
+        with session.creating([session.layout.ns(i)]):
+            _fork_one(session, i, links)
     session.configure_hub(indices, links)
 
 
@@ -153,7 +156,8 @@ def _inside_lines(session: Session, i: int, links: Links) -> list[str]:
 def _ip_loop(session: Session, indices: Sequence[int], links: Links) -> None:
     layout = session.layout
     for i in indices:
-        _ip(["netns", "add", layout.ns(i)])
+        with session.creating([layout.ns(i)]):
+            _ip(["netns", "add", layout.ns(i)])
         if links is Links.VETH:
             _ip(["-n", layout.hub, *_link_add(session, i)])
         for line in _inside_lines(session, i, links):
@@ -162,7 +166,8 @@ def _ip_loop(session: Session, indices: Sequence[int], links: Links) -> None:
 
 def _ip_batch(session: Session, indices: Sequence[int], links: Links) -> None:
     layout = session.layout
-    _ip(["-batch", "-"], "".join(f"netns add {layout.ns(i)}\n" for i in indices))
+    with session.creating(layout.ns(i) for i in indices):
+        _ip(["-batch", "-"], "".join(f"netns add {layout.ns(i)}\n" for i in indices))
     if links is Links.VETH:
         _ip(["-n", layout.hub, "-batch", "-"], "".join(" ".join(_link_add(session, i)) + "\n" for i in indices))
     for i in indices:

@@ -37,6 +37,7 @@ from vdevperf.scale.model import (
 )
 from vdevperf.scale.session import Session
 from vdevperf.topology import netns
+from vdevperf.topology.cleanup import sweep
 
 OnPhase = Callable[[ScaleResult, str], None]
 
@@ -131,10 +132,16 @@ def _build(session: Session, result: ScaleResult, on_phase: OnPhase) -> ScaleRes
     return result
 
 
-def run_scale(config: ScaleConfig, on_phase: OnPhase = lambda result, phase: None) -> ScaleResult:
-    """Run every phase of ``config``; ``on_phase(result so far, phase name)`` after each one."""
+def run_scale(config: ScaleConfig, on_phase: OnPhase = lambda result, phase: None,
+              notice: Callable[[str], None] = lambda line: None) -> ScaleResult:
+    """Run every phase of ``config``; ``on_phase(result so far, phase name)`` after each one,
+    ``notice(line)`` once if the sweep of dead runs before it removed something."""
     memory.check_capacity(config)
     methods.check_tools(config.methods if Phase.CREATE in config.phases else ())
+    # Once the checks passed: what dead runs left goes first, as it would skew every figure.
+    swept = sweep()
+    if swept is not None and not swept.empty:
+        notice(swept.line())
     with Session(config) as session:
         session.open()
         result = ScaleResult(config=config, run_id=session.run_id)

@@ -12,19 +12,23 @@ Names (naming.py's scheme, run id ``rid``):
   bridge ``vdp{rid}br0`` (ifindex 2, address 10.0.0.1/8).
 
 Every namespace name the run may use is written to the ledger in one write
-before the first one is created, so a run killed at any point (even by
-SIGKILL) is covered and ``vdevperf cleanup`` removes its leftovers; links live
-only in our namespaces and die with them. ``Session.close`` removes every
-ledgered namespace that exists, with SIGINT and SIGTERM blocked, then the
+before the first one is created, and each namespace's identity is journalled
+as soon as it exists (ledger.py), so a run killed at any point (even by
+SIGKILL) is covered and ``vdevperf cleanup`` removes its leftovers, and only
+those; links live only in our namespaces and die with them. A name that
+exists before this run creates it is someone else's: it leaves the ledger and
+the run stops. ``Session.close`` removes every namespace the run created that
+is still the one it created, with SIGINT and SIGTERM blocked, then the
 ledger; it runs on normal exit, on errors and on interruption.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 
 from vdevperf.errors import VdevperfError
@@ -32,8 +36,8 @@ from vdevperf.scale.model import Links, ScaleConfig
 from vdevperf.scale.rtnl import LOOPBACK_INDEX, Rtnl, RtnlError
 from vdevperf.signals import held
 from vdevperf.topology import naming, netns
-from vdevperf.topology.cleanup import remove_run
-from vdevperf.topology.ledger import Ledger
+from vdevperf.topology.cleanup import remove_namespace, remove_run
+from vdevperf.topology.ledger import Ledger, journal_hook
 from vdevperf.topology.probe import require_privileges
 
 NS_LINK_INDEX = 2  # the veth end in each namespace: the first device after lo
@@ -83,7 +87,6 @@ class Session:
         self.layout = Layout(self.ledger.run_id)
         self.hub_fd: int | None = None
         self.hub: Rtnl | None = None
-        self._foreign: set[str] = set()
         self._closed = False
 
     @property
@@ -106,9 +109,11 @@ class Session:
         self.ledger.add_namespaces(names)
         for source in sources:
             try:
-                netns.create_mountpoint_source(source)
+                with held():  # journalled before any signal, like every namespace
+                    netns.create_mountpoint_source(source)
+                    self.journal(source)
             except FileExistsError:
-                self._foreign.add(source)
+                self.ledger.drop_namespace(source)
                 raise VdevperfError(f"file {netns.path(source)}", "exists already (not created by this run)") from None
         self.create_netns(self.layout.hub)
         self.hub_fd = netns.open_fd(self.layout.hub)
@@ -125,17 +130,51 @@ class Session:
         """The path ``netns.create(link_from=...)`` takes for namespace ``i`` (0: hub and probe)."""
         return netns.path(self.layout.mountpoint_source(i))
 
-    def create_netns(self, name: str, inside: Callable[[], None] | None = None, i: int = 0) -> None:
-        """netns.create (mount point linked), remembering a name that existed already (not ours: never removed)."""
+    def journal(self, name: str) -> None:
+        """Journal the identity of ``name``, just created by this run; if that fails, remove it at once."""
         try:
-            netns.create(name, inside, link_from=self.link_from(i))
-        except FileExistsError:
-            self._foreign.add(name)
-            raise VdevperfError(f"namespace {name}", "exists already (not created by this run)") from None
-        except RtnlError as exc:
-            raise VdevperfError(f"namespace {name}", str(exc.strerror)) from exc
-        except OSError as exc:
-            raise VdevperfError(f"namespace {name}", exc.strerror or str(exc)) from exc
+            self.ledger.record_created(name)
+        except BaseException:
+            netns.remove(name)
+            raise
+
+    def _foreign(self, name: str) -> VdevperfError:
+        self.ledger.drop_namespace(name)
+        return VdevperfError(f"namespace {name}", "exists already (not created by this run)")
+
+    def create_netns(self, name: str, inside: Callable[[], None] | None = None, i: int = 0) -> None:
+        """netns.create (mount point linked) and journal it; a name that existed already leaves the ledger."""
+        # Journalled before it is mounted under its name (see ledger.py), with no signal in between.
+        with held():
+            try:
+                netns.create(name, inside, link_from=self.link_from(i), before_mount=journal_hook(self.ledger, name))
+            except FileExistsError:
+                raise self._foreign(name) from None
+            except RtnlError as exc:
+                raise VdevperfError(f"namespace {name}", str(exc.strerror)) from exc
+            except OSError as exc:
+                raise VdevperfError(f"namespace {name}", exc.strerror or str(exc)) from exc
+
+    @contextlib.contextmanager
+    def creating(self, names: Iterable[str]) -> Iterator[None]:
+        """Around namespaces ``names`` made by another process (``ip``, a forked child): a name present
+        before is someone else's (it leaves the ledger, and nothing is made); afterwards, even after a
+        failure, every one that now exists is journalled, so teardown and cleanup can remove it.
+
+        A forked child journals its namespace before mounting it, as create_netns does; ``ip`` cannot,
+        so a SIGKILL in the moment after ``ip`` made a namespace and before this journals it leaves
+        one that cleanup will not prove ours (it says so, and keeps the ledger)."""
+        names = list(names)
+        for name in names:
+            if netns.exists(name):
+                raise self._foreign(name)
+        try:
+            yield
+        finally:
+            with held():
+                for name in names:
+                    if netns.exists(name):
+                        self.journal(name)
 
     def needs_inside(self, links: Links) -> bool:
         """True if namespaces need configuring from inside (lo up, a veth end, an address)."""
@@ -187,7 +226,7 @@ class Session:
         removed = 0
         t0 = time.perf_counter()
         for name in names:
-            if name not in self._foreign and netns.remove(name):
+            if remove_namespace(name, self.ledger.identity(name)):
                 removed += 1
         return removed, time.perf_counter() - t0
 
@@ -212,5 +251,5 @@ class Session:
             os.close(self.hub_fd)
             self.hub_fd = None
         # Namespaces go whatever failed before: a leftover is worse than a late error.
-        removal = remove_run(self.ledger, self._foreign)
+        removal = remove_run(self.ledger)
         return failure or removal

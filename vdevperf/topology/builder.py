@@ -7,18 +7,21 @@
             ...
 
 Order of work: check privileges; reserve a run id with a ledger; for each
-namespace, record it in the ledger, then create it; open one IPRoute per
+namespace, record it in the ledger, create it, and journal its identity (a
+name that exists already is someone else's and leaves the ledger again, see
+ledger.py); open one IPRoute per
 namespace (inside it, no fork); bring ``lo`` up; create devices (veth pairs
 once per pair, stacked devices in their parent's namespace and moved into
 their own by the same request); enslave and bring every device up; add
 addresses; then wait until no address is tentative and a real TCP connection
 from the client to the server works on every IP version both have.
 
-Teardown closes the netlink sockets and fds and removes the namespaces, which
-removes every link (each lives in one of them, veth peers die with their
-other end); then the ledger goes. It runs on normal exit and on any
-exception, with SIGINT and SIGTERM blocked so a second signal cannot cut it
-short. A build that fails part way tears down what it made before raising.
+Teardown closes the netlink sockets and fds and removes the namespaces it
+created (each while its identity is still the journalled one), which removes
+every link (each lives in one of them, veth peers die with their other end);
+then the ledger goes. It runs on normal exit and on any exception, with
+SIGINT and SIGTERM blocked so a second signal cannot cut it short. A build
+that fails part way tears down what it made before raising.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from vdevperf.signals import held
 from vdevperf.topology import naming, netns
 from vdevperf.topology.cleanup import remove_run
 from vdevperf.topology.kinds import KINDS, LinkContext
-from vdevperf.topology.ledger import Ledger
+from vdevperf.topology.ledger import Ledger, create_namespace
 from vdevperf.topology.probe import require_privileges
 
 READY_TIMEOUT_S = 5.0
@@ -94,8 +97,6 @@ class Topology:
         self._fds: dict[str, int] = {}
         self._iprs: dict[str, IPRoute] = {}
         self._index: dict[str, int] = {}
-        # Ledgered names that turned out to exist already: not ours, never removed.
-        self._foreign: set[str] = set()
         self._closed = False
 
     @property
@@ -148,13 +149,8 @@ class Topology:
 
     def _add_namespace(self, short: str) -> None:
         name = self.netns_name(short)
-        self.ledger.add_namespace(name)
         try:
-            try:
-                netns.create(name)
-            except FileExistsError:
-                self._foreign.add(name)
-                raise
+            create_namespace(self.ledger, name)
             self._fds[short] = fd = netns.open_fd(name)
             with netns.entered(fd):
                 # Only our own namespace's sysctls: the default devconf applies to every link
@@ -310,7 +306,7 @@ class Topology:
                 failure = failure or exc
         self._fds.clear()
         # Namespaces go whatever failed before: a leftover is worse than a late error.
-        removal = remove_run(self.ledger, self._foreign)
+        removal = remove_run(self.ledger)
         return failure or removal
 
 

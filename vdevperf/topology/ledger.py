@@ -1,10 +1,24 @@
 """The per-run ledger: what a run may have created, and who owns it.
 
 One JSON file per run, ``/run/vdevperf/ledger/{rid}.json``, holds the owner
-pid with its start time, the pids of the endpoint processes the load generator
-started (each with its start time), and the namespaces of the run. Intent is
-recorded first: a namespace is written to the ledger *before* it is created,
-so a run killed with SIGKILL between the two steps is still covered.
+pid with its start time and the namespaces of the run. Intent is recorded
+first: a namespace is written to the ledger *before* it is created; a name
+whose creation fails because it exists already (EEXIST) is someone else's
+and is taken out again.
+
+A name is not proof of ownership, so the run also keeps a journal beside the
+ledger, ``{rid}.created``, one JSON line appended per fact: each namespace's
+identity (the nsfs device and inode that ``os.stat`` of ``/run/netns/NAME``
+gives), written once the namespace exists and before it is mounted under its
+name (netns.create's ``before_mount``), so that even SIGKILL cannot leave a
+namespace of ours under its name unrecorded; and each endpoint process the
+load generator starts, with its start time. Appending keeps both O(1) for a
+scale run's thousands of namespaces and -P 256's 512 endpoints, where
+rewriting the ledger each time cost O(n^2). Cleanup removes a namespace only
+while its identity is still the recorded one (and the empty mount point a
+kill before the mount leaves, which is no namespace: netns.unmounted), and
+kills an endpoint only while it lives in one of the run's recorded
+namespaces (``/proc/PID/ns/net``).
 
 Links are never created in the root namespace: every link is created inside a
 topology namespace (stacked devices inside their parent's namespace), so
@@ -15,8 +29,10 @@ Start times are seconds since boot (psutil's create_time minus boot_time),
 which a clock step does not move, so a pid reused by another process is told
 apart from the process the ledger recorded.
 
-Every write is atomic (temporary file, then rename); the first one links the
-file into place and fails if it exists, which reserves the run id.
+Every write of the JSON file is atomic (temporary file, then rename); the
+first one links the file into place and fails if it exists, which reserves the
+run id. Journal lines go out in one write() in append mode; a line torn by a
+kill is ignored when read, which errs on the side of removing less.
 """
 
 from __future__ import annotations
@@ -25,16 +41,20 @@ import dataclasses
 import json
 import os
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import psutil
 
+from vdevperf.signals import held
 from vdevperf.topology import naming, netns
 
 LEDGER_DIR = Path("/run/vdevperf/ledger")
 LEDGER_VERSION = 1
+JOURNAL_SUFFIX = ".created"
 # Start times come from clock ticks (1/100 s): equal within this, they are the same process.
 _START_TOLERANCE_S = 0.005
 
@@ -63,6 +83,28 @@ class PidRecord:
 
 
 @dataclass(frozen=True)
+class Identity:
+    """What a namespace is, whatever its name: the device and inode of its nsfs file."""
+
+    dev: int
+    ino: int
+
+    @classmethod
+    def of(cls, path: str) -> Identity | None:
+        """The identity of the file at ``path`` (following links), or None if there is none."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None  # unknown counts as not ours: nothing is removed or killed on a guess
+        return cls(st.st_dev, st.st_ino)
+
+
+def process_netns(pid: int) -> Identity | None:
+    """The identity of the network namespace process ``pid`` lives in, or None if it is gone."""
+    return Identity.of(f"/proc/{pid}/ns/net")
+
+
+@dataclass(frozen=True)
 class LedgerRecord:
     """The content of one ledger file."""
 
@@ -71,6 +113,17 @@ class LedgerRecord:
     topology: str = ""
     namespaces: tuple[str, ...] = ()
     pids: tuple[PidRecord, ...] = ()
+    # From the journal: the namespaces this run created, with the identity each had then.
+    created: Mapping[str, Identity] = field(default_factory=dict)
+
+    def identity(self, name: str) -> Identity | None:
+        """The recorded identity of namespace ``name``; None if the run never recorded creating it."""
+        return self.created.get(name)
+
+    @property
+    def identities(self) -> frozenset[Identity]:
+        """The identities of every namespace the run recorded creating."""
+        return frozenset(self.created.values())
 
     def to_json(self) -> dict:
         """The JSON object written to the ledger file."""
@@ -102,6 +155,31 @@ def ledger_path(run_id: str, directory: Path = LEDGER_DIR) -> Path:
     return directory / f"{run_id}.json"
 
 
+def journal_path(path: Path) -> Path:
+    """The journal of created namespaces that belongs to ledger file ``path``."""
+    return path.with_suffix(JOURNAL_SUFFIX)
+
+
+def read_journal(path: Path) -> tuple[Mapping[str, Identity], tuple[PidRecord, ...]]:
+    """What journal ``path`` records: name to identity of each namespace created, and the processes
+    started; a torn or bad line is skipped."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return MappingProxyType({}), ()
+    created, pids = {}, []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+            if "pid" in entry:
+                pids.append(PidRecord(int(entry["pid"]), float(entry["start_time"])))
+            else:
+                created[str(entry["name"])] = Identity(int(entry["dev"]), int(entry["ino"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return MappingProxyType(created), tuple(pids)
+
+
 def list_ledgers(directory: Path = LEDGER_DIR) -> list[Path]:
     """Paths of all ledger files, sorted."""
     try:
@@ -113,9 +191,11 @@ def list_ledgers(directory: Path = LEDGER_DIR) -> list[Path]:
 def read_ledger(path: Path) -> LedgerRecord:
     """The record in ledger file ``path``; raises OSError or ValueError if unreadable."""
     try:
-        return LedgerRecord.from_json(json.loads(path.read_text()))
+        record = LedgerRecord.from_json(json.loads(path.read_text()))
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: malformed ledger ({exc!r})") from exc
+    created, pids = read_journal(journal_path(path))
+    return dataclasses.replace(record, created=created, pids=record.pids + pids)
 
 
 def run_ids_in_use(directory: Path = LEDGER_DIR) -> set[str]:
@@ -134,6 +214,9 @@ class Ledger:
     def __init__(self, path: Path, record: LedgerRecord) -> None:
         self.path = path
         self._record = record
+        # What the journal holds, kept here too: each namespace created, each process started.
+        self._created: dict[str, Identity] = {}
+        self._pids: list[PidRecord] = []
         self._lock = threading.Lock()
 
     @classmethod
@@ -160,8 +243,9 @@ class Ledger:
 
     @property
     def record(self) -> LedgerRecord:
-        """The current content of the ledger."""
-        return self._record
+        """The current content of the ledger (its journal included)."""
+        return dataclasses.replace(self._record, created=MappingProxyType(self._created),
+                                   pids=self._record.pids + tuple(self._pids))
 
     @property
     def run_id(self) -> str:
@@ -182,10 +266,31 @@ class Ledger:
             if new:
                 self._update(namespaces=self._record.namespaces + new)
 
-    def add_pids(self, *pids: int) -> None:
-        """Record endpoint processes (with their start times) so cleanup can kill them if we die."""
+    def drop_namespace(self, name: str) -> None:
+        """Take ``name`` out again: creating it failed because it exists, so it is not ours."""
         with self._lock:
-            known = {p.pid for p in self._record.pids}
+            if name in self._record.namespaces:
+                self._update(namespaces=tuple(n for n in self._record.namespaces if n != name))
+
+    def identity(self, name: str) -> Identity | None:
+        """The journalled identity of namespace ``name``, None if this run did not create it."""
+        return self._created.get(name)
+
+    def record_created(self, name: str, identity: Identity | None = None) -> Identity:
+        """Journal ``identity`` as namespace ``name``'s (by default the identity it has now); call it
+        right after creating the namespace, or from netns.create's ``before_mount``."""
+        identity = identity or Identity.of(netns.path(name))
+        if identity is None:
+            raise FileNotFoundError(f"namespace {name} vanished right after its creation")
+        with self._lock:
+            self._append({"name": name, "dev": identity.dev, "ino": identity.ino})
+            self._created[name] = identity
+        return identity
+
+    def add_pids(self, *pids: int) -> None:
+        """Journal endpoint processes (with their start times) so cleanup can kill them if we die."""
+        with self._lock:
+            known = {p.pid for p in self._pids}
             new = []
             for pid in pids:
                 start = process_start_time(pid)
@@ -193,16 +298,23 @@ class Ledger:
                     new.append(PidRecord(pid, start))
                     known.add(pid)
             if new:
-                self._update(pids=self._record.pids + tuple(new))
+                self._append(*(dataclasses.asdict(p) for p in new))
+                self._pids += new
+
+    def _append(self, *entries: dict) -> None:
+        # One write() in append mode: lines from this process never interleave or tear apart.
+        text = "".join(json.dumps(entry) + "\n" for entry in entries)
+        fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
 
     def remove(self) -> None:
-        """Delete the ledger file; the run is over and left nothing behind."""
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        """Delete the ledger (journal first): the run is over and left nothing behind."""
+        remove_files(self.path)
 
-    def _update(self, **changes: object) -> None:
+    def _update(self, **changes: Any) -> None:
         old = self._record
         self._record = dataclasses.replace(old, **changes)
         try:
@@ -228,3 +340,35 @@ class Ledger:
                 tmp.unlink()
             except FileNotFoundError:
                 pass
+
+
+def remove_files(path: Path) -> None:
+    """Delete ledger file ``path`` and its journal; the journal goes first, so no journal outlives its ledger."""
+    journal_path(path).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+
+
+def journal_hook(ledger: Ledger, name: str) -> Callable[[os.stat_result], None]:
+    """A ``before_mount`` for netns.create that journals the new namespace as ``name``."""
+    def hook(st: os.stat_result) -> None:
+        ledger.record_created(name, Identity(st.st_dev, st.st_ino))
+    return hook
+
+
+def create_namespace(ledger: Ledger, name: str) -> Identity:
+    """Ledger ``name``, create it, journalling its identity before it is mounted; return that identity.
+
+    A name that exists already (FileExistsError) is someone else's: it leaves the ledger again and
+    the error propagates. If the identity cannot be journalled, nothing is mounted.
+    """
+    ledger.add_namespace(name)
+    # No signal between creating and journalling; a SIGKILL leaves at most an unmounted mount point.
+    with held():
+        try:
+            netns.create(name, before_mount=journal_hook(ledger, name))
+        except FileExistsError:
+            ledger.drop_namespace(name)
+            raise
+    identity = ledger.identity(name)
+    assert identity is not None  # before_mount ran, or create raised
+    return identity

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -85,14 +86,17 @@ def create_mountpoint_source(name: str) -> str:
     return target
 
 
-def create(name: str, inside: Callable[[], None] | None = None, link_from: str | None = None) -> str:
+def create(name: str, inside: Callable[[], None] | None = None, link_from: str | None = None,
+           before_mount: Callable[[os.stat_result], None] | None = None) -> str:
     """Create namespace ``name`` (it must not exist) and return its path.
 
     ``inside``, if given, runs with the calling thread still in the new
     namespace (sockets it opens belong there); if it raises, the namespace is
     removed and the exception propagates. ``link_from``, if given, is a file
     under NETNS_DIR (create_mountpoint_source) of which the mount point is
-    made a hard link instead of a new file.
+    made a hard link instead of a new file. ``before_mount``, if given, is
+    called with the new namespace's stat (its identity) before the namespace
+    appears under ``name``, so that a ledger can record it first.
     """
     _share_rundir()
     target = path(name)
@@ -106,6 +110,8 @@ def create(name: str, inside: Callable[[], None] | None = None, link_from: str |
         if _libc.unshare(CLONE_NEWNET) != 0:
             raise _oserror("unshare", name)
         try:
+            if before_mount is not None:
+                before_mount(os.stat(_SELF_NS))
             if _libc.mount(_SELF_NS.encode(), target.encode(), b"none", MS_BIND, None) != 0:
                 raise _oserror("mount", name)
             if inside is not None:
@@ -121,18 +127,21 @@ def create(name: str, inside: Callable[[], None] | None = None, link_from: str |
     return target
 
 
-def create_here(name: str, link_from: str | None = None) -> str:
+def create_here(name: str, link_from: str | None = None,
+                before_mount: Callable[[os.stat_result], None] | None = None) -> str:
     """Move the calling thread into a new namespace for good and mount it as ``name``; return its path.
 
     For a process that exists to make one namespace (e.g. a forked child that
     exits next); if this raises, the caller removes what is left of ``name``.
-    ``link_from`` is as in ``create``.
+    ``link_from`` and ``before_mount`` are as in ``create``.
     """
     _share_rundir()
     target = path(name)
     _make_mountpoint(target, link_from)
     if _libc.unshare(CLONE_NEWNET) != 0:
         raise _oserror("unshare", name)
+    if before_mount is not None:
+        before_mount(os.stat(_SELF_NS))
     if _libc.mount(_SELF_NS.encode(), target.encode(), b"none", MS_BIND, None) != 0:
         raise _oserror("mount", name)
     return target
@@ -147,6 +156,16 @@ def open_fd(name_or_path: str) -> int:
 def exists(name: str) -> bool:
     """True if namespace ``name`` is present under NETNS_DIR."""
     return os.path.lexists(path(name))
+
+
+def unmounted(name: str) -> bool:
+    """True if ``name`` is a mount point with no namespace on it: an empty regular file of
+    NETNS_DIR's own file system (a namespace's nsfs file has another device)."""
+    try:
+        st = os.lstat(path(name))
+        return stat.S_ISREG(st.st_mode) and st.st_size == 0 and st.st_dev == os.stat(NETNS_DIR).st_dev
+    except OSError:
+        return False
 
 
 def remove(name: str) -> bool:

@@ -1,8 +1,10 @@
 """What this kernel and this process can do: device kinds and modes, privileges, facts.
 
 ``probe_kinds`` tries every kind and every mode for real, in a scratch
-namespace named and ledgered like any run's (``vdp-{rid}-probe``) and always
-removed; stacked kinds are tried on a veth parent inside that namespace.
+namespace named and ledgered like any run's (``vdp-{rid}-probe``, its
+identity journalled) and always removed if it was created here, never when
+the name turned out to be taken; stacked kinds are tried on a veth parent
+inside that namespace.
 Nothing here prints.
 """
 
@@ -16,12 +18,12 @@ from pyroute2 import IPRoute
 from pyroute2.ethtool import Ethtool
 from pyroute2.netlink.exceptions import NetlinkError
 
-from vdevperf.errors import PrivilegeError
+from vdevperf.errors import PrivilegeError, VdevperfError
 from vdevperf.model import KIND_MODES, STACKED_KINDS, DeviceKind, DeviceSpec
 from vdevperf.signals import held
 from vdevperf.topology import naming, netns
 from vdevperf.topology.kinds import KINDS, LinkContext
-from vdevperf.topology.ledger import Ledger
+from vdevperf.topology.ledger import Identity, Ledger, create_namespace
 from vdevperf.topology.offload import GroupState, group_states
 
 CAP_NET_ADMIN = 12
@@ -134,9 +136,12 @@ def probe_kinds() -> list[KindSupport]:
     ledger = Ledger.create(topology="probe")
     name = naming.netns_name(ledger.run_id, _PROBE_NS)
     fd = ipr = None
+    identity: Identity | None = None
     try:
-        ledger.add_namespace(name)
-        netns.create(name)
+        try:
+            identity = create_namespace(ledger, name)
+        except FileExistsError:
+            raise VdevperfError(f"namespace {name}", "exists already (not created by this probe); left alone") from None
         fd = netns.open_fd(name)
         with netns.entered(fd):
             ipr = IPRoute(groups=0)
@@ -152,7 +157,9 @@ def probe_kinds() -> list[KindSupport]:
                 ipr.close()
             if fd is not None:
                 os.close(fd)
-            netns.remove(name)
+            # Only the namespace created here, and only while it is still that one.
+            if identity is not None and Identity.of(netns.path(name)) == identity:
+                netns.remove(name)
             ledger.remove()
 
 

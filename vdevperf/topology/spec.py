@@ -3,9 +3,16 @@
 The format is documented in ``topologies/README.md``; the bundled files are
 package data in ``vdevperf/topologies/``. A topology file is data: nothing in
 it is executed. Loading checks everything that can be checked
-without a kernel (names, kinds, modes, references between devices, addresses),
-so that building fails only for reasons of the running system. Any problem
-raises TopologyError(what=<the file>, why=<one line>).
+without a kernel (names, kinds, modes, references between devices, addresses,
+prefixes that overlap in one namespace, counts), so that building fails only
+for reasons of the running system. Any problem raises TopologyError(what=<the
+file>, why=<one line>).
+
+The file itself is read with care, because its path may name anything: it is
+opened non-blocking (a FIFO cannot hang the open), must be a regular file
+(fstat: no device such as /dev/zero, no directory) and is read up to a size
+cap. Names and descriptions must be printable: they reach terminals, tables
+and CSV files.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import importlib.resources
 import ipaddress
 import os
+import stat
 import tomllib
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -21,6 +29,11 @@ from typing import Any, NoReturn
 from vdevperf.errors import TopologyError
 from vdevperf.model import (
     KIND_MODES,
+    MAX_ADDRESSES,
+    MAX_DESCRIPTION_CHARS,
+    MAX_DEVICES,
+    MAX_NAME_CHARS,
+    MAX_NAMESPACES,
     NETNS_NAME_RE,
     STACKED_KINDS,
     DeviceKind,
@@ -28,6 +41,7 @@ from vdevperf.model import (
     EndpointSpec,
     IPInterface,
     TopologySpec,
+    is_text,
 )
 from vdevperf.topology.offload import canonical
 
@@ -41,6 +55,13 @@ _DEVICE_KEYS = ("name", "kind", "netns", "peer", "mtu", "addresses", "mode", "pa
 _ENDPOINT_KEYS = ("netns", "ipv4", "ipv6")
 # ipvlan and macvlan/macvtap each claim the parent's receive handler.
 _HANDLER_FAMILY = {DeviceKind.MACVLAN: "macvlan", DeviceKind.MACVTAP: "macvlan", DeviceKind.IPVLAN: "ipvlan"}
+# The largest topology file read: bundled ones are under 2 KiB, and MAX_DEVICES devices with
+# MAX_ADDRESSES addresses each fit well within it.
+MAX_FILE_BYTES = 256 * 1024
+# How much of an offending value an error message quotes.
+_QUOTED_CHARS = 40
+_FILE_TYPES = {stat.S_IFDIR: "a directory", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+               stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
 
 
 def bundled_topologies() -> list[str]:
@@ -69,14 +90,46 @@ def resolve(name_or_path: str) -> tuple[Path | Traversable, str]:
     return path, _label(path)
 
 
+def read_regular(path: Path, label: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes; TopologyError otherwise.
+
+    Opened non-blocking, so that a FIFO fails here instead of waiting for a writer; the type
+    comes from fstat of that open file, so a path swapped after a check cannot slip by.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        raise TopologyError(label, f"cannot read the file: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _FILE_TYPES.get(stat.S_IFMT(mode), "not a regular file")
+            raise TopologyError(label, f"cannot read the file: {kind}, not a regular file")
+        # Read one byte past the cap: a size fstat does not tell (procfs says 0) is still bounded.
+        chunks, size = [], 0
+        while size <= limit and (chunk := os.read(fd, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise TopologyError(label, f"cannot read the file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise TopologyError(label, f"cannot read the file: larger than {limit // 1024} KiB, the most a topology "
+                                   "file may be")
+    return b"".join(chunks)
+
+
 def load_topology(name_or_path: str) -> TopologySpec:
     """Load a bundled topology by name, or a topology file by path."""
     path, label = resolve(name_or_path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise TopologyError(label, f"cannot read the file: {exc.strerror}") from None
+    raw = read_regular(path, label) if isinstance(path, Path) else path.read_bytes()
     return parse_topology(raw, label, default_name=Path(path.name).stem)
+
+
+def quoted(value: str) -> str:
+    """A value as an error quotes it: at most _QUOTED_CHARS characters (VdevperfError escapes the rest)."""
+    return repr(value if len(value) <= _QUOTED_CHARS else value[:_QUOTED_CHARS] + "...")
 
 
 def parse_topology(raw: bytes | str, label: str, default_name: str = "topology") -> TopologySpec:
@@ -106,11 +159,18 @@ class _Parser:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             self.fail(f"TOML syntax error: {exc}")
+        except RecursionError:
+            self.fail("TOML syntax error: arrays or tables nested too deeply")
         self.check_keys(doc, _TOP_KEYS, "top level")
-        name = self.typed(doc.get("name", default_name), str, "'name'")
-        description = self.typed(doc.get("description", ""), str, "'description'")
+        if "name" in doc:
+            name = self.text(doc["name"], "'name'", MAX_NAME_CHARS, shortest=1)
+        else:
+            name = self.text(default_name, "'name' (by default the file name)", MAX_NAME_CHARS, shortest=1)
+        description = self.text(doc.get("description", ""), "'description'", MAX_DESCRIPTION_CHARS)
         namespaces = self.namespaces(doc)
         tables = self.typed(doc.get("device", []), list, "'device' (write each as [[device]])")
+        if len(tables) > MAX_DEVICES:
+            self.fail(f"{len(tables)} devices; a topology has at most {MAX_DEVICES}")
         devices = tuple(self.device(i, t) for i, t in enumerate(tables))
         self.check_devices(devices, namespaces)
         client = self.endpoint(doc, "client", namespaces, devices)
@@ -127,6 +187,14 @@ class _Parser:
             if key not in known:
                 self.fail(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
 
+    def text(self, value: Any, where: str, longest: int, shortest: int = 0) -> str:
+        """A string of printable characters (no control or format characters), of bounded length."""
+        self.typed(value, str, where)
+        if not is_text(value, longest, shortest):
+            size = f"{shortest}-{longest}" if shortest else f"at most {longest}"
+            self.fail(f"{where} must be {size} printable characters (no control characters), not {quoted(value)}")
+        return value
+
     def typed(self, value: Any, kind: type, where: str) -> Any:
         # bool is an int to Python, never to a topology file.
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -139,6 +207,8 @@ class _Parser:
         names = self.typed(doc["namespaces"], list, "'namespaces'")
         if not names:
             self.fail("'namespaces' is empty; a topology needs at least one namespace")
+        if len(names) > MAX_NAMESPACES:
+            self.fail(f"'namespaces' lists {len(names)}; a topology has at most {MAX_NAMESPACES}")
         seen: list[str] = []
         for name in names:
             self.typed(name, str, "each entry of 'namespaces'")
@@ -199,15 +269,22 @@ class _Parser:
 
     def addresses(self, values: Any, where: str) -> tuple[IPInterface, ...]:
         self.typed(values, list, f"{where}: addresses")
+        if len(values) > MAX_ADDRESSES:
+            self.fail(f"{where}: {len(values)} addresses; a device has at most {MAX_ADDRESSES}")
         result = []
         for value in values:
             self.typed(value, str, f"{where}: each address")
             if "/" not in value:
                 self.fail(f"{where}: address '{value}' needs a prefix length, e.g. '{value}/24' or '{value}/64'")
             try:
-                result.append(ipaddress.ip_interface(value))
+                iface = ipaddress.ip_interface(value)
             except ValueError:
                 self.fail(f"{where}: '{value}' is not a valid IPv4 or IPv6 address with prefix length")
+            if iface.ip.is_loopback:
+                # The local routing table sends it to lo whatever device holds it.
+                self.fail(f"{where}: address {iface} is a loopback address, which every namespace has on lo; "
+                          "traffic to it would never cross the device")
+            result.append(iface)
         return tuple(result)
 
     def check_devices(self, devices: tuple[DeviceSpec, ...], namespaces: tuple[str, ...]) -> None:
@@ -225,6 +302,7 @@ class _Parser:
             self.check_parent(dev, by_name)
             self.check_master(dev, by_name)
         self.check_unique_addresses(devices)
+        self.check_overlaps(devices)
 
     def check_peer(self, dev: DeviceSpec, by_name: dict[str, DeviceSpec]) -> None:
         if dev.peer is None:
@@ -282,6 +360,19 @@ class _Parser:
                     self.fail(f"device '{dev.name}': address {iface.ip} is already assigned to "
                               f"device '{owner[iface.ip]}'; addresses must be unique in a topology")
                 owner[iface.ip] = dev.name
+
+    def check_overlaps(self, devices: tuple[DeviceSpec, ...]) -> None:
+        """Two devices of one namespace must not hold overlapping prefixes: the kernel would send
+        the test's traffic along whichever route wins, silently measuring another path."""
+        held: dict[tuple[str, int], list[tuple[IPInterface, str]]] = {}
+        for dev in devices:
+            for iface in dev.addresses:
+                others = held.setdefault((dev.netns, iface.version), [])
+                for other, owner in others:
+                    if owner != dev.name and other.network.overlaps(iface.network):
+                        self.fail(f"device '{dev.name}': {iface} overlaps {other} of device '{owner}' in namespace "
+                                  f"'{dev.netns}'; the route the kernel picks would decide the path measured")
+                others.append((iface, dev.name))
 
     def endpoint(self, doc: dict, role: str, namespaces: tuple[str, ...],
                  devices: tuple[DeviceSpec, ...]) -> EndpointSpec:
