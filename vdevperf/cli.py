@@ -583,7 +583,7 @@ def parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; "
                                                                          "0: any free port, printed at start)")
     server.add_argument("--token-file", type=Path, required=True, metavar="FILE",
-                        help="the shared secret, at least 16 bytes, in a file of mode 600")
+                        help="the shared secret, at least 128 bits (32 hex digits), in a file of yours of mode 600")
     server.add_argument("--max-duration", type=seconds, default=120.0, metavar="S",
                         help="longest test accepted, warm-up included; longer ones are refused and a test "
                              "still running past its length is killed (default 120)")

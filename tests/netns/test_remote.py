@@ -378,6 +378,19 @@ def test_a_client_that_vanishes_mid_test_does_not_leave_the_server_stuck(veth, s
     assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_STREAM, **SHORT)).metrics
 
 
+# ---- attacks and hardening
+
+
+def test_a_fifo_token_file_is_refused_at_once(veth, tmp_path):
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo, 0o600)
+    for args in (["server", "--port", "0"], ["run", "--remote", f"{SERVER_IP}:1", "-l", "1"]):
+        started = time.monotonic()
+        line = one_line_error(vdevperf_client(veth, *args, "--token-file", str(fifo), timeout=20))
+        assert line == f"vdevperf: --token-file {fifo}: is not a regular file"
+        assert time.monotonic() - started < 10
+
+
 # ---- fuzz
 
 

@@ -29,7 +29,7 @@ from vdevperf.remote import protocol
 from vdevperf.remote.admission import normalized
 from vdevperf.remote.protocol import MAX_CPUS, MAX_FLOWS, MAX_SECONDS, RemoteError
 from vdevperf.remote.session import Session, SessionLimits
-from vdevperf.remote.token import MIN_TOKEN_BYTES
+from vdevperf.remote.token import check_token
 from vdevperf.topology import netns
 
 DEFAULT_PORT = 12866
@@ -61,7 +61,10 @@ class ServerConfig:
     netns_path: str | None = None
 
     def __post_init__(self) -> None:
-        _check(len(self.token) >= MIN_TOKEN_BYTES, f"--token-file: the token needs at least {MIN_TOKEN_BYTES} bytes")
+        try:
+            check_token(self.token)
+        except ValueError as exc:
+            raise ValueError(f"--token-file: {exc}") from None
         try:
             ipaddress.ip_address(self.bind)
         except ValueError:
