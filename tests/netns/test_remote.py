@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -138,12 +139,14 @@ def reply(sock: socket.socket) -> dict:
 
 
 def handshake(sock: socket.socket, token: bytes = TOKEN) -> list[bytes]:
-    """A full client handshake; returns the frames the client sent (for replaying)."""
+    """A full client handshake (the server proves itself first); returns the frames the client sent."""
     nonce = os.urandom(protocol.NONCE_BYTES)
     frames = [send(sock, "hello", client_nonce=nonce.hex(), software="raw test client")]
     challenge = reply(sock)
     assert challenge["type"] == "challenge"
-    mac = protocol.client_mac(token, bytes.fromhex(challenge["server_nonce"]), nonce)
+    server_nonce = bytes.fromhex(challenge["server_nonce"])
+    assert protocol.proofs_match(challenge["mac"], protocol.server_mac(TOKEN, nonce, server_nonce))
+    mac = protocol.client_mac(token, server_nonce, nonce)
     frames.append(send(sock, "auth", mac=mac.hex()))
     return frames
 
@@ -225,10 +228,11 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     wrong = tmp_path / "wrong"
     wrong.write_bytes(b"not-the-token-of-this-server")
     wrong.chmod(0o600)
+    # The server proves itself first: a client with another token stops there, its proof unsaid.
     line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}",
                                           "--token-file", str(wrong), "-l", "1"))
-    assert line == (f"vdevperf: server {SERVER_IP}:{server.port}: authentication failed: "
-                    "the client's token is not this server's")
+    assert line == (f"vdevperf: server {SERVER_IP}:{server.port}: authentication failed: it did not prove it "
+                    "holds this client's token (the tokens differ, or it is not the vdevperf server expected)")
     line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}", "-l", "1"))
     assert line.startswith("vdevperf: --token-file: is required with --remote")
 
@@ -237,7 +241,7 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     send(sock, "hello", client_nonce=os.urandom(32).hex(), software="raw")
     assert reply(sock)["type"] == "challenge"
     send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR)))
-    assert refusal(sock) == {"v": 1, "type": "error", "code": "auth",
+    assert refusal(sock) == {"v": 2, "type": "error", "code": "auth",
                              "message": "expected 'auth', got 'test'"}
 
     # A recorded handshake, replayed on a new connection: the server's nonce is new, the proof is not.
@@ -249,17 +253,19 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     sock.sendall(recorded[0])
     assert reply(sock)["type"] == "challenge"
     sock.sendall(recorded[1])
-    assert refusal(sock)["code"] == "auth"
+    assert refusal(sock) == {"v": 2, "type": "error", "code": "auth",
+                             "message": "authentication failed: the client's token is not this server's"}
 
-    # A client of another protocol version.
+    # A client of the version before: it hears which versions met.
     sock = connect(veth, server)
-    body = json.dumps({"v": 2, "type": "hello", "client_nonce": "00" * 32, "software": "vdevperf 9"}).encode()
+    body = json.dumps({"v": 1, "type": "hello", "client_nonce": "00" * 32, "software": "vdevperf 0.1"}).encode()
     sock.sendall(len(body).to_bytes(4, "big") + body)
-    assert refusal(sock)["message"] == "protocol version mismatch: server speaks protocol 1, client sent 2"
+    assert refusal(sock)["message"] == "protocol version mismatch: server speaks protocol 2, client sent 1"
 
     log = server.log()
-    assert "refused: version: protocol version mismatch: server speaks protocol 1, client sent 2" in log
-    assert log.count("refused: auth: authentication failed") == 2
+    assert "refused: version: protocol version mismatch: server speaks protocol 2, client sent 1" in log
+    assert "refused: auth: expected 'auth', got 'test'" in log
+    assert log.count("refused: auth: authentication failed") == 1  # the replay; the wrong token never got here
     # The server kept serving throughout.
     assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_RR, **SHORT)).metrics
 
@@ -320,7 +326,7 @@ def test_max_clients_and_connections_in_handshake_are_bounded(veth, server):
     turned = 0
     for sock in idle[16:]:
         message = reply(sock)
-        turned += message == {"v": 1, "type": "error", "code": "busy",
+        turned += message == {"v": 2, "type": "error", "code": "busy",
                               "message": "busy: too many connections are authenticating; try again later"}
     assert turned == 4
     for sock in idle:
@@ -358,7 +364,7 @@ def test_idle_sessions_end(veth, server):
     sock = connect(veth, server)
     handshake(sock)
     assert reply(sock)["type"] == "welcome"
-    assert refusal(sock) == {"v": 1, "type": "error", "code": "idle", "message": "idle for 3 s: session closed"}
+    assert refusal(sock) == {"v": 2, "type": "error", "code": "idle", "message": "idle for 3 s: session closed"}
 
 
 def test_a_client_that_vanishes_mid_test_does_not_leave_the_server_stuck(veth, server, token_file, tmp_path):
@@ -379,6 +385,53 @@ def test_a_client_that_vanishes_mid_test_does_not_leave_the_server_stuck(veth, s
 
 
 # ---- attacks and hardening
+
+
+def test_the_server_proves_itself_first_and_an_impostor_hears_no_proof(veth, token_file):
+    with netns.entered_path(veth.server.netns_path):
+        impostor = socket.create_server((SERVER_IP, 0))
+    impostor.settimeout(20)
+    port = impostor.getsockname()[1]
+    heard: list[bytes] = []
+
+    def serve(answer) -> None:
+        conn, _ = impostor.accept()
+        with conn:
+            hello = protocol.receive(conn, time.monotonic() + 10, protocol.CLIENT_TYPES)
+            conn.sendall(answer(bytes.fromhex(hello["client_nonce"])))
+            conn.settimeout(10)
+            rest = b""
+            while chunk := conn.recv(65536):
+                rest += chunk
+            heard.append(rest)
+
+    def guessed_challenge(client_nonce: bytes) -> bytes:
+        server_nonce = os.urandom(32)
+        mac = protocol.server_mac(b"what the impostor thinks the token is", client_nonce, server_nonce)
+        return protocol.encode("challenge", server_nonce=server_nonce.hex(), mac=mac.hex())
+
+    def old_server(client_nonce: bytes) -> bytes:
+        body = json.dumps({"v": 1, "type": "error", "code": "version",
+                           "message": "protocol version mismatch: server speaks protocol 1, client sent 2"})
+        return len(body).to_bytes(4, "big") + body.encode()
+
+    try:
+        for answer in (guessed_challenge, old_server):
+            thread = threading.Thread(target=serve, args=(answer,))
+            thread.start()
+            line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{port}", "--token-file",
+                                                  str(token_file), "-t", "TCP_RR", "-l", "0.3"))
+            thread.join(10)
+            if answer is guessed_challenge:
+                assert line == (f"vdevperf: server {SERVER_IP}:{port}: authentication failed: it did not prove "
+                                "it holds this client's token (the tokens differ, or it is not the vdevperf server "
+                                "expected)")
+            else:
+                assert line == (f"vdevperf: server {SERVER_IP}:{port}: protocol version mismatch: this client "
+                                "speaks protocol 2, the server sent 1")
+    finally:
+        impostor.close()
+    assert heard == [b"", b""]  # after its hello, the client said nothing more: no proof to take away
 
 
 def test_a_fifo_token_file_is_refused_at_once(veth, tmp_path):
@@ -418,7 +471,7 @@ def _valid(kind: str) -> dict:
         "test": {"config": protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, duration_s=0.5))},
         "start": {}, "mark": {}, "stop": {}, "bye": {},
     }[kind]
-    return {"v": 1, "type": kind, **fields}
+    return {"v": protocol.VERSION, "type": kind, **fields}
 
 
 @st.composite

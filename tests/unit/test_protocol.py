@@ -30,10 +30,9 @@ from vdevperf.remote.token import read_token, token_bits
 CONFIG = protocol.config_to_wire(TestConfig(test=TestName.UDP_RR, flows=2, server_cpu=1, server_rcvbuf=65536))
 EXAMPLES = {
     "hello": {"client_nonce": "00" * 32, "software": "vdevperf client"},
-    "challenge": {"server_nonce": "ff" * 32},
+    "challenge": {"server_nonce": "ff" * 32, "mac": "cd" * 32},
     "auth": {"mac": "ab" * 32},
-    "welcome": {"mac": "cd" * 32,
-                "server": {"software": "vdevperf 0.1.0", "hostname": "b", "kernel": "6.1", "cpu_model": None,
+    "welcome": {"server": {"software": "vdevperf 0.1.0", "hostname": "b", "kernel": "6.1", "cpu_model": None,
                            "cpu_count": 2},
                 "limits": {"max_duration_s": 60, "max_flows": 32, "idle_timeout_s": 60.0}},
     "test": {"config": CONFIG},
@@ -64,23 +63,23 @@ def test_every_message_type_round_trips():
 
 
 def _with(kind: str, **changes) -> bytes:
-    return body({"v": 1, "type": kind, **EXAMPLES[kind], **changes})
+    return body({"v": protocol.VERSION, "type": kind, **EXAMPLES[kind], **changes})
 
 
 @pytest.mark.parametrize("raw, why", [
     (b"\xff{}", "not a UTF-8 JSON document"),
     (b"{", "not a UTF-8 JSON document"),
-    (b'{"v": 1, "type": "bye", "v": 1}', "not a UTF-8 JSON document"),            # duplicate key
-    (b'{"v": 1, "type": "hello", "client_nonce": NaN}', "not a UTF-8 JSON document"),
+    (b'{"v": 2, "type": "bye", "v": 2}', "not a UTF-8 JSON document"),            # duplicate key
+    (b'{"v": 2, "type": "hello", "client_nonce": NaN}', "not a UTF-8 JSON document"),
     (b'{"v": ' + b"9" * 5000 + b"}", "not a UTF-8 JSON document"),                # integer too long
     (b"[" * 100_000 + b"]" * 100_000, "not a UTF-8 JSON document"),                # nesting too deep
     (b"[]", "must be a JSON object"),
     (b'{"type": "bye"}', "no integer protocol version"),
     (b'{"v": true, "type": "bye"}', "no integer protocol version"),
-    (b'{"v": 1, "type": "challenge"}', "unexpected message type 'challenge'"),   # a server's message
-    (b'{"v": 1, "type": ["bye"]}', "unexpected message type a JSON array"),
+    (b'{"v": 2, "type": "challenge"}', "unexpected message type 'challenge'"),   # a server's message
+    (b'{"v": 2, "type": ["bye"]}', "unexpected message type a JSON array"),
     (_with("bye", extra=1), "bye: unknown key 'extra'"),
-    (body({"v": 1, "type": "hello", "software": "x"}), "hello: missing key 'client_nonce'"),
+    (body({"v": 2, "type": "hello", "software": "x"}), "hello: missing key 'client_nonce'"),
     (_with("hello", client_nonce="AB" * 32), "hello.client_nonce must be 32 bytes as lowercase hex"),
     (_with("hello", software="a\nb"), "hello.software must be printable text"),
     (_with("hello", software="\ud800"), "hello.software must be printable text"),
@@ -102,9 +101,11 @@ def test_malformed_messages_are_refused_with_a_reason(raw, why):
 
 
 def test_another_version_is_a_version_mismatch_whatever_else_the_message_holds():
-    with pytest.raises(VersionMismatch) as caught:
-        protocol.decode(body({"v": 2, "type": "hello-v2", "whatever": [1, 2]}), CLIENT_TYPES)
-    assert caught.value.theirs == 2 and caught.value.code == "version"
+    assert protocol.VERSION == 2  # 1 had the server prove itself last
+    for other in (1, 3):
+        with pytest.raises(VersionMismatch) as caught:
+            protocol.decode(body({"v": other, "type": "hello-v2", "whatever": [1, 2]}), CLIENT_TYPES)
+        assert caught.value.theirs == other and caught.value.code == "version"
 
 
 def test_outgoing_messages_are_checked_like_incoming_ones():

@@ -88,19 +88,19 @@ class Session:
     # ---- handshake
 
     def handshake(self) -> None:
-        """Mutual challenge-response; raises RemoteError (to answer) unless the client holds the token."""
+        """Prove the token, then check the client's proof; RemoteError (to answer) unless it holds the token."""
         deadline = self.accepted + self.limits.handshake_timeout_s
         late = RemoteError("refused", f"no handshake within {self.limits.handshake_timeout_s:g} s")
         hello = self._receive(deadline, ("hello",), late)
         client_nonce = bytes.fromhex(hello["client_nonce"])
         server_nonce = secrets.token_bytes(protocol.NONCE_BYTES)
-        self._send("challenge", server_nonce=server_nonce.hex())
+        self._send("challenge", server_nonce=server_nonce.hex(),
+                   mac=protocol.server_mac(self.token, client_nonce, server_nonce).hex())
         auth = self._receive(deadline, ("auth",), late, code="auth")
         if not protocol.proofs_match(auth["mac"], protocol.client_mac(self.token, server_nonce, client_nonce)):
             raise RemoteError("refused", "authentication failed: the client's token is not this server's",
                               code="auth")
-        self._send("welcome", mac=protocol.server_mac(self.token, client_nonce, server_nonce).hex(),
-                   server=self.facts,
+        self._send("welcome", server=self.facts,
                    limits={"max_duration_s": self.limits.max_duration_s, "max_flows": self.limits.max_flows,
                            "idle_timeout_s": self.limits.idle_timeout_s})
         self.log(f"{self.label}: authenticated ({hello['software']})")
