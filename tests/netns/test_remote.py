@@ -3,6 +3,7 @@ across a veth; figures, refusals, limits, a client that vanishes, and a fuzzed c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,7 +61,8 @@ class ServerProcess:
         with open(log, "w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "vdevperf", "server", "--port", "0", "--token-file", str(token_file), *flags],
-                stdout=subprocess.DEVNULL, stderr=out, preexec_fn=lambda: netns.move_to(topo.server.netns_path))
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out,
+                preexec_fn=lambda: netns.move_to(topo.server.netns_path))
         deadline = time.monotonic() + 15
         while "listening on" not in self.log():
             assert self.proc.poll() is None, self.log()
@@ -442,6 +444,74 @@ def test_a_fifo_token_file_is_refused_at_once(veth, tmp_path):
         line = one_line_error(vdevperf_client(veth, *args, "--token-file", str(fifo), timeout=20))
         assert line == f"vdevperf: --token-file {fifo}: is not a regular file"
         assert time.monotonic() - started < 10
+
+
+def _fds(pid: int) -> dict[int, str]:
+    return {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+
+
+def _listening_ports(pid: int) -> dict[int, int]:
+    """Inode to port of the IPv4 TCP sockets listening in ``pid``'s namespace."""
+    lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    return {int(f[9]): int(f[1].split(":")[1], 16) for f in map(str.split, lines) if f[3] == "0A"}
+
+
+def test_endpoints_hold_no_descriptor_but_their_own(veth, server):
+    first, ready = raw_test(veth, server, flows=2)
+    second, more = raw_test(veth, server, flows=1)  # forked while the first session's endpoints run
+    try:
+        endpoints = server.endpoints()
+        assert len(endpoints) == 3
+        for ep in endpoints:
+            fds = _fds(ep.pid)
+            own = {fd: what for fd, what in fds.items() if fd > 2}
+            # Two pipes to the server and one socket: not the listener, no control connection, nothing of
+            # the other session or of the other flows.
+            assert sorted(what.split(":")[0] for what in own.values()) == ["pipe", "pipe", "socket"], fds
+            (sock,) = [what for what in own.values() if what.startswith("socket:")]
+            assert _listening_ports(ep.pid).get(int(sock[len("socket:["):-1])) in ready["ports"] + more["ports"]
+    finally:
+        for sock in (first, second):
+            send(sock, "bye")
+            sock.close()
+    server.wait_for(lambda: server.endpoints() == [])
+
+
+PIDS_CGROUP = Path("/sys/fs/cgroup/pids")
+
+
+@contextlib.contextmanager
+def pids_cgroup(pid: int):
+    """``pid`` (all its threads) in a cgroup of its own, whose pids.max the caller sets."""
+    group = PIDS_CGROUP / f"vdevperf-test-{os.getpid()}"
+    group.mkdir()
+    try:
+        (group / "cgroup.procs").write_text(str(pid))
+        yield group
+    finally:
+        (PIDS_CGROUP / "cgroup.procs").write_text(str(pid))
+        group.rmdir()
+
+
+@pytest.mark.skipif(not (PIDS_CGROUP / "cgroup.procs").exists(), reason="no cgroup v1 pids controller")
+def test_a_failed_fork_leaks_nothing_and_the_server_goes_on(veth, server):
+    server.wait_for(lambda: server.process.num_threads() <= 2 and server.endpoints() == [])
+    fds = _fds(server.proc.pid)
+    sock = connect(veth, server)
+    handshake(sock)
+    assert reply(sock)["type"] == "welcome"
+    with pids_cgroup(server.proc.pid) as group:
+        # Room for one more task: the first endpoint forks, the second cannot.
+        (group / "pids.max").write_text(str(int((group / "pids.current").read_text()) + 1))
+        send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, flows=3, **SHORT)))
+        assert refusal(sock) == {"v": 2, "type": "error", "code": "load",
+                                 "message": "server endpoint: cannot start it: Resource temporarily unavailable"}
+        sock.close()
+        server.wait_for(lambda: server.process.num_threads() <= 2)
+        assert server.endpoints() == []  # the one that had started was killed and reaped
+        assert (group / "pids.events").read_text().split() != ["max", "0"]
+    assert _fds(server.proc.pid).keys() == fds.keys()  # no pipe of either fork left open
+    assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_RR, **SHORT)).metrics
 
 
 # ---- fuzz
