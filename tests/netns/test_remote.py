@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from vdevperf import bench
 from vdevperf.model import TestConfig, TestName
-from vdevperf.remote import protocol
+from vdevperf.remote import admission, protocol
 from vdevperf.remote.client import RemoteTarget
 from vdevperf.results import ResultFile, load
 from vdevperf.topology import netns
@@ -512,6 +512,31 @@ def test_a_failed_fork_leaks_nothing_and_the_server_goes_on(veth, server):
         assert (group / "pids.events").read_text().split() != ["max", "0"]
     assert _fds(server.proc.pid).keys() == fds.keys()  # no pipe of either fork left open
     assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_RR, **SHORT)).metrics
+
+
+def test_silent_data_connections_stall_no_admission(veth, server):
+    # The filter lets in any connection from the client's address (another user of its host, say);
+    # the endpoint waits on all of them at once, so silent ones cost nothing.
+    sock, ready = raw_test(veth, server)
+    address = (SERVER_IP, ready["ports"][0])
+    with netns.entered_path(veth.client.netns_path):
+        silent = [socket.create_connection(address, timeout=5) for _ in range(admission.PENDING_MAX + 4)]
+        client = socket.create_connection(address, timeout=5)
+    try:
+        client.sendall(bytes.fromhex(ready["data_token"]))
+        started = time.monotonic()
+        send(sock, "start")
+        assert reply(sock)["type"] == "started"
+        assert time.monotonic() - started < 1.5  # not a wait on the silent ones, one after another
+        for other in silent:
+            assert other.recv(1) == b""  # the oldest closed for newer ones, the rest once one was admitted
+        client.close()
+        send(sock, "stop")
+        assert reply(sock)["type"] == "stopped"
+    finally:
+        for other in [*silent, client, sock]:
+            other.close()
+    server.wait_for(lambda: server.endpoints() == [])
 
 
 # ---- fuzz
