@@ -10,6 +10,10 @@ message or a timeout ends the session with one ``error`` message. However
 the session ends, its endpoint processes are killed by PID before its
 thread returns. Nothing a client sends names a file or a command: a test
 request only picks a test and its sizes, from protocol.CONFIG.
+
+A connection that takes the server's challenge and does not answer it with
+a valid proof has failed to authenticate: its address backs off (limits.py),
+and a wrong proof is answered only after that delay.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +30,7 @@ from vdevperf.load import runner
 from vdevperf.model import TestConfig
 from vdevperf.remote import protocol
 from vdevperf.remote.admission import normalized
+from vdevperf.remote.limits import AuthBackoff, backing_off
 from vdevperf.remote.protocol import CLIENT_TYPES, PeerGone, PeerTimeout, RemoteError
 from vdevperf.remote.serving import ServerRun
 
@@ -33,6 +39,8 @@ SEND_TIMEOUT_S = 5.0
 # At the end of a session: how long, and how much, to read what the client still sends.
 LINGER_S = 0.5
 LINGER_BYTES = 2 * protocol.MAX_FRAME
+# The longest a wrong proof waits for its answer: below a client's reply timeout (client.py).
+FAILURE_REPLY_DELAY_MAX_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -48,23 +56,30 @@ class SessionLimits:
 
 @dataclass(eq=False)
 class Session:
-    """The server's side of one control connection."""
+    """The server's side of one control connection; ``key``: its address as limits.py counts it."""
 
     conn: socket.socket
     label: str
+    key: str
     token: bytes = field(repr=False)
     limits: SessionLimits
     facts: dict
     log: Callable[[str], None]
+    backoff: AuthBackoff
     netns_path: str | None = None
     accepted: float = field(default_factory=time.monotonic)
     run: ServerRun | None = None
+    # Set from other threads: the slot went to a newer connection, or the server is closing.
+    dropped: bool = False
+    interrupted: bool = False
 
     def __post_init__(self) -> None:
         local, peer = self.conn.getsockname(), self.conn.getpeername()
         self.local_address = normalized(local[0])
         self.peer_address = normalized(peer[0])
         self.ip_version = 6 if ":" in self.local_address else 4
+        self.software = ""
+        self._wake = threading.Event()
 
     # ---- messages
 
@@ -96,14 +111,38 @@ class Session:
         server_nonce = secrets.token_bytes(protocol.NONCE_BYTES)
         self._send("challenge", server_nonce=server_nonce.hex(),
                    mac=protocol.server_mac(self.token, client_nonce, server_nonce).hex())
-        auth = self._receive(deadline, ("auth",), late, code="auth")
+        try:
+            auth = self._receive(deadline, ("auth",), late, code="auth")
+        except RemoteError as exc:
+            self._failed("no proof before its slot went to a newer connection" if self.dropped
+                         else f"no proof ({exc.why})")
+            raise
+        wait = self.backoff.remaining(self.key, time.monotonic())
+        if wait > 0:
+            # Another connection of this address failed meanwhile: one guess per back-off.
+            raise RemoteError("refused", backing_off(wait), code="busy")
         if not protocol.proofs_match(auth["mac"], protocol.client_mac(self.token, server_nonce, client_nonce)):
+            delay = self._failed("wrong proof")
+            self._wake.wait(min(delay, FAILURE_REPLY_DELAY_MAX_S))
             raise RemoteError("refused", "authentication failed: the client's token is not this server's",
                               code="auth")
+        self.backoff.succeeded(self.key)
+        self.software = hello["software"]
+
+    def _failed(self, how: str) -> float:
+        if self.interrupted:
+            return 0.0  # the server is closing: that is no failure of the client's
+        delay = self.backoff.failed(self.key, time.monotonic())
+        self.log(f"{self.label}: authentication failed: {how}"
+                 + (f"; {self.key} backs off for {delay:g} s" if delay else ""))
+        return delay
+
+    def welcome(self) -> None:
+        """Admit the authenticated client."""
         self._send("welcome", server=self.facts,
                    limits={"max_duration_s": self.limits.max_duration_s, "max_flows": self.limits.max_flows,
                            "idle_timeout_s": self.limits.idle_timeout_s})
-        self.log(f"{self.label}: authenticated ({hello['software']})")
+        self.log(f"{self.label}: authenticated ({self.software})")
 
     # ---- requests
 
@@ -180,27 +219,40 @@ class Session:
 
     # ---- endings
 
-    def refuse(self, error: RemoteError) -> None:
-        """Tell the client why its session ends (if it still listens), and log it."""
+    def refuse(self, error: RemoteError, quiet: bool = False) -> None:
+        """Tell the client why its session ends (if it still listens), and log it unless ``quiet``."""
         if isinstance(error, PeerGone):
-            self.log(f"{self.label}: client went away ({error.why})")
+            if not quiet:
+                self.log(f"{self.label}: client went away ({error.why})")
             return
-        self.log(f"{self.label}: refused: {error.code}: {error.why}")
+        if not quiet:
+            self.log(f"{self.label}: refused: {error.code}: {error.why}")
         try:
             self._send("error", code=error.code, message=error.why[:512])
         except RemoteError:
             pass
 
+    def drop(self) -> None:
+        """From another thread: end the handshake, its slot went to a newer connection. Shutting down
+        the reading side wakes a blocked read (it sees the end) and leaves the error reply possible."""
+        self.dropped = True
+        self._wake.set()
+        try:
+            self.conn.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
     def interrupt(self) -> None:
         """Wake the session's thread from another one: its next read sees the connection end."""
+        self.interrupted = True
+        self._wake.set()
         try:
             self.conn.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
     def close(self) -> None:
-        """Kill this session's endpoints and close the connection (shutdown first: the endpoint
-        processes of other sessions hold copies of its descriptor)."""
+        """Kill this session's endpoints and close the connection, its unread input read first."""
         run, self.run = self.run, None
         if run is not None:
             run.close()
@@ -219,3 +271,4 @@ class Session:
         except OSError:
             pass
         self.conn.close()
+
