@@ -473,15 +473,17 @@ def cmd_server(args: argparse.Namespace, argv: Sequence[str]) -> int:
         config = ServerConfig(token=token, bind=args.bind, port=args.port, max_duration_s=args.max_duration,
                               max_clients=args.max_clients, idle_timeout_s=args.idle_timeout,
                               max_pending=args.max_pending, max_pending_per_address=args.max_pending_per_address,
-                              auth_backoff_s=args.auth_backoff)
+                              auth_backoff_s=args.auth_backoff, max_endpoints=args.max_endpoints,
+                              max_session_s=args.max_session_time or max(600.0, args.max_duration))
     except ValueError as exc:
         flag, _, why = str(exc).partition(": ")
         raise VdevperfError(flag, why) from None
     server = Server(config, log=_log_line)
     try:
         address = server.bind()
-        _log_line(f"listening on {address} (at most {config.max_clients} client(s), tests up to "
-                  f"{config.max_duration_s:g} s, idle timeout {config.idle_timeout_s:g} s; "
+        _log_line(f"listening on {address} (at most {config.max_clients} client(s) for "
+                  f"{config.max_session_s:g} s each, tests up to {config.max_duration_s:g} s, "
+                  f"{config.max_endpoints} endpoint processes, idle timeout {config.idle_timeout_s:g} s; "
                   f"{config.max_pending} handshakes, {config.max_pending_per_address} per address)")
         server.serve_forever()
     finally:
@@ -594,6 +596,12 @@ def parser() -> argparse.ArgumentParser:
                         help="authenticated clients served at once; one more is told the server is busy (default 4)")
     server.add_argument("--idle-timeout", type=seconds, default=60.0, metavar="S",
                         help="end a session that sends nothing for this long between tests (default 60)")
+    server.add_argument("--max-session-time", type=seconds, metavar="S",
+                        help="end a session this long after it authenticated, and refuse a test that would end "
+                             "later, so that no client keeps its slot (default 600, or --max-duration if longer)")
+    server.add_argument("--max-endpoints", type=whole(), default=64, metavar="N",
+                        help="endpoint processes of all sessions together; a test that would pass it is told the "
+                             "server is busy (default 64)")
     server.add_argument("--max-pending", type=whole(), default=64, metavar="N",
                         help="connections authenticating at once; a new one takes the slot of the oldest "
                              "(default 64)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -395,7 +396,8 @@ def test_a_client_that_vanishes_mid_test_does_not_leave_the_server_stuck(veth, s
 def guarded(veth, token_file, tmp_path_factory):
     """A server with small limits, to reach each of them quickly."""
     srv = ServerProcess(veth, token_file, tmp_path_factory.mktemp("guarded") / "server.log",
-                        "--max-clients", "2", "--max-duration", "2", "--idle-timeout", "2", "--max-pending", "8",
+                        "--max-clients", "2", "--max-duration", "2", "--max-session-time", "2.5",
+                        "--idle-timeout", "2", "--max-endpoints", "3", "--max-pending", "8",
                         "--max-pending-per-address", "4", "--auth-backoff", "0.5")
     yield srv
     srv.stop()
@@ -674,6 +676,69 @@ def test_a_failed_fork_leaks_nothing_and_the_server_goes_on(veth, server):
         assert (group / "pids.events").read_text().split() != ["max", "0"]
     assert _fds(server.proc.pid).keys() == fds.keys()  # no pipe of either fork left open
     assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_RR, **SHORT)).metrics
+
+
+def test_endpoint_processes_are_capped_server_wide(veth, guarded):
+    first, _ = raw_test(veth, guarded, flows=2)  # 2 of the server's 3
+    try:
+        sock = connect(veth, guarded)
+        handshake(sock)
+        assert reply(sock)["limits"]["max_flows"] == 3
+        send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, flows=2, **SHORT)))
+        assert refusal(sock) == {"v": 2, "type": "error", "code": "busy",
+                                 "message": "busy: running its maximum of 3 endpoint processes; try again later"}
+        second, _ = raw_test(veth, guarded, flows=1)  # 3 of 3
+        assert len(guarded.endpoints()) == 3
+        send(second, "bye")
+        second.close()
+    finally:
+        send(first, "bye")
+        first.close()
+    guarded.wait_for(lambda: guarded.endpoints() == [])
+    sock = connect(veth, guarded)
+    handshake(sock)
+    assert reply(sock)["type"] == "welcome"
+    send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, flows=4, **SHORT)))
+    assert refusal(sock) == {"v": 2, "type": "error", "code": "limit",
+                             "message": "4 flows exceed this server's limit of 3"}
+
+
+def run_raw_test(topo, sock: socket.socket) -> None:
+    """One short TCP_RR test on an authenticated raw session, its data connection made by hand."""
+    cfg = TestConfig(test=TestName.TCP_RR, duration_s=0.3, warmup_s=0.0, interval_s=0.3)
+    send(sock, "test", config=protocol.config_to_wire(cfg))
+    ready = reply(sock)
+    with netns.entered_path(topo.client.netns_path):
+        data = socket.create_connection((SERVER_IP, ready["ports"][0]), timeout=5)
+    with data:
+        data.sendall(bytes.fromhex(ready["data_token"]))
+        send(sock, "start")
+        assert reply(sock)["type"] == "started"
+    send(sock, "stop")
+    assert reply(sock)["type"] == "stopped"
+
+
+def test_a_session_lasts_at_most_max_session_time(veth, guarded):
+    sock = connect(veth, guarded)
+    handshake(sock)
+    assert reply(sock)["limits"]["max_session_s"] == 2.5
+    time.sleep(1.0)
+    send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, duration_s=2, warmup_s=0)))
+    message = refusal(sock)
+    assert message["code"] == "limit"
+    assert re.fullmatch(r"test of 2 s would end past this session's --max-session-time of 2\.5 s \(1\.[0-5] s "
+                        r"left\); connect again for a new session", message["message"]), message
+    # A busy session is ended at its time too, between tests, though never idle for --idle-timeout (2 s).
+    sock = connect(veth, guarded)
+    handshake(sock)
+    assert reply(sock)["type"] == "welcome"
+    welcome = time.monotonic()
+    time.sleep(0.6)
+    run_raw_test(veth, sock)
+    assert refusal(sock) == {"v": 2, "type": "error", "code": "limit",
+                             "message": "session reached this server's --max-session-time of 2.5 s; connect again "
+                                        "to go on"}
+    assert 2.3 <= time.monotonic() - welcome < 3.5
 
 
 def test_silent_data_connections_stall_no_admission(veth, server):

@@ -34,7 +34,7 @@ EXAMPLES = {
     "auth": {"mac": "ab" * 32},
     "welcome": {"server": {"software": "vdevperf 0.1.0", "hostname": "b", "kernel": "6.1", "cpu_model": None,
                            "cpu_count": 2},
-                "limits": {"max_duration_s": 60, "max_flows": 32, "idle_timeout_s": 60.0}},
+                "limits": {"max_duration_s": 60, "max_flows": 32, "idle_timeout_s": 60.0, "max_session_s": 600}},
     "test": {"config": CONFIG},
     "ready": {"ports": [40000, 40001], "data_token": "12" * 16},
     "start": {},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vdevperf.remote.limits import AuthBackoff, HandshakeSlots, Tally, address_key
+from vdevperf.remote.limits import AuthBackoff, EndpointBudget, HandshakeSlots, Tally, address_key
 
 
 @pytest.mark.parametrize("address, key", [
@@ -73,6 +73,14 @@ def test_backoff_zero_never_backs_off_and_its_memory_is_bounded():
         backoff.failed(f"addr{i}", float(i))
     assert len(backoff._strikes) == 3
     assert backoff.remaining("addr99", 99.0) == 1.0  # the newest are the ones kept
+
+
+def test_the_endpoint_budget_is_all_or_nothing():
+    budget = EndpointBudget(4)
+    assert budget.claim(3) and not budget.claim(2) and budget.used == 3
+    assert budget.claim(1) and not budget.claim(1)
+    budget.release(3)
+    assert budget.claim(2) and budget.used == 3
 
 
 def test_a_tally_reports_a_flood_once_a_second_with_its_count():

@@ -1,4 +1,4 @@
-"""What a vdevperf server shares between its connections: handshake slots and back-off.
+"""What a vdevperf server shares between its connections: handshake slots, back-off, endpoint budget.
 
 Strangers (connections that have not authenticated) are counted per
 address: an IPv4 address, or an IPv6 /64, the block one host usually holds.
@@ -10,6 +10,7 @@ the filler, and to keep a client out a flood would have to open more
 connections than the cap within each of its handshakes. A failed
 authentication puts its address in back-off: a delay that doubles with each
 further failure, during which its new connections are turned away.
+Authenticated sessions share one budget of endpoint processes.
 
 Everything here is thread-safe and takes the time from its caller, so it is
 tested without a network (tests/unit/test_remote_limits.py).
@@ -132,6 +133,28 @@ class AuthBackoff:
 def backing_off(wait_s: float) -> str:
     """What a connection of an address in back-off is told."""
     return f"busy: an authentication from this address failed; it may try again in {math.ceil(wait_s)} s"
+
+
+class EndpointBudget:
+    """Endpoint processes the whole server may run at once, claimed per test by the sessions."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def claim(self, n: int) -> bool:
+        """Reserve ``n`` endpoints; False (and nothing reserved) if that would pass the limit."""
+        with self._lock:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+    def release(self, n: int) -> None:
+        """Give back ``n`` endpoints claimed before."""
+        with self._lock:
+            self.used -= n
 
 
 class Tally:

@@ -46,7 +46,7 @@ from vdevperf.load.context import SLOTS
 from vdevperf.measure.cpu import FIELDS
 from vdevperf.model import TestConfig, TestName
 
-# 2: the server proves itself first (its mac moved from welcome to challenge).
+# 2: the server proves itself first (its mac moved from welcome to challenge); limits.max_session_s.
 VERSION = 2
 MAX_FRAME = 64 * 1024
 MAX_REPLY_FRAME = 1024 * 1024
@@ -296,6 +296,7 @@ LIMITS = Record({
     "max_duration_s": Num(0, MAX_SECONDS),
     "max_flows": Int(1, MAX_FLOWS),
     "idle_timeout_s": Num(0, MAX_SECONDS),
+    "max_session_s": Num(0, MAX_SECONDS),
 })
 
 _READY_ENDPOINT = Record({

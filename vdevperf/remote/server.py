@@ -9,9 +9,10 @@ keep clients out (limits.py has the rules):
 - failed authentications: the address backs off (``auth_backoff_s``,
   doubling per failure), its new connections turned away meanwhile;
 - sessions: at most ``max_clients`` authenticated (one more is answered
-  'busy' once it has authenticated, so strangers learn nothing), idle at
-  most ``idle_timeout_s``;
-- tests: a cap on each test's duration and flows;
+  'busy' once it has authenticated, so strangers learn nothing), each for at
+  most ``max_session_s``, idle at most ``idle_timeout_s``;
+- tests: a cap on each test's duration and flows, and on the endpoint
+  processes of all sessions together (``max_endpoints``);
 - frames of at most protocol.MAX_FRAME bytes, read into fixed buffers.
 Each session forks its own endpoint processes and kills them by PID when it
 ends, however it ends; ``close`` ends every session. The server runs no
@@ -34,7 +35,7 @@ from vdevperf.measure import cpu
 from vdevperf.measure.env import environment
 from vdevperf.remote import protocol
 from vdevperf.remote.admission import normalized
-from vdevperf.remote.limits import AuthBackoff, HandshakeSlots, Tally, address_key, backing_off
+from vdevperf.remote.limits import AuthBackoff, EndpointBudget, HandshakeSlots, Tally, address_key, backing_off
 from vdevperf.remote.protocol import MAX_CPUS, MAX_FLOWS, MAX_SECONDS, PeerGone, RemoteError
 from vdevperf.remote.session import Session, SessionLimits
 from vdevperf.remote.token import check_token
@@ -67,6 +68,8 @@ class ServerConfig:
     max_pending_per_address: int = 8
     # Back-off after an address's first failed authentication; doubles with each further one.
     auth_backoff_s: float = 1.0
+    max_endpoints: int = 64
+    max_session_s: float = 600.0
     # How long past a test's warm-up + duration its client may take to send the stop.
     grace_s: float = 3.0
     netns_path: str | None = None
@@ -90,6 +93,9 @@ class ServerConfig:
         _check(1 <= self.max_pending_per_address <= self.max_pending,
                "--max-pending-per-address: must be 1 to --max-pending")
         _check(0 <= self.auth_backoff_s <= 60, "--auth-backoff: must be 0-60 s (0: none)")
+        _check(1 <= self.max_endpoints <= 4096, "--max-endpoints: must be 1-4096")
+        _check(self.max_duration_s <= self.max_session_s <= MAX_SECONDS,
+               f"--max-session-time: must be from --max-duration ({self.max_duration_s:g} s) to {MAX_SECONDS:g} s")
 
 
 def address_label(address: tuple) -> str:
@@ -113,11 +119,14 @@ class Server:
     def __init__(self, config: ServerConfig, log: Callable[[str], None] = lambda line: None) -> None:
         self.config = config
         self.log = log
-        self.limits = SessionLimits(max_duration_s=config.max_duration_s, max_flows=config.max_flows,
+        self.limits = SessionLimits(max_duration_s=config.max_duration_s,
+                                    max_flows=min(config.max_flows, config.max_endpoints),
                                     idle_timeout_s=config.idle_timeout_s,
-                                    handshake_timeout_s=config.handshake_timeout_s, grace_s=config.grace_s)
+                                    handshake_timeout_s=config.handshake_timeout_s, grace_s=config.grace_s,
+                                    max_session_s=config.max_session_s)
         self._pending: HandshakeSlots[Session] = HandshakeSlots(config.max_pending, config.max_pending_per_address)
         self._backoff = AuthBackoff(config.auth_backoff_s)
+        self._budget = EndpointBudget(config.max_endpoints)
         self._clients = threading.BoundedSemaphore(config.max_clients)
         self._lock = threading.Lock()
         self._sessions: set[Session] = set()
@@ -195,7 +204,7 @@ class Server:
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # marks are small and time-critical
             session = Session(conn, label, key, self.config.token, self.limits, self._facts, self.log,
-                              self._backoff, self.config.netns_path)
+                              self._backoff, self._budget, self.config.netns_path)
         except OSError:  # reset before it could be served
             conn.close()
             return

@@ -5,8 +5,10 @@ States and how long each may last:
   idle       authenticated, between tests: the next request within ``idle_timeout_s``
   prepared   endpoints forked, waiting for ``start`` (and the data connections): SETUP_TIMEOUT_S
   running    marks and the stop within warm-up + duration + ``grace_s`` of the start
-Every request is checked against the state; anything else, a limit, a bad
-message or a timeout ends the session with one ``error`` message. However
+and the whole session within ``max_session_s`` of its authentication (a test
+that would end past it is refused), so that no client keeps its slot for
+ever. Every request is checked against the state; anything else, a limit, a
+bad message or a timeout ends the session with one ``error`` message. However
 the session ends, its endpoint processes are killed by PID before its
 thread returns. Nothing a client sends names a file or a command: a test
 request only picks a test and its sizes, from protocol.CONFIG.
@@ -18,6 +20,7 @@ and a wrong proof is answered only after that delay.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import socket
@@ -30,7 +33,7 @@ from vdevperf.load import runner
 from vdevperf.model import TestConfig
 from vdevperf.remote import protocol
 from vdevperf.remote.admission import normalized
-from vdevperf.remote.limits import AuthBackoff, backing_off
+from vdevperf.remote.limits import AuthBackoff, EndpointBudget, backing_off
 from vdevperf.remote.protocol import CLIENT_TYPES, PeerGone, PeerTimeout, RemoteError
 from vdevperf.remote.serving import ServerRun
 
@@ -52,6 +55,7 @@ class SessionLimits:
     idle_timeout_s: float
     handshake_timeout_s: float
     grace_s: float
+    max_session_s: float
 
 
 @dataclass(eq=False)
@@ -66,6 +70,7 @@ class Session:
     facts: dict
     log: Callable[[str], None]
     backoff: AuthBackoff
+    budget: EndpointBudget
     netns_path: str | None = None
     accepted: float = field(default_factory=time.monotonic)
     run: ServerRun | None = None
@@ -78,6 +83,7 @@ class Session:
         self.local_address = normalized(local[0])
         self.peer_address = normalized(peer[0])
         self.ip_version = 6 if ":" in self.local_address else 4
+        self.ends_at = math.inf
         self.software = ""
         self._wake = threading.Event()
 
@@ -138,21 +144,28 @@ class Session:
         return delay
 
     def welcome(self) -> None:
-        """Admit the authenticated client."""
+        """Admit the authenticated client: its session's clock starts now."""
+        self.ends_at = time.monotonic() + self.limits.max_session_s
         self._send("welcome", server=self.facts,
                    limits={"max_duration_s": self.limits.max_duration_s, "max_flows": self.limits.max_flows,
-                           "idle_timeout_s": self.limits.idle_timeout_s})
+                           "idle_timeout_s": self.limits.idle_timeout_s,
+                           "max_session_s": self.limits.max_session_s})
         self.log(f"{self.label}: authenticated ({self.software})")
 
     # ---- requests
 
     def serve(self) -> None:
-        """Answer test requests until the client says bye or closes the connection."""
+        """Answer test requests until the client says bye or closes the connection, or its time is up."""
         idle = self.limits.idle_timeout_s
+        silent = RemoteError("refused", f"idle for {idle:g} s: session closed", code="idle")
+        over = RemoteError("refused", f"session reached this server's --max-session-time of "
+                                      f"{self.limits.max_session_s:g} s; connect again to go on", code="limit")
         while True:
+            deadline = time.monotonic() + idle
+            if self.ends_at < deadline:
+                deadline, silent = self.ends_at, over
             try:
-                request = self._receive(time.monotonic() + idle, ("test", "bye"),
-                                        RemoteError("refused", f"idle for {idle:g} s: session closed", code="idle"))
+                request = self._receive(deadline, ("test", "bye"), silent)
             except PeerGone as exc:
                 if exc.why == "closed":
                     return  # between tests, closing is as good as bye
@@ -167,6 +180,11 @@ class Session:
             raise RemoteError("refused", f"test of {total:g} s ({cfg.duration_s:g} s + {cfg.warmup_s:g} s warm-up) "
                                          f"exceeds this server's --max-duration of {self.limits.max_duration_s:g} s",
                               code="limit")
+        left = self.ends_at - time.monotonic()
+        if total > left:
+            raise RemoteError("refused", f"test of {total:g} s would end past this session's --max-session-time "
+                                         f"of {self.limits.max_session_s:g} s ({max(left, 0):.1f} s left); "
+                                         "connect again for a new session", code="limit")
         if cfg.flows > self.limits.max_flows:
             raise RemoteError("refused", f"{cfg.flows} flows exceed this server's limit of {self.limits.max_flows}",
                               code="limit")
@@ -187,6 +205,9 @@ class Session:
         self.log(f"{self.label}: {cfg.test} done")
 
     def _run_test(self, cfg: TestConfig) -> None:
+        if not self.budget.claim(cfg.flows):
+            raise RemoteError("refused", f"busy: running its maximum of {self.budget.limit} endpoint processes; "
+                                         "try again later", code="busy")
         self.log(f"{self.label}: {cfg.test}, {cfg.flows} flow(s), {cfg.duration_s:g} s + "
                  f"{cfg.warmup_s:g} s warm-up")
         self.run = run = ServerRun(cfg, self.local_address, self.peer_address, self.netns_path)
@@ -216,6 +237,7 @@ class Session:
         finally:
             self.run = None
             run.close()
+            self.budget.release(cfg.flows)
 
     # ---- endings
 
