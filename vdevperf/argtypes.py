@@ -51,6 +51,7 @@ def between(low: float, high: float, what: str) -> Callable[[str], float]:
 
 
 seconds = between(0, math.inf, "a positive number of seconds")
+seconds_or_zero = between(-math.ulp(0.0), math.inf, "a number of seconds, 0 or more")
 percent = between(0, 100, "a percentage between 0 and 100")
 fraction = between(0, 1, "a level between 0 and 1, e.g. 0.05")
 

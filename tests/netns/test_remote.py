@@ -1,14 +1,19 @@
 """Remote endpoints for real: a vdevperf server in one namespace as the remote host, clients in another,
-across a veth; figures, refusals, limits, a client that vanishes, and a fuzzed control protocol."""
+across a veth; figures, refusals, limits, a client that vanishes, a fuzzed control protocol, and attacks:
+a lockout by idle connections, guessing, an impostor server, descriptors endpoints must not hold."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +25,7 @@ from hypothesis import strategies as st
 
 from vdevperf import bench
 from vdevperf.model import TestConfig, TestName
-from vdevperf.remote import protocol
+from vdevperf.remote import admission, protocol
 from vdevperf.remote.client import RemoteTarget
 from vdevperf.results import ResultFile, load
 from vdevperf.topology import netns
@@ -59,7 +64,8 @@ class ServerProcess:
         with open(log, "w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "vdevperf", "server", "--port", "0", "--token-file", str(token_file), *flags],
-                stdout=subprocess.DEVNULL, stderr=out, preexec_fn=lambda: netns.move_to(topo.server.netns_path))
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out,
+                preexec_fn=lambda: netns.move_to(topo.server.netns_path))
         deadline = time.monotonic() + 15
         while "listening on" not in self.log():
             assert self.proc.poll() is None, self.log()
@@ -92,10 +98,24 @@ class ServerProcess:
 
 @pytest.fixture(scope="module")
 def server(veth, token_file, tmp_path_factory):
+    # No back-off: the fuzz test fails thousands of handshakes from one address on purpose.
     srv = ServerProcess(veth, token_file, tmp_path_factory.mktemp("server") / "server.log",
-                        "--max-clients", "2", "--max-duration", "30", "--idle-timeout", "3")
+                        "--max-clients", "2", "--max-duration", "30", "--idle-timeout", "3", "--auth-backoff", "0")
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def sources(veth):
+    """More addresses of the client's host, for strangers: 198.18.0.3 to .9."""
+    ipr = veth.ipr("cli")
+    index = ipr.link_lookup(ifname=veth.ifname("c0"))[0]
+    added = [f"198.18.0.{i}" for i in range(3, 10)]
+    for address in added:
+        ipr.addr("add", index=index, address=address, prefixlen=24)
+    yield added
+    for address in added:
+        ipr.addr("del", index=index, address=address, prefixlen=24)
 
 
 def target(topo, srv: ServerProcess, token: bytes = TOKEN) -> RemoteTarget:
@@ -138,12 +158,14 @@ def reply(sock: socket.socket) -> dict:
 
 
 def handshake(sock: socket.socket, token: bytes = TOKEN) -> list[bytes]:
-    """A full client handshake; returns the frames the client sent (for replaying)."""
+    """A full client handshake (the server proves itself first); returns the frames the client sent."""
     nonce = os.urandom(protocol.NONCE_BYTES)
     frames = [send(sock, "hello", client_nonce=nonce.hex(), software="raw test client")]
     challenge = reply(sock)
     assert challenge["type"] == "challenge"
-    mac = protocol.client_mac(token, bytes.fromhex(challenge["server_nonce"]), nonce)
+    server_nonce = bytes.fromhex(challenge["server_nonce"])
+    assert protocol.proofs_match(challenge["mac"], protocol.server_mac(TOKEN, nonce, server_nonce))
+    mac = protocol.client_mac(token, server_nonce, nonce)
     frames.append(send(sock, "auth", mac=mac.hex()))
     return frames
 
@@ -156,9 +178,9 @@ def refusal(sock: socket.socket) -> dict:
     return message
 
 
-def raw_test(topo, srv: ServerProcess, **overrides) -> tuple[socket.socket, dict]:
+def raw_test(topo, srv: ServerProcess, source: str | None = None, **overrides) -> tuple[socket.socket, dict]:
     """An authenticated raw session with a TCP_RR test opened; returns it and the 'ready' reply."""
-    sock = connect(topo, srv)
+    sock = connect(topo, srv, source)
     handshake(sock)
     assert reply(sock)["type"] == "welcome"
     cfg = TestConfig(test=TestName.TCP_RR, **(SHORT | overrides))
@@ -225,10 +247,11 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     wrong = tmp_path / "wrong"
     wrong.write_bytes(b"not-the-token-of-this-server")
     wrong.chmod(0o600)
+    # The server proves itself first: a client with another token stops there, its proof unsaid.
     line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}",
                                           "--token-file", str(wrong), "-l", "1"))
-    assert line == (f"vdevperf: server {SERVER_IP}:{server.port}: authentication failed: "
-                    "the client's token is not this server's")
+    assert line == (f"vdevperf: server {SERVER_IP}:{server.port}: authentication failed: it did not prove it "
+                    "holds this client's token (the tokens differ, or it is not the vdevperf server expected)")
     line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}", "-l", "1"))
     assert line.startswith("vdevperf: --token-file: is required with --remote")
 
@@ -237,7 +260,7 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     send(sock, "hello", client_nonce=os.urandom(32).hex(), software="raw")
     assert reply(sock)["type"] == "challenge"
     send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR)))
-    assert refusal(sock) == {"v": 1, "type": "error", "code": "auth",
+    assert refusal(sock) == {"v": 2, "type": "error", "code": "auth",
                              "message": "expected 'auth', got 'test'"}
 
     # A recorded handshake, replayed on a new connection: the server's nonce is new, the proof is not.
@@ -249,32 +272,32 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     sock.sendall(recorded[0])
     assert reply(sock)["type"] == "challenge"
     sock.sendall(recorded[1])
-    assert refusal(sock)["code"] == "auth"
+    assert refusal(sock) == {"v": 2, "type": "error", "code": "auth",
+                             "message": "authentication failed: the client's token is not this server's"}
 
-    # A client of another protocol version.
+    # A client of the version before: it hears which versions met.
     sock = connect(veth, server)
-    body = json.dumps({"v": 2, "type": "hello", "client_nonce": "00" * 32, "software": "vdevperf 9"}).encode()
+    body = json.dumps({"v": 1, "type": "hello", "client_nonce": "00" * 32, "software": "vdevperf 0.1"}).encode()
     sock.sendall(len(body).to_bytes(4, "big") + body)
-    assert refusal(sock)["message"] == "protocol version mismatch: server speaks protocol 1, client sent 2"
+    assert refusal(sock)["message"] == "protocol version mismatch: server speaks protocol 2, client sent 1"
 
     log = server.log()
-    assert "refused: version: protocol version mismatch: server speaks protocol 1, client sent 2" in log
-    assert log.count("refused: auth: authentication failed") == 2
+    assert "refused: version: protocol version mismatch: server speaks protocol 2, client sent 1" in log
+    assert ": authentication failed: no proof (closed)" in log  # the client with the wrong token
+    assert ": authentication failed: no proof (expected 'auth', got 'test')" in log
+    assert ": authentication failed: wrong proof" in log and "backs off" not in log  # --auth-backoff 0
     # The server kept serving throughout.
     assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_RR, **SHORT)).metrics
 
 
-def test_data_connections_need_the_sessions_address_and_token(veth, server):
+def test_data_connections_need_the_sessions_address_and_token(veth, server, sources):
     sock, ready = raw_test(veth, server)
     port = ready["ports"][0]
-    ipr = veth.ipr("cli")
-    index = ipr.link_lookup(ifname=veth.ifname("c0"))[0]
-    ipr.addr("add", index=index, address="198.18.0.3", prefixlen=24)
+    with netns.entered_path(veth.client.netns_path):
+        stranger, impostor, client = (socket.socket() for _ in range(3))
     try:
-        with netns.entered_path(veth.client.netns_path):
-            stranger, impostor, client = (socket.socket() for _ in range(3))
         # Another address of the client's host, even with the right token: the kernel drops its SYN.
-        stranger.bind(("198.18.0.3", 0))
+        stranger.bind((sources[0], 0))
         stranger.settimeout(0.5)
         with pytest.raises(TimeoutError):
             stranger.connect((SERVER_IP, port))
@@ -295,7 +318,6 @@ def test_data_connections_need_the_sessions_address_and_token(veth, server):
         send(sock, "bye")
         assert sock.recv(1) == b""
     finally:
-        ipr.addr("del", index=index, address="198.18.0.3", prefixlen=24)
         for s in (stranger, impostor, client, sock):
             s.close()
 
@@ -303,7 +325,7 @@ def test_data_connections_need_the_sessions_address_and_token(veth, server):
 # ---- limits
 
 
-def test_max_clients_and_connections_in_handshake_are_bounded(veth, server):
+def test_max_clients_are_bounded(veth, server):
     held = [connect(veth, server) for _ in range(2)]
     for sock in held:
         handshake(sock)
@@ -315,18 +337,7 @@ def test_max_clients_and_connections_in_handshake_are_bounded(veth, server):
     held.pop().close()
     assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_RR, **SHORT)).metrics
     held.pop().close()
-    # Connections that never finish their handshake: past 16, the rest are turned away at once.
-    idle = [connect(veth, server) for _ in range(20)]
-    turned = 0
-    for sock in idle[16:]:
-        message = reply(sock)
-        turned += message == {"v": 1, "type": "error", "code": "busy",
-                              "message": "busy: too many connections are authenticating; try again later"}
-    assert turned == 4
-    for sock in idle:
-        sock.close()
     server.wait_for(lambda: server.process.num_threads() <= 2)
-    assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_RR, **SHORT)).metrics
 
 
 def server_token(srv: ServerProcess) -> Path:
@@ -358,7 +369,7 @@ def test_idle_sessions_end(veth, server):
     sock = connect(veth, server)
     handshake(sock)
     assert reply(sock)["type"] == "welcome"
-    assert refusal(sock) == {"v": 1, "type": "error", "code": "idle", "message": "idle for 3 s: session closed"}
+    assert refusal(sock) == {"v": 2, "type": "error", "code": "idle", "message": "idle for 3 s: session closed"}
 
 
 def test_a_client_that_vanishes_mid_test_does_not_leave_the_server_stuck(veth, server, token_file, tmp_path):
@@ -376,6 +387,383 @@ def test_a_client_that_vanishes_mid_test_does_not_leave_the_server_stuck(veth, s
     assert "client went away (closed in the middle of a frame during TCP_STREAM)" in server.log() \
         or "client went away (closed during TCP_STREAM)" in server.log()
     assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_STREAM, **SHORT)).metrics
+
+
+# ---- attacks and hardening
+
+
+@pytest.fixture(scope="module")
+def guarded(veth, token_file, tmp_path_factory):
+    """A server with small limits, to reach each of them quickly."""
+    srv = ServerProcess(veth, token_file, tmp_path_factory.mktemp("guarded") / "server.log",
+                        "--max-clients", "2", "--max-duration", "2", "--max-session-time", "2.5",
+                        "--idle-timeout", "2", "--max-endpoints", "3", "--max-pending", "8",
+                        "--max-pending-per-address", "4", "--auth-backoff", "0.5")
+    yield srv
+    srv.stop()
+
+
+# Keeps N idle connections from one address open to a server, opening a new one for each the server
+# closes (in rounds 50 ms apart: the point is the slots, not a flood of the 2-CPU test machine), until
+# its stdin closes; then prints what it saw. A separate process: it competes for CPU as a real attacker
+# would, not for this interpreter's lock.
+LOCKOUT = r"""
+import json, select, socket, sys, time
+server, port, source, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+conns, opened, dropped, busy = set(), 0, 0, 0
+while True:
+    while len(conns) < n:
+        s = socket.socket()
+        s.bind((source, 0))
+        s.settimeout(5)
+        s.connect((server, port))
+        conns.add(s)
+        opened += 1
+        if opened == n:
+            print("ready", flush=True)
+    time.sleep(0.05)
+    readable = select.select([sys.stdin, *conns], [], [], 0)[0]
+    if sys.stdin in readable:
+        break
+    for s in readable:
+        try:
+            data = s.recv(4096)
+        except OSError:
+            data = b""
+        busy += b'"code":"busy"' in data
+        dropped += 1
+        conns.discard(s)
+        s.close()
+print(json.dumps({"opened": opened, "dropped": dropped, "busy": busy, "open": len(conns)}), flush=True)
+"""
+
+
+def test_64_idle_connections_from_one_address_do_not_lock_a_client_out(veth, server, sources):
+    server.wait_for(lambda: server.process.num_threads() <= 2)
+    fds = server.process.num_fds()
+    attacker = subprocess.Popen([sys.executable, "-c", LOCKOUT, SERVER_IP, str(server.port), sources[1], "64"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: netns.move_to(veth.client.netns_path))
+    threads = []
+    try:
+        assert attacker.stdout.readline() == "ready\n"
+        started = time.monotonic()
+        cfg = TestConfig(test=TestName.TCP_RR, duration_s=0.3, warmup_s=0.1, interval_s=0.3)
+        for _ in range(10):
+            assert bench.measure_remote(target(veth, server), cfg).metrics.transactions_per_s > 0
+            threads.append(server.process.num_threads())
+        elapsed = time.monotonic() - started
+    finally:
+        attacker.stdin.close()
+        report = attacker.stdout.read()
+        attacker.wait(10)
+    seen = json.loads(report)
+    print(f"lockout: 10 runs in {elapsed:.1f} s against {seen}; server threads {threads}")
+    # The attacker kept its 64 open all along: the server dropped the oldest of its handshakes (8 per
+    # address) for each new one, told each 'busy', and never ran out of room for the client.
+    assert seen["open"] == 64 and seen["opened"] >= 64 + 56 and seen["busy"] >= 56
+    assert elapsed < 30
+    assert "dropped: its handshake slot went to a newer connection" in server.log()
+    # Threads: the accept loop, at most 8 of the attacker's handshakes, the client's session, and
+    # dropped handshakes on their way out.
+    assert max(threads) <= 2 + 8 + 1 + 8, threads
+    server.wait_for(lambda: server.process.num_threads() <= 2 and server.process.num_fds() <= fds)
+
+
+def test_handshake_slots_are_capped_per_address_and_in_total_oldest_first(veth, guarded, sources):
+    a, b, c = sources[4], sources[5], sources[6]
+    busy = {"v": 2, "type": "error", "code": "busy",
+            "message": "busy: too many connections are authenticating; try again later"}
+    opened = from_a = [connect(veth, guarded, a) for _ in range(6)]
+    try:
+        # A's cap is 4: its two oldest made room for its two newest.
+        assert [refusal(sock) for sock in from_a[:2]] == [busy, busy]
+        from_b = [connect(veth, guarded, b) for _ in range(4)]
+        from_c = connect(veth, guarded, c)
+        opened = from_a + from_b + [from_c]
+        # The server's cap is 8 (A's 4 and B's 4): C's first takes the oldest slot of all, A's third.
+        assert refusal(from_a[2]) == busy
+        # A real client from yet another address finds the server full too, and gets in.
+        client = connect(veth, guarded)
+        opened.append(client)
+        handshake(client)
+        assert reply(client)["type"] == "welcome"
+        assert refusal(from_a[3]) == busy
+        still = from_a[4:] + from_b + [from_c]
+        assert select.select(still, [], [], 0.3)[0] == []  # the others wait on, untouched
+    finally:
+        for sock in opened:
+            sock.close()
+    assert "dropped: its handshake slot went to a newer connection" in guarded.log()
+    guarded.wait_for(lambda: guarded.process.num_threads() <= 2)
+
+
+def test_a_failed_authentication_backs_its_address_off(veth, guarded, sources):
+    source = sources[2]
+    nonces = {}
+
+    def up_to_challenge(source: str) -> socket.socket:
+        sock = connect(veth, guarded, source)
+        nonce = os.urandom(32)
+        send(sock, "hello", client_nonce=nonce.hex(), software="guesser")
+        challenge = reply(sock)
+        nonces[sock] = (nonce, bytes.fromhex(challenge["server_nonce"]))
+        return sock
+
+    def prove(sock: socket.socket, token: bytes) -> None:
+        nonce, server_nonce = nonces[sock]
+        send(sock, "auth", mac=protocol.client_mac(token, server_nonce, nonce).hex())
+
+    wrong = b"a guess at the token, 128 bits or more"
+    guesses = [up_to_challenge(source) for _ in range(2)]
+    prove(guesses[0], wrong)
+    proved = time.monotonic()
+    guarded.wait_for(lambda: f"authentication failed: wrong proof; {source} backs off for 0.5 s" in guarded.log())
+    # Meanwhile: a new connection of that address is turned away at once; its other guess, even a right
+    # one, is not checked; another address is served.
+    late = connect(veth, guarded, source)
+    assert refusal(late) == {"v": 2, "type": "error", "code": "busy",
+                             "message": "busy: an authentication from this address failed; it may try again in 1 s"}
+    prove(guesses[1], TOKEN)
+    assert refusal(guesses[1])["message"].startswith("busy: an authentication from this address failed")
+    other = connect(veth, guarded)
+    handshake(other)
+    assert reply(other)["type"] == "welcome"
+    other.close()
+    # The wrong proof is answered once the back-off has passed.
+    assert refusal(guesses[0]) == {"v": 2, "type": "error", "code": "auth",
+                                   "message": "authentication failed: the client's token is not this server's"}
+    assert time.monotonic() - proved >= 0.5
+    # The next failure doubles it.
+    guess = up_to_challenge(source)
+    prove(guess, wrong)
+    started = time.monotonic()
+    assert refusal(guess)["code"] == "auth"
+    assert 0.9 <= time.monotonic() - started < 2.5
+    # Taking the challenge and leaving without a proof is a failure too (the server's proof is not
+    # free): 2 s now. Then the address waits it out, and holds the token.
+    up_to_challenge(source).close()
+    guarded.wait_for(lambda: f"authentication failed: no proof (closed); {source} backs off for 2 s" in guarded.log())
+    assert refusal(connect(veth, guarded, source))["message"].endswith("try again in 2 s")
+    time.sleep(2.0)
+    sock = connect(veth, guarded, source)
+    handshake(sock)
+    assert reply(sock)["type"] == "welcome"
+    sock.close()
+    assert f"turned away: {source} backs off after a failed authentication" in guarded.log()
+
+
+def test_the_server_proves_itself_first_and_an_impostor_hears_no_proof(veth, token_file):
+    with netns.entered_path(veth.server.netns_path):
+        impostor = socket.create_server((SERVER_IP, 0))
+    impostor.settimeout(20)
+    port = impostor.getsockname()[1]
+    heard: list[bytes] = []
+
+    def serve(answer) -> None:
+        conn, _ = impostor.accept()
+        with conn:
+            hello = protocol.receive(conn, time.monotonic() + 10, protocol.CLIENT_TYPES)
+            conn.sendall(answer(bytes.fromhex(hello["client_nonce"])))
+            conn.settimeout(10)
+            rest = b""
+            while chunk := conn.recv(65536):
+                rest += chunk
+            heard.append(rest)
+
+    def guessed_challenge(client_nonce: bytes) -> bytes:
+        server_nonce = os.urandom(32)
+        mac = protocol.server_mac(b"what the impostor thinks the token is", client_nonce, server_nonce)
+        return protocol.encode("challenge", server_nonce=server_nonce.hex(), mac=mac.hex())
+
+    def old_server(client_nonce: bytes) -> bytes:
+        body = json.dumps({"v": 1, "type": "error", "code": "version",
+                           "message": "protocol version mismatch: server speaks protocol 1, client sent 2"})
+        return len(body).to_bytes(4, "big") + body.encode()
+
+    try:
+        for answer in (guessed_challenge, old_server):
+            thread = threading.Thread(target=serve, args=(answer,))
+            thread.start()
+            line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{port}", "--token-file",
+                                                  str(token_file), "-t", "TCP_RR", "-l", "0.3"))
+            thread.join(10)
+            if answer is guessed_challenge:
+                assert line == (f"vdevperf: server {SERVER_IP}:{port}: authentication failed: it did not prove "
+                                "it holds this client's token (the tokens differ, or it is not the vdevperf server "
+                                "expected)")
+            else:
+                assert line == (f"vdevperf: server {SERVER_IP}:{port}: protocol version mismatch: this client "
+                                "speaks protocol 2, the server sent 1")
+    finally:
+        impostor.close()
+    assert heard == [b"", b""]  # after its hello, the client said nothing more: no proof to take away
+
+
+def test_a_fifo_token_file_is_refused_at_once(veth, tmp_path):
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo, 0o600)
+    for args in (["server", "--port", "0"], ["run", "--remote", f"{SERVER_IP}:1", "-l", "1"]):
+        started = time.monotonic()
+        line = one_line_error(vdevperf_client(veth, *args, "--token-file", str(fifo), timeout=20))
+        assert line == f"vdevperf: --token-file {fifo}: is not a regular file"
+        assert time.monotonic() - started < 10
+
+
+def _fds(pid: int) -> dict[int, str]:
+    return {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+
+
+def _listening_ports(pid: int) -> dict[int, int]:
+    """Inode to port of the IPv4 TCP sockets listening in ``pid``'s namespace."""
+    lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    return {int(f[9]): int(f[1].split(":")[1], 16) for f in map(str.split, lines) if f[3] == "0A"}
+
+
+def test_endpoints_hold_no_descriptor_but_their_own(veth, server):
+    first, ready = raw_test(veth, server, flows=2)
+    second, more = raw_test(veth, server, flows=1)  # forked while the first session's endpoints run
+    try:
+        endpoints = server.endpoints()
+        assert len(endpoints) == 3
+        for ep in endpoints:
+            fds = _fds(ep.pid)
+            own = {fd: what for fd, what in fds.items() if fd > 2}
+            # Two pipes to the server and one socket: not the listener, no control connection, nothing of
+            # the other session or of the other flows.
+            assert sorted(what.split(":")[0] for what in own.values()) == ["pipe", "pipe", "socket"], fds
+            (sock,) = [what for what in own.values() if what.startswith("socket:")]
+            assert _listening_ports(ep.pid).get(int(sock[len("socket:["):-1])) in ready["ports"] + more["ports"]
+    finally:
+        for sock in (first, second):
+            send(sock, "bye")
+            sock.close()
+    server.wait_for(lambda: server.endpoints() == [])
+
+
+PIDS_CGROUP = Path("/sys/fs/cgroup/pids")
+
+
+@contextlib.contextmanager
+def pids_cgroup(pid: int):
+    """``pid`` (all its threads) in a cgroup of its own, whose pids.max the caller sets."""
+    group = PIDS_CGROUP / f"vdevperf-test-{os.getpid()}"
+    group.mkdir()
+    try:
+        (group / "cgroup.procs").write_text(str(pid))
+        yield group
+    finally:
+        (PIDS_CGROUP / "cgroup.procs").write_text(str(pid))
+        group.rmdir()
+
+
+@pytest.mark.skipif(not (PIDS_CGROUP / "cgroup.procs").exists(), reason="no cgroup v1 pids controller")
+def test_a_failed_fork_leaks_nothing_and_the_server_goes_on(veth, server):
+    server.wait_for(lambda: server.process.num_threads() <= 2 and server.endpoints() == [])
+    fds = _fds(server.proc.pid)
+    sock = connect(veth, server)
+    handshake(sock)
+    assert reply(sock)["type"] == "welcome"
+    with pids_cgroup(server.proc.pid) as group:
+        # Room for one more task: the first endpoint forks, the second cannot.
+        (group / "pids.max").write_text(str(int((group / "pids.current").read_text()) + 1))
+        send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, flows=3, **SHORT)))
+        assert refusal(sock) == {"v": 2, "type": "error", "code": "load",
+                                 "message": "server endpoint: cannot start it: Resource temporarily unavailable"}
+        sock.close()
+        server.wait_for(lambda: server.process.num_threads() <= 2)
+        assert server.endpoints() == []  # the one that had started was killed and reaped
+        assert (group / "pids.events").read_text().split() != ["max", "0"]
+    assert _fds(server.proc.pid).keys() == fds.keys()  # no pipe of either fork left open
+    assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_RR, **SHORT)).metrics
+
+
+def test_endpoint_processes_are_capped_server_wide(veth, guarded):
+    first, _ = raw_test(veth, guarded, flows=2)  # 2 of the server's 3
+    try:
+        sock = connect(veth, guarded)
+        handshake(sock)
+        assert reply(sock)["limits"]["max_flows"] == 3
+        send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, flows=2, **SHORT)))
+        assert refusal(sock) == {"v": 2, "type": "error", "code": "busy",
+                                 "message": "busy: running its maximum of 3 endpoint processes; try again later"}
+        second, _ = raw_test(veth, guarded, flows=1)  # 3 of 3
+        assert len(guarded.endpoints()) == 3
+        send(second, "bye")
+        second.close()
+    finally:
+        send(first, "bye")
+        first.close()
+    guarded.wait_for(lambda: guarded.endpoints() == [])
+    sock = connect(veth, guarded)
+    handshake(sock)
+    assert reply(sock)["type"] == "welcome"
+    send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, flows=4, **SHORT)))
+    assert refusal(sock) == {"v": 2, "type": "error", "code": "limit",
+                             "message": "4 flows exceed this server's limit of 3"}
+
+
+def run_raw_test(topo, sock: socket.socket) -> None:
+    """One short TCP_RR test on an authenticated raw session, its data connection made by hand."""
+    cfg = TestConfig(test=TestName.TCP_RR, duration_s=0.3, warmup_s=0.0, interval_s=0.3)
+    send(sock, "test", config=protocol.config_to_wire(cfg))
+    ready = reply(sock)
+    with netns.entered_path(topo.client.netns_path):
+        data = socket.create_connection((SERVER_IP, ready["ports"][0]), timeout=5)
+    with data:
+        data.sendall(bytes.fromhex(ready["data_token"]))
+        send(sock, "start")
+        assert reply(sock)["type"] == "started"
+    send(sock, "stop")
+    assert reply(sock)["type"] == "stopped"
+
+
+def test_a_session_lasts_at_most_max_session_time(veth, guarded):
+    sock = connect(veth, guarded)
+    handshake(sock)
+    assert reply(sock)["limits"]["max_session_s"] == 2.5
+    time.sleep(1.0)
+    send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, duration_s=2, warmup_s=0)))
+    message = refusal(sock)
+    assert message["code"] == "limit"
+    assert re.fullmatch(r"test of 2 s would end past this session's --max-session-time of 2\.5 s \(1\.[0-5] s "
+                        r"left\); connect again for a new session", message["message"]), message
+    # A busy session is ended at its time too, between tests, though never idle for --idle-timeout (2 s).
+    sock = connect(veth, guarded)
+    handshake(sock)
+    assert reply(sock)["type"] == "welcome"
+    welcome = time.monotonic()
+    time.sleep(0.6)
+    run_raw_test(veth, sock)
+    assert refusal(sock) == {"v": 2, "type": "error", "code": "limit",
+                             "message": "session reached this server's --max-session-time of 2.5 s; connect again "
+                                        "to go on"}
+    assert 2.3 <= time.monotonic() - welcome < 3.5
+
+
+def test_silent_data_connections_stall_no_admission(veth, server):
+    # The filter lets in any connection from the client's address (another user of its host, say);
+    # the endpoint waits on all of them at once, so silent ones cost nothing.
+    sock, ready = raw_test(veth, server)
+    address = (SERVER_IP, ready["ports"][0])
+    with netns.entered_path(veth.client.netns_path):
+        silent = [socket.create_connection(address, timeout=5) for _ in range(admission.PENDING_MAX + 4)]
+        client = socket.create_connection(address, timeout=5)
+    try:
+        client.sendall(bytes.fromhex(ready["data_token"]))
+        started = time.monotonic()
+        send(sock, "start")
+        assert reply(sock)["type"] == "started"
+        assert time.monotonic() - started < 1.5  # not a wait on the silent ones, one after another
+        for other in silent:
+            assert other.recv(1) == b""  # the oldest closed for newer ones, the rest once one was admitted
+        client.close()
+        send(sock, "stop")
+        assert reply(sock)["type"] == "stopped"
+    finally:
+        for other in [*silent, client, sock]:
+            other.close()
+    server.wait_for(lambda: server.endpoints() == [])
 
 
 # ---- fuzz
@@ -405,7 +793,7 @@ def _valid(kind: str) -> dict:
         "test": {"config": protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, duration_s=0.5))},
         "start": {}, "mark": {}, "stop": {}, "bye": {},
     }[kind]
-    return {"v": 1, "type": kind, **fields}
+    return {"v": protocol.VERSION, "type": kind, **fields}
 
 
 @st.composite

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,17 +25,16 @@ from vdevperf.remote.protocol import (
     RemoteError,
     VersionMismatch,
 )
-from vdevperf.remote.token import read_token
+from vdevperf.remote.token import read_token, token_bits
 
 CONFIG = protocol.config_to_wire(TestConfig(test=TestName.UDP_RR, flows=2, server_cpu=1, server_rcvbuf=65536))
 EXAMPLES = {
     "hello": {"client_nonce": "00" * 32, "software": "vdevperf client"},
-    "challenge": {"server_nonce": "ff" * 32},
+    "challenge": {"server_nonce": "ff" * 32, "mac": "cd" * 32},
     "auth": {"mac": "ab" * 32},
-    "welcome": {"mac": "cd" * 32,
-                "server": {"software": "vdevperf 0.1.0", "hostname": "b", "kernel": "6.1", "cpu_model": None,
+    "welcome": {"server": {"software": "vdevperf 0.1.0", "hostname": "b", "kernel": "6.1", "cpu_model": None,
                            "cpu_count": 2},
-                "limits": {"max_duration_s": 60, "max_flows": 32, "idle_timeout_s": 60.0}},
+                "limits": {"max_duration_s": 60, "max_flows": 32, "idle_timeout_s": 60.0, "max_session_s": 600}},
     "test": {"config": CONFIG},
     "ready": {"ports": [40000, 40001], "data_token": "12" * 16},
     "start": {},
@@ -61,23 +63,23 @@ def test_every_message_type_round_trips():
 
 
 def _with(kind: str, **changes) -> bytes:
-    return body({"v": 1, "type": kind, **EXAMPLES[kind], **changes})
+    return body({"v": protocol.VERSION, "type": kind, **EXAMPLES[kind], **changes})
 
 
 @pytest.mark.parametrize("raw, why", [
     (b"\xff{}", "not a UTF-8 JSON document"),
     (b"{", "not a UTF-8 JSON document"),
-    (b'{"v": 1, "type": "bye", "v": 1}', "not a UTF-8 JSON document"),            # duplicate key
-    (b'{"v": 1, "type": "hello", "client_nonce": NaN}', "not a UTF-8 JSON document"),
+    (b'{"v": 2, "type": "bye", "v": 2}', "not a UTF-8 JSON document"),            # duplicate key
+    (b'{"v": 2, "type": "hello", "client_nonce": NaN}', "not a UTF-8 JSON document"),
     (b'{"v": ' + b"9" * 5000 + b"}", "not a UTF-8 JSON document"),                # integer too long
     (b"[" * 100_000 + b"]" * 100_000, "not a UTF-8 JSON document"),                # nesting too deep
     (b"[]", "must be a JSON object"),
     (b'{"type": "bye"}', "no integer protocol version"),
     (b'{"v": true, "type": "bye"}', "no integer protocol version"),
-    (b'{"v": 1, "type": "challenge"}', "unexpected message type 'challenge'"),   # a server's message
-    (b'{"v": 1, "type": ["bye"]}', "unexpected message type a JSON array"),
+    (b'{"v": 2, "type": "challenge"}', "unexpected message type 'challenge'"),   # a server's message
+    (b'{"v": 2, "type": ["bye"]}', "unexpected message type a JSON array"),
     (_with("bye", extra=1), "bye: unknown key 'extra'"),
-    (body({"v": 1, "type": "hello", "software": "x"}), "hello: missing key 'client_nonce'"),
+    (body({"v": 2, "type": "hello", "software": "x"}), "hello: missing key 'client_nonce'"),
     (_with("hello", client_nonce="AB" * 32), "hello.client_nonce must be 32 bytes as lowercase hex"),
     (_with("hello", software="a\nb"), "hello.software must be printable text"),
     (_with("hello", software="\ud800"), "hello.software must be printable text"),
@@ -99,9 +101,11 @@ def test_malformed_messages_are_refused_with_a_reason(raw, why):
 
 
 def test_another_version_is_a_version_mismatch_whatever_else_the_message_holds():
-    with pytest.raises(VersionMismatch) as caught:
-        protocol.decode(body({"v": 2, "type": "hello-v2", "whatever": [1, 2]}), CLIENT_TYPES)
-    assert caught.value.theirs == 2 and caught.value.code == "version"
+    assert protocol.VERSION == 2  # 1 had the server prove itself last
+    for other in (1, 3):
+        with pytest.raises(VersionMismatch) as caught:
+            protocol.decode(body({"v": other, "type": "hello-v2", "whatever": [1, 2]}), CLIENT_TYPES)
+        assert caught.value.theirs == other and caught.value.code == "version"
 
 
 def test_outgoing_messages_are_checked_like_incoming_ones():
@@ -191,22 +195,74 @@ def test_remote_addresses(text, expected):
         assert parse_address(text, 12866) == expected
 
 
-def test_token_files_must_be_private_and_long_enough(tmp_path):
-    path = tmp_path / "token"
-    path.write_bytes(b"0123456789abcdef0123\r\n")
-    path.chmod(0o600)
-    assert read_token(path) == b"0123456789abcdef0123"
-    path.write_bytes(b"0123456789abcdef\n\n")
-    assert read_token(path) == b"0123456789abcdef\n"  # only the one trailing newline goes
+def _token_file(path, content: bytes, mode: int = 0o600):
+    path.write_bytes(content)
+    path.chmod(mode)
+    return path
+
+
+def test_token_files_must_be_private_regular_and_yours(tmp_path):
+    path = _token_file(tmp_path / "token", b"0123456789abcdef0123456789abcdef\r\n")
+    assert read_token(path) == b"0123456789abcdef0123456789abcdef"
+    path.write_bytes(b"0123456789abcdef0123456789abcdef\n\n")
+    assert read_token(path) == b"0123456789abcdef0123456789abcdef\n"  # only the one trailing newline goes
     path.chmod(0o640)
     with pytest.raises(RemoteError, match=r"accessible to group or others \(mode 0640\); run chmod 600"):
         read_token(path)
     path.chmod(0o600)
-    path.write_bytes(b"short\n")
-    with pytest.raises(RemoteError, match="a token of 5 bytes; use at least 16"):
-        read_token(path)
     with pytest.raises(RemoteError, match="cannot read it: No such file"):
         read_token(tmp_path / "missing")
     with pytest.raises(RemoteError, match="not a regular file"):
         tmp_path.chmod(0o700)
         read_token(tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(path)
+    with pytest.raises(RemoteError, match="is a symbolic link; name the file itself"):
+        read_token(link)
+    if os.geteuid() == 0:
+        os.chown(path, 12345, -1)
+        with pytest.raises(RemoteError, match=r"belongs to user 12345, not to this user \(0\) or root"):
+            read_token(path)
+
+
+def test_a_fifo_or_a_device_is_refused_at_once_not_read():
+    # A FIFO with no writer would block an ordinary open for ever: this one must fail at once.
+    fifo = Path(tempfile.mkdtemp()) / "fifo"
+    os.mkfifo(fifo, 0o600)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RemoteError, match="not a regular file"):
+            read_token(fifo)
+        with pytest.raises(RemoteError, match="not a regular file"):
+            read_token(Path("/dev/zero"))  # endless bytes
+    finally:
+        fifo.unlink()
+        fifo.parent.rmdir()
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("token, bits", [
+    (b"0123456789abcdef" * 2, 128),          # openssl rand -hex 16
+    (b"0123456789ABCDEF" * 2, 128),
+    (b"0123456789abcdef" * 2 + b"0", 132),
+    (b"0123456789abcde", 60),                 # 15 hex digits
+    (b"Kx3+9/ab" * 3, 144),                   # base64's alphabet: 6 bits a character
+    (b"correct horse battery", 126),          # 21 printable characters: not enough
+    (bytes(range(16)), 128),                  # 16 random bytes: 8 bits each
+    (b"", 0),
+])
+def test_a_token_counts_the_bits_its_alphabet_can_carry(token, bits):
+    assert token_bits(token) == bits
+
+
+def test_tokens_under_128_bits_are_refused_with_a_way_to_make_one(tmp_path):
+    path = _token_file(tmp_path / "token", b"0123456789abcdef" * 2 + b"\n")
+    assert read_token(path)
+    for weak in (b"0123456789abcdef0123456789abcde\n", b"short\n", b"a 21-character phrase\n", b"\n"):
+        path.write_bytes(weak)
+        with pytest.raises(RemoteError, match=r"use at least 128: 32 hex digits, 22 other printable characters "
+                                              r"or 16 random bytes \(e.g. umask 077; openssl rand -hex 32"):
+            read_token(path)
+    path.write_bytes(b"x" * 5000)
+    with pytest.raises(RemoteError, match="more than 4096 bytes"):
+        read_token(path)

@@ -6,6 +6,12 @@ with setns, pins itself if asked and runs a role function. It talks to the
 parent over two pipes: JSON lines up (ready, done, error) and one "go" byte
 down, which is the start barrier for all flows of a test.
 
+Right after the fork the child closes every descriptor but stdin, stdout,
+stderr, its two pipes and the ones its role names (its socket): a fork
+copies all of the parent's, and in a vdevperf server those are the listener,
+other sessions' control connections, their data sockets and their
+endpoints' pipes, none of which an endpoint may hold.
+
 The hot loops never talk to the parent: they store running totals in shared
 int64 slots (an anonymous shared mmap) that the parent reads at the edges of
 the measured window. A load is stopped by SIGUSR1, whose handler raises
@@ -15,10 +21,12 @@ StopLoad, so the loops need no flag checks.
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import gc
 import json
 import mmap
 import os
+import resource
 import select
 import signal
 import time
@@ -193,18 +201,41 @@ def _prepare_child(parent_pid: int, netns_path: str | None, cpu: int | None) -> 
     gc.disable()
 
 
-def start(role: str, netns_path: str | None, cpu: int | None, body: RoleBody) -> Endpoint:
-    """Fork an endpoint that runs ``body(channel)`` in ``netns_path`` pinned to ``cpu``."""
-    up_r, up_w = os.pipe()
-    go_r, go_w = os.pipe()
-    parent = os.getpid()
-    pid = os.fork()
+def _close_inherited(keep: set[int]) -> None:
+    # Python objects of the parent may still name closed descriptors; the child never
+    # touches them, and os._exit ends it without finalizing them.
+    # Nor may a signal or a crash report write into a descriptor number reused here.
+    signal.set_wakeup_fd(-1)
+    faulthandler.disable()
+    top = max(min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 2 ** 31 - 1), max(keep) + 1)
+    low = 3
+    for fd in sorted(keep):
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
+    os.closerange(low, top)  # close_range(2): one system call, however high the limit
+
+
+def start(role: str, netns_path: str | None, cpu: int | None, body: RoleBody,
+          keep_fds: tuple[int, ...] = ()) -> Endpoint:
+    """Fork an endpoint that runs ``body(channel)`` in ``netns_path`` pinned to ``cpu``; of the
+    parent's descriptors it keeps only ``keep_fds`` (and stdin, stdout, stderr)."""
+    pipes: list[int] = []
+    try:
+        pipes.extend(os.pipe())
+        pipes.extend(os.pipe())
+        up_r, up_w, go_r, go_w = pipes
+        parent = os.getpid()
+        pid = os.fork()
+    except OSError as exc:
+        for fd in pipes:
+            os.close(fd)
+        raise LoadError(f"{role} endpoint", f"cannot start it: {exc.strerror or exc}") from None
     if pid == 0:  # child: never returns
         code = 1
         channel = Channel(up_w, go_r)
         try:
-            os.close(up_r)
-            os.close(go_w)
+            _close_inherited({up_w, go_r, *keep_fds})
             _prepare_child(parent, netns_path, cpu)
             body(channel)
             code = 0

@@ -321,7 +321,8 @@ def run(cfg: TestConfig, client: Side, server: Side | RemoteServer,
             for flow, sock in enumerate(server_socks):
                 index = endpoint_index(flow, "server")
                 local[index] = ep = endpoint.start("server", server.netns_path, server.cpu,
-                                                   server_role(tdef, sock, cfg, shared, index))
+                                                   server_role(tdef, sock, cfg, shared, index),
+                                                   keep_fds=(sock.fileno(),))
                 on_spawn(ep.pid)
                 targets.append((server.address, sock.getsockname()[1]))
             for sock in server_socks:

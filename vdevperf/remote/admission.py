@@ -7,10 +7,15 @@ Two guards, both set up before any load runs:
   drops anything else before vdevperf sees a byte (for TCP, the SYN);
 - the first DATA_TOKEN_BYTES of a TCP connection, or the first UDP datagram
   (acknowledged, and resent until it is), must be the session's random data
-  token; a connection with anything else is closed and the endpoint waits
-  for the next. Once admitted, a TCP connection drops the filter and a UDP
-  socket is connected to its client (the kernel then filters by peer), so
-  the measured path carries no filter.
+  token; a connection with anything else is closed. Once admitted, a TCP
+  connection drops the filter and a UDP socket is connected to its client
+  (the kernel then filters by peer), so the measured path carries no filter.
+
+A TCP endpoint waits on every connection at once, each for at most
+TOKEN_WAIT_S and at most PENDING_MAX of them (the oldest is closed for a
+new one): a connection that says nothing, from the client's own host (which
+the filter lets through) or from anywhere when the filter could not be
+attached, costs a slot for a moment and stalls nobody.
 
 TCP_CRR opens a connection per transaction: a token on each would add a
 send and a receive to every transaction it measures, so its listener keeps
@@ -27,6 +32,8 @@ import select
 import socket
 import struct
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 
 from vdevperf.errors import LoadError
 from vdevperf.load.runner import Admit, Greet
@@ -38,6 +45,10 @@ SKF_NET_OFF = -0x100000
 _LD_W_ABS, _JEQ_K, _RET_K = 0x20, 0x15, 0x06
 # How long a UDP client waits for the token's acknowledgement before sending it again.
 UDP_RESEND_S = 0.2
+# How long a TCP data connection may take to present the token (its client sends it at once), and
+# how many may be waited on together.
+TOKEN_WAIT_S = 2.0
+PENDING_MAX = 16
 
 
 def normalized(address: str) -> str:
@@ -83,28 +94,65 @@ def _expired(deadline: float) -> float:
     return remaining
 
 
+@dataclass
+class _Candidate:
+    conn: socket.socket
+    until: float
+    got: bytes = b""
+
+
 def _admit_tcp(listener: socket.socket, token: bytes, deadline: float) -> socket.socket:
-    while True:
-        listener.settimeout(_expired(deadline))
-        try:
-            conn, _ = listener.accept()
-        except TimeoutError:
-            continue
-        got = b""
-        try:
-            conn.settimeout(_expired(deadline))
-            while len(got) < len(token):
-                chunk = conn.recv(len(token) - len(got))
+    listener.setblocking(False)
+    waiting: OrderedDict[int, _Candidate] = OrderedDict()  # by descriptor, oldest first
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
+
+    def forget(fd: int) -> None:
+        poller.unregister(fd)
+        waiting.pop(fd).conn.close()
+
+    try:
+        while True:
+            now = time.monotonic()
+            for fd in [fd for fd, c in waiting.items() if c.until <= now]:
+                forget(fd)
+            wait = min([_expired(deadline), *(c.until - now for c in waiting.values())])
+            for fd, _ in poller.poll(max(wait, 0.0) * 1000):
+                if fd == listener.fileno():
+                    try:
+                        conn, _ = listener.accept()
+                    except (BlockingIOError, ConnectionAbortedError):
+                        continue
+                    if len(waiting) >= PENDING_MAX:
+                        forget(next(iter(waiting)))
+                    conn.setblocking(False)
+                    waiting[conn.fileno()] = _Candidate(conn, time.monotonic() + TOKEN_WAIT_S)
+                    poller.register(conn, select.POLLIN)
+                    continue
+                candidate = waiting.get(fd)
+                if candidate is None:
+                    continue
+                try:
+                    chunk = candidate.conn.recv(len(token) - len(candidate.got))
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    chunk = b""
+                candidate.got += chunk
                 if not chunk:
-                    break
-                got += chunk
-        except OSError:
-            pass
-        if len(got) == len(token) and hmac.compare_digest(got, token):
-            conn.settimeout(None)
-            _drop_filter(conn)
-            return conn
-        conn.close()
+                    forget(fd)
+                elif len(candidate.got) == len(token):
+                    if not hmac.compare_digest(candidate.got, token):
+                        forget(fd)
+                        continue
+                    poller.unregister(fd)
+                    conn = waiting.pop(fd).conn
+                    conn.setblocking(True)
+                    _drop_filter(conn)
+                    return conn
+    finally:
+        for candidate in waiting.values():
+            candidate.conn.close()
 
 
 def _admit_udp(sock: socket.socket, token: bytes, deadline: float) -> socket.socket:

@@ -135,12 +135,15 @@ class RemoteSession:
     def _handshake(self, token: bytes) -> None:
         client_nonce = secrets.token_bytes(protocol.NONCE_BYTES)
         self._send("hello", client_nonce=client_nonce.hex(), software=SOFTWARE)
-        server_nonce = bytes.fromhex(self._receive("challenge", REPLY_TIMEOUT_S)["server_nonce"])
+        challenge = self._receive("challenge", REPLY_TIMEOUT_S)
+        server_nonce = bytes.fromhex(challenge["server_nonce"])
+        # The server proves itself first: to one that cannot, this client reveals nothing.
+        if not protocol.proofs_match(challenge["mac"], protocol.server_mac(token, client_nonce, server_nonce)):
+            raise RemoteError(self.what, "authentication failed: it did not prove it holds this client's token "
+                                         "(the tokens differ, or it is not the vdevperf server expected)",
+                              code="auth")
         self._send("auth", mac=protocol.client_mac(token, server_nonce, client_nonce).hex())
         welcome = self._receive("welcome", REPLY_TIMEOUT_S)
-        if not protocol.proofs_match(welcome["mac"], protocol.server_mac(token, client_nonce, server_nonce)):
-            raise RemoteError(self.what, "could not prove it holds the token: not the vdevperf server expected",
-                              code="auth")
         self.facts, self.limits = welcome["server"], welcome["limits"]
 
     def _per_flow(self, items: list, what: str) -> list:

@@ -9,17 +9,24 @@ every field required, typed and bounded, no other key allowed. A message
 with another ``v`` is a VersionMismatch whatever else it holds, so both sides
 can say which versions met.
 
-Handshake, mutual HMAC-SHA256 challenge-response (the token never travels):
+Handshake, mutual HMAC-SHA256 challenge-response in which the server proves
+itself first (the token never travels):
 
     client -> hello{client_nonce}
-    server -> challenge{server_nonce}
-    client -> auth{mac: HMAC(token, "vdevperf/1 client" | server_nonce | client_nonce)}
-    server -> welcome{mac: HMAC(token, "vdevperf/1 server" | client_nonce | server_nonce), server, limits}
+    server -> challenge{server_nonce, mac: HMAC(token, "vdevperf/2 server" | client_nonce | server_nonce)}
+    client    checks the server's mac; if it is wrong, closes without a proof of its own
+    client -> auth{mac: HMAC(token, "vdevperf/2 client" | server_nonce | client_nonce)}
+    server -> welcome{server, limits}
 
-Both nonces are 32 fresh random bytes per connection, so an auth recorded on
-one connection is worthless on the next, and the two labels keep a server's
-proof from passing as a client's. Then, per test: test -> ready, start ->
-started, mark -> marked (any number), stop -> stopped; bye ends the session.
+Both nonces are 32 fresh random bytes per connection, so a proof recorded on
+one connection is worthless on the next, and the two labels (and the nonces'
+order) keep a server's proof from passing as a client's. The client reveals
+nothing that depends on the token to a server that has not proved it holds
+it. Any client may obtain a server proof over a nonce of its choosing; that
+gives no more than watching a real handshake does, a proof for no other
+connection, and (with a token of at least 128 bits, token.py) no way to
+find the token. Then, per test: test -> ready, start -> started, mark ->
+marked (any number), stop -> stopped; bye ends the session.
 Any failure is an ``error{code, message}`` and the end of the connection.
 """
 
@@ -39,7 +46,8 @@ from vdevperf.load.context import SLOTS
 from vdevperf.measure.cpu import FIELDS
 from vdevperf.model import TestConfig, TestName
 
-VERSION = 1
+# 2: the server proves itself first (its mac moved from welcome to challenge); limits.max_session_s.
+VERSION = 2
 MAX_FRAME = 64 * 1024
 MAX_REPLY_FRAME = 1024 * 1024
 NONCE_BYTES = 32
@@ -288,6 +296,7 @@ LIMITS = Record({
     "max_duration_s": Num(0, MAX_SECONDS),
     "max_flows": Int(1, MAX_FLOWS),
     "idle_timeout_s": Num(0, MAX_SECONDS),
+    "max_session_s": Num(0, MAX_SECONDS),
 })
 
 _READY_ENDPOINT = Record({
@@ -304,9 +313,9 @@ _STOPPED_ENDPOINT = Record({
 
 MESSAGES: dict[str, Record] = {
     "hello": Record({"client_nonce": Hex(NONCE_BYTES), "software": Text(64)}),
-    "challenge": Record({"server_nonce": Hex(NONCE_BYTES)}),
+    "challenge": Record({"server_nonce": Hex(NONCE_BYTES), "mac": Hex(MAC_BYTES)}),
     "auth": Record({"mac": Hex(MAC_BYTES)}),
-    "welcome": Record({"mac": Hex(MAC_BYTES), "server": SERVER_FACTS, "limits": LIMITS}),
+    "welcome": Record({"server": SERVER_FACTS, "limits": LIMITS}),
     "test": Record({"config": CONFIG}),
     "ready": Record({"ports": Seq(Int(1, 65535), 1, MAX_FLOWS), "data_token": Hex(DATA_TOKEN_BYTES)}),
     "start": Record({}),

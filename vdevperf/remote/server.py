@@ -1,14 +1,22 @@
 """The vdevperf server: accepts control connections and serves each in its own thread, within limits.
 
-Limits, so that no client can wedge it or make it grow: at most
-``max_pending`` connections in their handshake (more are turned away at
-once), at most ``max_clients`` authenticated sessions (one more is answered
-'busy' once it has authenticated, so strangers learn nothing), a cap on each
-test's duration and flows, idle and handshake timeouts, frames of at most
-protocol.MAX_FRAME bytes read into fixed buffers. Each session forks its own
-endpoint processes and kills them by PID when it ends, however it ends;
-``close`` ends every session. The server runs no command and opens no file
-on a client's request.
+Limits, so that no client can wedge it or make it grow, and no stranger can
+keep clients out (limits.py has the rules):
+- handshakes: at most ``max_pending`` connections authenticating at once, and
+  ``max_pending_per_address`` from one address; a new connection that finds
+  a cap full takes the slot of the oldest pending handshake, which is told
+  'busy' and closed; each handshake within ``handshake_timeout_s``;
+- failed authentications: the address backs off (``auth_backoff_s``,
+  doubling per failure), its new connections turned away meanwhile;
+- sessions: at most ``max_clients`` authenticated (one more is answered
+  'busy' once it has authenticated, so strangers learn nothing), each for at
+  most ``max_session_s``, idle at most ``idle_timeout_s``;
+- tests: a cap on each test's duration and flows, and on the endpoint
+  processes of all sessions together (``max_endpoints``);
+- frames of at most protocol.MAX_FRAME bytes, read into fixed buffers.
+Each session forks its own endpoint processes and kills them by PID when it
+ends, however it ends; ``close`` ends every session. The server runs no
+command and opens no file on a client's request.
 """
 
 from __future__ import annotations
@@ -27,9 +35,10 @@ from vdevperf.measure import cpu
 from vdevperf.measure.env import environment
 from vdevperf.remote import protocol
 from vdevperf.remote.admission import normalized
-from vdevperf.remote.protocol import MAX_CPUS, MAX_FLOWS, MAX_SECONDS, RemoteError
+from vdevperf.remote.limits import AuthBackoff, EndpointBudget, HandshakeSlots, Tally, address_key, backing_off
+from vdevperf.remote.protocol import MAX_CPUS, MAX_FLOWS, MAX_SECONDS, PeerGone, RemoteError
 from vdevperf.remote.session import Session, SessionLimits
-from vdevperf.remote.token import MIN_TOKEN_BYTES
+from vdevperf.remote.token import check_token
 from vdevperf.topology import netns
 
 DEFAULT_PORT = 12866
@@ -55,13 +64,21 @@ class ServerConfig:
     idle_timeout_s: float = 60.0
     max_flows: int = 32
     handshake_timeout_s: float = 5.0
-    max_pending: int = 16
+    max_pending: int = 64
+    max_pending_per_address: int = 8
+    # Back-off after an address's first failed authentication; doubles with each further one.
+    auth_backoff_s: float = 1.0
+    max_endpoints: int = 64
+    max_session_s: float = 600.0
     # How long past a test's warm-up + duration its client may take to send the stop.
     grace_s: float = 3.0
     netns_path: str | None = None
 
     def __post_init__(self) -> None:
-        _check(len(self.token) >= MIN_TOKEN_BYTES, f"--token-file: the token needs at least {MIN_TOKEN_BYTES} bytes")
+        try:
+            check_token(self.token)
+        except ValueError as exc:
+            raise ValueError(f"--token-file: {exc}") from None
         try:
             ipaddress.ip_address(self.bind)
         except ValueError:
@@ -72,7 +89,13 @@ class ServerConfig:
         _check(0 < self.idle_timeout_s <= MAX_SECONDS, f"--idle-timeout: must be 0-{MAX_SECONDS:g} s")
         _check(1 <= self.max_flows <= MAX_FLOWS, f"max_flows: must be 1-{MAX_FLOWS}")
         _check(self.handshake_timeout_s > 0 and self.grace_s > 0, "timeouts must be positive")
-        _check(1 <= self.max_pending <= 1024, "max_pending: must be 1-1024")
+        _check(1 <= self.max_pending <= 1024, "--max-pending: must be 1-1024")
+        _check(1 <= self.max_pending_per_address <= self.max_pending,
+               "--max-pending-per-address: must be 1 to --max-pending")
+        _check(0 <= self.auth_backoff_s <= 60, "--auth-backoff: must be 0-60 s (0: none)")
+        _check(1 <= self.max_endpoints <= 4096, "--max-endpoints: must be 1-4096")
+        _check(self.max_duration_s <= self.max_session_s <= MAX_SECONDS,
+               f"--max-session-time: must be from --max-duration ({self.max_duration_s:g} s) to {MAX_SECONDS:g} s")
 
 
 def address_label(address: tuple) -> str:
@@ -96,10 +119,14 @@ class Server:
     def __init__(self, config: ServerConfig, log: Callable[[str], None] = lambda line: None) -> None:
         self.config = config
         self.log = log
-        self.limits = SessionLimits(max_duration_s=config.max_duration_s, max_flows=config.max_flows,
+        self.limits = SessionLimits(max_duration_s=config.max_duration_s,
+                                    max_flows=min(config.max_flows, config.max_endpoints),
                                     idle_timeout_s=config.idle_timeout_s,
-                                    handshake_timeout_s=config.handshake_timeout_s, grace_s=config.grace_s)
-        self._pending = threading.BoundedSemaphore(config.max_pending)
+                                    handshake_timeout_s=config.handshake_timeout_s, grace_s=config.grace_s,
+                                    max_session_s=config.max_session_s)
+        self._pending: HandshakeSlots[Session] = HandshakeSlots(config.max_pending, config.max_pending_per_address)
+        self._backoff = AuthBackoff(config.auth_backoff_s)
+        self._budget = EndpointBudget(config.max_endpoints)
         self._clients = threading.BoundedSemaphore(config.max_clients)
         self._lock = threading.Lock()
         self._sessions: set[Session] = set()
@@ -108,6 +135,8 @@ class Server:
         self._closing = False
         self._listener: socket.socket | None = None
         self._facts: dict = {}
+        # Floods would repeat these lines without end: each is logged at most once a second, with a count.
+        self._dropped_tally, self._backoff_tally = Tally(), Tally()
 
     @property
     def active(self) -> int:
@@ -158,56 +187,73 @@ class Server:
                 self.log(f"accept failed ({exc.strerror}); retrying")
                 time.sleep(0.1)
                 continue
-            self._start(conn, address_label(address))
+            self._start(conn, address)
 
-    def _start(self, conn: socket.socket, label: str) -> None:
-        if self._closing or not self._pending.acquire(blocking=False):
-            self.log(f"{label}: turned away: too many connections in their handshake")
-            _turn_away(conn, "too many connections are authenticating; try again later")
+    def _start(self, conn: socket.socket, address: tuple) -> None:
+        label, key, now = address_label(address), address_key(address[0]), time.monotonic()
+        if self._closing:
+            _turn_away(conn, "busy: the server is shutting down")
             return
-        thread = threading.Thread(target=self._serve, args=(conn, label), name=f"vdevperf {label}", daemon=True)
+        wait = self._backoff.remaining(key, now)
+        if wait > 0:
+            if count := self._backoff_tally.add(now):
+                self.log(f"{label}: turned away: {key} backs off after a failed authentication "
+                         f"({count} connection(s) turned away since the last such line)")
+            _turn_away(conn, backing_off(wait))
+            return
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # marks are small and time-critical
+            session = Session(conn, label, key, self.config.token, self.limits, self._facts, self.log,
+                              self._backoff, self._budget, self.config.netns_path)
+        except OSError:  # reset before it could be served
+            conn.close()
+            return
+        for oldest in self._pending.take(session, key):
+            oldest.drop()
+            if count := self._dropped_tally.add(now):
+                self.log(f"{oldest.label}: dropped: its handshake slot went to a newer connection "
+                         f"({count} dropped since the last such line; at most {self.config.max_pending} pending, "
+                         f"{self.config.max_pending_per_address} per address)")
+        thread = threading.Thread(target=self._serve, args=(session,), name=f"vdevperf {label}", daemon=True)
         with self._lock:
             self._threads.add(thread)
+            self._sessions.add(session)
         try:
             thread.start()
         except RuntimeError:  # no more threads: this connection waits for none
-            with self._lock:
-                self._threads.discard(thread)
-            self._pending.release()
-            _turn_away(conn, "the server cannot take more connections now")
+            self._pending.leave(session)
+            self._forget(session, thread)
+            _turn_away(conn, "busy: the server cannot take more connections now")
 
-    def _serve(self, conn: socket.socket, label: str) -> None:
-        try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # marks are small and time-critical
-            session = Session(conn, label, self.config.token, self.limits, self._facts, self.log,
-                              self.config.netns_path)
-        except OSError:  # reset before it could be served
-            conn.close()
-            self._pending.release()
-            self._forget(None)
-            return
-        with self._lock:
-            self._sessions.add(session)
+    def _serve(self, session: Session) -> None:
         claimed = False
         try:
             try:
                 session.handshake()
             finally:
-                self._pending.release()
+                pending = self._pending.leave(session)
+            if not pending:
+                session.dropped = True  # displaced just as it finished: answered below
+                raise PeerGone("dropped")
             if not self._clients.acquire(blocking=False):
                 raise RemoteError("refused", f"busy: serving its maximum of {self.config.max_clients} client(s); "
                                              "try again later", code="busy")
             claimed = True
             with self._lock:
                 self._active += 1
+            session.welcome()
             session.serve()
         except RemoteError as exc:
-            session.refuse(exc)
+            if session.dropped:
+                session.refuse(RemoteError("refused", "busy: too many connections are authenticating; try again "
+                                                      "later", code="busy"), quiet=True)
+            else:
+                session.refuse(exc)
         except VdevperfError as exc:  # the load failed (an endpoint, a data connection)
             session.refuse(RemoteError("refused", str(exc), code="load"))
         except Exception as exc:
             # A bug must cost one session, never the server; the log says what it was.
-            self.log(f"{label}: internal error: {type(exc).__name__}: {exc}")
+            self.log(f"{session.label}: internal error: {type(exc).__name__}: {exc}")
             session.refuse(RemoteError("refused", "internal error in the server", code="internal"))
         finally:
             # The slot is free before the client sees the connection end: it may come back at once.
@@ -216,12 +262,12 @@ class Server:
                     self._active -= 1
                 self._clients.release()
             session.close()
-            self._forget(session)
+            self._forget(session, threading.current_thread())
 
-    def _forget(self, session: Session | None) -> None:
+    def _forget(self, session: Session, thread: threading.Thread) -> None:
         with self._lock:
             self._sessions.discard(session)
-            self._threads.discard(threading.current_thread())
+            self._threads.discard(thread)
 
     def close(self) -> None:
         """Stop accepting, end every session (their endpoints die with them) and wait for their threads."""
@@ -242,12 +288,17 @@ class Server:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _turn_away(conn: socket.socket, why: str) -> None:
-    """Answer 'busy' without waiting for the peer, and close."""
+def _turn_away(conn: socket.socket, message: str) -> None:
+    """Answer 'busy' with ``message`` without waiting for the peer, and close."""
     try:
         conn.setblocking(False)
-        conn.send(protocol.encode("error", code="busy", message=f"busy: {why}"))
-        conn.shutdown(socket.SHUT_RDWR)
+        conn.send(protocol.encode("error", code="busy", message=message))
+        conn.shutdown(socket.SHUT_WR)
+        # What the client sent already (its hello) is read, so that closing does not reset the
+        # connection under the reply; nothing is waited for.
+        for _ in range(4):
+            if not conn.recv(65536):
+                break
     except OSError:
         pass
     conn.close()

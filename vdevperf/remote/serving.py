@@ -57,7 +57,8 @@ class ServerRun:
             index = endpoint_index(flow, "server")
             self.endpoints[index] = endpoint.start("server", self.side.netns_path, self.side.cpu,
                                                    runner.server_role(self.tdef, sock, self.cfg, self.shared,
-                                                                      index, admit))
+                                                                      index, admit),
+                                                   keep_fds=(sock.fileno(),))
         ports = [sock.getsockname()[1] for sock in self._socks]
         for sock in self._socks:
             sock.close()  # the endpoints have their own copies
