@@ -507,11 +507,12 @@ def resume(path: Path) -> ResultFile:
 def runs_of(path: Path, document: dict) -> list[RunResult]:
     """The runs of a loaded document; a run the model refuses (a config no run could have) names the file."""
     runs = []
-    for n, doc in enumerate(document["runs"]):
+    for n, doc in enumerate(document["runs"], start=1):
         try:
             runs.append(run_from_json(doc))
         except ValueError as exc:
-            raise ResultError(str(path), f"runs[{n}]: not a valid run: {exc}") from None
+            # The model refuses it, e.g. a value outside today's bounds from an older vdevperf.
+            raise ResultError(str(path), f"run {n}: {exc}") from None
     return runs
 
 

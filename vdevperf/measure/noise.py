@@ -81,9 +81,9 @@ def _tree(table: ProcessTable, root: int) -> set[int]:
 
 
 def foreign_cpu(start: ProcessTable, end: ProcessTable, elapsed_s: float, cpus: int,
-                root: int | None = None) -> dict:
+                root: int | None = None, top: int = 3) -> dict:
     """CPU that processes outside ``root``'s tree (default: this process) used between two tables,
-    in % of the machine, with the largest users; a process that started in between counts whole."""
+    in % of the machine, with the ``top`` largest users; a process that started in between counts whole."""
     ours = _tree(end, os.getpid() if root is None else root) | _tree(start, os.getpid() if root is None else root)
     used: list[tuple[float, int, str]] = []
     for key, proc in end.items():
@@ -97,7 +97,7 @@ def foreign_cpu(start: ProcessTable, end: ProcessTable, elapsed_s: float, cpus: 
     used.sort(reverse=True)
     pct = 100.0 * sum(s for s, _, _ in used) / total if total > 0 else 0.0
     return {"cpu_pct": pct,
-            "top": [{"pid": pid, "name": name, "cpu_pct": 100.0 * s / total} for s, pid, name in used[:3]]}
+            "top": [{"pid": pid, "name": name, "cpu_pct": 100.0 * s / total} for s, pid, name in used[:top]]}
 
 
 def migrations(pid: int) -> int | None:
