@@ -114,10 +114,13 @@ def test_a_stolen_window_is_measured_again_through_the_real_runner(tmp_path, mon
     out = tmp_path / "r.json"
     assert cli.main(["run", "veth", "-t", "TCP_RR", *SHORT, "--max-steal", "5", "-o", str(out)]) == 0
     it = json.loads(out.read_text())["runs"][0]["iterations"][0]
-    assert state["calls"] == 2
-    assert len(it["retries"]) == 1 and it["retries"][0]["steal_pct"] == pytest.approx(10.0, abs=1.0)
+    # The stolen first window was measured again (and, on a busy machine, perhaps a window with other
+    # processes' CPU too); every attempt but the kept one is in the record.
+    assert state["calls"] == 1 + len(it["retries"])
+    stolen = [r for r in it["retries"] if r["steal_pct"] > 5]
+    assert len(stolen) == 1 and stolen[0]["steal_pct"] == pytest.approx(10.0, abs=1.0)
     assert it["metrics"]["steal_pct"] < 5 and "steal" not in it["noise"]["flags"]
-    assert "1 noisy attempt(s) measured again" in capsys.readouterr().out
+    assert f"{len(it['retries'])} noisy attempt(s) measured again" in capsys.readouterr().out
 
 
 def test_another_live_run_and_its_cpu_are_flagged(tmp_path):
