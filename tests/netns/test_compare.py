@@ -15,10 +15,11 @@ from vdevperf import cli, rounds
 from vdevperf.load import runner
 from vdevperf.measure import cpu
 from vdevperf.measure.metrics import figure
-from vdevperf.measure.paired import NO_DIFFERENCE
+from vdevperf.measure.paired import NO_DIFFERENCE, UNTESTED
 from vdevperf.model import TestName
 
-VERDICT_WORDS = (NO_DIFFERENCE, "faster", "slower", "cheaper", "costlier")
+# A round left noisy after its retries is left out, so on a busy machine a cell may hold one round.
+VERDICT_WORDS = (NO_DIFFERENCE, "faster", "slower", "cheaper", "costlier", UNTESTED)
 SHORT = ["-l", "0.5", "--warmup", "0.2"]
 
 
@@ -57,11 +58,15 @@ def test_compare_runs_seeded_interleaved_rounds_and_judges_paired_ratios(tmp_pat
     for cell in comparison["cells"]:
         ours, base = by_topology[("bridge", cell["test"])], by_topology[("veth", cell["test"])]
         test = TestName(cell["test"])
-        mine = [figure(test, cell["metric"], _metrics(it)) for it in ours["iterations"]]
-        theirs = [figure(test, cell["metric"], _metrics(it)) for it in base["iterations"]]
+        flagged = {it["round"] for r in (ours, base) for it in r["iterations"] if it["noise"]["flags"]}
+        assert cell["rounds"] == [r for r in range(3) if r not in flagged]
+        mine = [figure(test, cell["metric"], _metrics(ours["iterations"][r])) for r in cell["rounds"]]
+        theirs = [figure(test, cell["metric"], _metrics(base["iterations"][r])) for r in cell["rounds"]]
         assert cell["ratios"] == pytest.approx([a / b for a, b in zip(mine, theirs, strict=True)])
-        assert cell["geomean"] == pytest.approx(math.exp(sum(map(math.log, cell["ratios"])) / 3))
-        assert cell["low"] <= cell["geomean"] <= cell["high"] and cell["verdict"] in VERDICT_WORDS
+        assert cell["geomean"] == pytest.approx(math.exp(sum(map(math.log, cell["ratios"])) / len(cell["rounds"])))
+        assert cell["verdict"] in VERDICT_WORDS
+        if cell["low"] is not None:
+            assert cell["low"] <= cell["geomean"] <= cell["high"]
 
 
 def _metrics(it: dict):
