@@ -87,6 +87,28 @@ def test_each_method_creates_exactly_n_with_links_and_leaves_nothing(method):
     assert names_of(run_id) == [] and not ledger_mod.ledger_path(run_id).exists()
 
 
+def test_a_scale_run_starts_by_sweeping_what_a_dead_run_left():
+    dead = subprocess.Popen(["sleep", "30"])
+    owner = ledger_mod.PidRecord(dead.pid, ledger_mod.process_start_time(dead.pid))
+    dead.kill()
+    dead.wait()
+    left = ledger_mod.Ledger.create(topology="dead")  # as the dead run wrote it, then owned by it
+    name = f"vdp-{left.run_id}-cli"
+    try:
+        ledger_mod.create_namespace(left, name)
+        path = left.path
+        record = ledger_mod.LedgerRecord(run_id=left.run_id, owner=owner, topology="dead", namespaces=(name,))
+        path.write_text(json.dumps(record.to_json()))
+        notices = []
+        config = ScaleConfig(count=4, mark=4, methods=(Method.NETLINK,), phases=(Phase.CREATE,), settle_timeout_s=5)
+        result = runner.run_scale(config, notice=notices.append)
+        assert len(notices) == 1 and notices[0].startswith("removed what ") and left.run_id in notices[0]
+        assert not netns.exists(name) and not path.exists() and names_of(result.run_id) == []
+    finally:
+        netns.remove(name)
+        left.remove()
+
+
 def test_creation_run_counts_marks_and_teardown_exactly():
     config = ScaleConfig(count=64, mark=16, methods=(Method.NETLINK,), phases=(Phase.CREATE,), settle_timeout_s=5)
     phases = []
