@@ -25,6 +25,16 @@ FLAG_MEANING = {
     FLAG_OTHER_RUN: "another vdevperf run was live",
     FLAG_MIGRATED: "a pinned endpoint migrated",
 }
+# Flags whose window measured something else as well, so that its round leaves the paired ratios. A
+# live vdevperf run alone is only reported: if it used CPU, FLAG_FOREIGN says so.
+DISTORTING = frozenset({FLAG_STEAL, FLAG_FOREIGN, FLAG_MIGRATED})
+
+
+def distorted(flags: list[str] | None) -> bool:
+    """True if any of ``flags`` means the window's figures include something besides the test."""
+    return bool(DISTORTING.intersection(flags or ()))
+
+
 # Processes outside the test above this share of the machine during a window make it noisy (% of
 # all CPUs). Quiet, this guest's own daemons used 0-0.2 %.
 FOREIGN_CPU_PCT = 2.0

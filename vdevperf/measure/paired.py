@@ -24,6 +24,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from vdevperf.measure import noise
 from vdevperf.measure.metrics import figure
 from vdevperf.measure.stats import t_quantile
 from vdevperf.model import Iteration, RunResult, RunStatus
@@ -169,7 +170,7 @@ def analyse(runs: Sequence[RunResult], arm: Callable[[RunResult], str], baseline
         partner = base.get(run.config)
         if arm(run) == baseline or partner is None:
             continue
-        # A round where either side stayed noisy after its retries (a flagged iteration) is left out.
+        # A round where either side stayed noisy after its retries (a distorting flag) is left out.
         theirs = {it.round: it.metrics for it in partner.iterations if it.round is not None and not _flagged(it)}
         for metric in PAIRED_METRICS:
             pairs = []
@@ -189,7 +190,7 @@ def analyse(runs: Sequence[RunResult], arm: Callable[[RunResult], str], baseline
 
 
 def _flagged(it: Iteration) -> bool:
-    return bool((it.noise or {}).get("flags"))
+    return noise.distorted((it.noise or {}).get("flags"))
 
 
 def converged(cells: Sequence[PairedCell], width_pct: float) -> bool:

@@ -106,7 +106,7 @@ def noise_notes(runs: Sequence[RunResult]) -> list[str]:
             parts = [f"{noise.FLAG_MEANING.get(flag, flag)} in {n}" for flag, n in sorted(counts.items())]
             if retried:
                 parts.append(f"{retried} noisy attempt(s) measured again")
-            flagged = sum(1 for it in run.iterations if (it.noise or {}).get("flags"))
+            flagged = sum(1 for it in run.iterations if noise.distorted((it.noise or {}).get("flags")))
             left_out = f" ({flagged} left out of the ratios)" if flagged else ""
             notes.append(f"~ {run.topology} {run.config.test}: of {len(run.iterations)} iteration(s){left_out}: "
                          + "; ".join(parts))
