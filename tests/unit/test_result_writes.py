@@ -177,12 +177,18 @@ def test_when_no_file_can_be_written_the_run_prints_its_document(tmp_path, capsy
     assert len(document["runs"]) == 1 and document["runs"][0]["test"] == "TCP_STREAM"
 
 
-def test_a_failed_command_still_prints_a_document_no_file_took(tmp_path, capsys, monkeypatch):
+def _nowhere_to_write(tmp_path, monkeypatch):
+    """A directory where every write fails, $TMPDIR included, and no fallback file: stdout is all."""
     full = tmp_path / "full"
     full.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(full))
     _failing_in(monkeypatch, full)
     monkeypatch.setattr(results, "create_exclusive", _no_fallback)
+    return full
+
+
+def test_a_failed_command_still_prints_a_document_no_file_took(tmp_path, capsys, monkeypatch):
+    full = _nowhere_to_write(tmp_path, monkeypatch)
 
     def measured_then_failed(spec, configs, file, options, plan):
         file.add(_measured_run())
@@ -196,11 +202,7 @@ def test_a_failed_command_still_prints_a_document_no_file_took(tmp_path, capsys,
 
 
 def test_monitor_prints_what_it_cannot_write(tmp_path, capsys, monkeypatch):
-    full = tmp_path / "full"
-    full.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(full))
-    _failing_in(monkeypatch, full)
-    monkeypatch.setattr(results, "create_exclusive", _no_fallback)
+    full = _nowhere_to_write(tmp_path, monkeypatch)
     path = full / "m.csv"
     assert cli.main(["monitor", "--pid", str(os.getpid()), "-l", "0.2", "--interval", "0.1", "-o", str(path)]) == 0
     out, err = capsys.readouterr()

@@ -258,18 +258,17 @@ class Session:
         """From another thread: end the handshake, its slot went to a newer connection. Shutting down
         the reading side wakes a blocked read (it sees the end) and leaves the error reply possible."""
         self.dropped = True
-        self._wake.set()
-        try:
-            self.conn.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass
+        self._shut(socket.SHUT_RD)
 
     def interrupt(self) -> None:
         """Wake the session's thread from another one: its next read sees the connection end."""
         self.interrupted = True
+        self._shut(socket.SHUT_RDWR)
+
+    def _shut(self, how: int) -> None:
         self._wake.set()
         try:
-            self.conn.shutdown(socket.SHUT_RDWR)
+            self.conn.shutdown(how)
         except OSError:
             pass
 
