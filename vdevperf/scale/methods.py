@@ -38,6 +38,7 @@ All names are in the ledger before any of this runs (Session.open).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -90,14 +91,19 @@ def _fork_one(session: Session, i: int, links: Links) -> None:
                 status = _child(session, i, links)
             finally:
                 os._exit(status)
-    finally:
+    except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        raise
     try:
+        # A signal that arrived meanwhile is raised as soon as it is unblocked: reap the child first.
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         _, status = os.waitpid(pid, 0)
     except BaseException:
         # Interrupted while waiting: the child (signals blocked) finishes its namespace
         # within milliseconds; reap it so that teardown, which follows, sees that namespace.
-        os.waitpid(pid, 0)
+        # The signal may also land just after waitpid returned, the child already reaped.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
         raise
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
