@@ -78,7 +78,14 @@ class ServerProcess:
         return self.log_path.read_text()
 
     def endpoints(self) -> list[psutil.Process]:
-        return [c for c in self.process.children() if c.status() != psutil.STATUS_ZOMBIE]
+        alive = []
+        for child in self.process.children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(child)
+            except psutil.NoSuchProcess:
+                pass  # it ended and was reaped between the listing and the look
+        return alive
 
     def wait_for(self, condition, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
