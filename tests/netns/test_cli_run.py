@@ -67,11 +67,13 @@ def traces(record: ledger_mod.LedgerRecord) -> list[str]:
 
 
 def busy_us(start: dict, end: dict) -> float:
-    """Non-idle CPU-µs between two raw samples, computed here independently of vdevperf.measure:
-    elapsed time on every CPU minus the idle time /proc/stat reported."""
-    idle = FIELDS.index("idle")
+    """Guest CPU-µs between two raw samples, computed here independently of vdevperf.measure:
+    elapsed time on every CPU minus the idle and the steal time /proc/stat reported (steal is
+    the host's, not the guest's, and CI hosts do steal)."""
+    idle, steal = FIELDS.index("idle"), FIELDS.index("steal")
     elapsed = end["t_s"] - start["t_s"]
-    return sum(elapsed - (e[idle] - s[idle]) for s, e in zip(start["cpu"], end["cpu"], strict=True)) * 1e6
+    return sum(elapsed - (e[idle] - s[idle]) - (e[steal] - s[steal])
+               for s, e in zip(start["cpu"], end["cpu"], strict=True)) * 1e6
 
 
 def test_run_writes_a_valid_result_whose_figures_follow_from_its_raw_samples(tmp_path):
