@@ -22,8 +22,9 @@ _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def alternate(rounds: int, ours: Callable[[], float], theirs: Callable[[], float], tool: str, units: str,
-              label: str = "") -> float:
+def alternate(
+    rounds: int, ours: Callable[[], float], theirs: Callable[[], float], tool: str, units: str, label: str = ""
+) -> float:
     """Run both measurements ``rounds`` times, alternating which goes first (slow drift of the
     machine hits both alike), print each round and the medians; return the ratio ours/theirs."""
     mine, other = [], []
@@ -52,11 +53,13 @@ def popen_in(netns_path: str, argv: list[str], cpu: int | None = None, **kwargs)
 
     The child is killed if this process dies, even by SIGKILL, so it cannot outlive the topology.
     """
+
     def child() -> None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         move_to(netns_path)
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
+
     return subprocess.Popen(argv, preexec_fn=child, **kwargs)
 
 
@@ -82,20 +85,49 @@ def _wait_listening(proc: subprocess.Popen, port: int, what: str) -> None:
         time.sleep(0.02)
 
 
-def sockperf_tcp_rr(server_ns: str, client_ns: str, address: str, seconds: int, message_size: int,
-                    client_cpu: int | None, server_cpu: int | None,
-                    on_spawn: Callable[[int], None] = lambda pid: None) -> float:
+def sockperf_tcp_rr(
+    server_ns: str,
+    client_ns: str,
+    address: str,
+    seconds: int,
+    message_size: int,
+    client_cpu: int | None,
+    server_cpu: int | None,
+    on_spawn: Callable[[int], None] = lambda pid: None,
+) -> float:
     """Round trips per second of ``sockperf ping-pong --tcp`` (its valid-duration figures)."""
     sockperf = require("sockperf", "sockperf")
-    server = popen_in(server_ns, [sockperf, "server", "--tcp", "-i", address, "-p", str(SOCKPERF_PORT)],
-                      cpu=server_cpu, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = popen_in(
+        server_ns,
+        [sockperf, "server", "--tcp", "-i", address, "-p", str(SOCKPERF_PORT)],
+        cpu=server_cpu,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     client = None
     try:
         on_spawn(server.pid)
         _wait_listening(server, SOCKPERF_PORT, "sockperf")
-        client = popen_in(client_ns, [sockperf, "ping-pong", "--tcp", "-i", address, "-p", str(SOCKPERF_PORT),
-                                      "-t", str(seconds), "-m", str(message_size)],
-                          cpu=client_cpu, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        client = popen_in(
+            client_ns,
+            [
+                sockperf,
+                "ping-pong",
+                "--tcp",
+                "-i",
+                address,
+                "-p",
+                str(SOCKPERF_PORT),
+                "-t",
+                str(seconds),
+                "-m",
+                str(message_size),
+            ],
+            cpu=client_cpu,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         on_spawn(client.pid)
         out, _ = client.communicate(timeout=seconds + 30)
         found = re.search(r"RunTime=([\d.]+) sec; SentMessages=(\d+); ReceivedMessages=(\d+)", out)
@@ -108,23 +140,44 @@ def sockperf_tcp_rr(server_ns: str, client_ns: str, address: str, seconds: int, 
                 _stop(proc)
 
 
-def iperf3_stream(server_ns: str, client_ns: str, address: str, seconds: int, warmup: int,
-                  parallel: int = 1, on_spawn: Callable[[int], None] = lambda pid: None) -> float:
+def iperf3_stream(
+    server_ns: str,
+    client_ns: str,
+    address: str,
+    seconds: int,
+    warmup: int,
+    parallel: int = 1,
+    on_spawn: Callable[[int], None] = lambda pid: None,
+) -> float:
     """iperf3 TCP throughput in 10^6 bits/s, counted at the receiver, warm-up omitted.
 
     iperf3 truncates -t and -O to whole seconds, hence the ints. ``on_spawn(pid)``
     learns each iperf3 pid (pass the topology ledger's ``add_pids``).
     """
     iperf3 = require("iperf3", "iperf3")
-    server = popen_in(server_ns, [iperf3, "-s", "-1", "-B", address, "-p", str(IPERF3_PORT)],
-                      stdout=subprocess.DEVNULL)
+    server = popen_in(server_ns, [iperf3, "-s", "-1", "-B", address, "-p", str(IPERF3_PORT)], stdout=subprocess.DEVNULL)
     client = None
     try:
         on_spawn(server.pid)
         _wait_listening(server, IPERF3_PORT, "iperf3")
-        client = popen_in(client_ns, [iperf3, "-c", address, "-p", str(IPERF3_PORT), "-t", str(seconds),
-                                      "-O", str(warmup), "-P", str(parallel), "--json"],
-                          stdout=subprocess.PIPE)
+        client = popen_in(
+            client_ns,
+            [
+                iperf3,
+                "-c",
+                address,
+                "-p",
+                str(IPERF3_PORT),
+                "-t",
+                str(seconds),
+                "-O",
+                str(warmup),
+                "-P",
+                str(parallel),
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+        )
         on_spawn(client.pid)
         stdout, _ = client.communicate(timeout=seconds + warmup + 30)
         report = json.loads(stdout or "{}")

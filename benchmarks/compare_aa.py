@@ -72,10 +72,14 @@ def summary(doc: dict) -> dict:
     windows = sum(it["metrics"]["elapsed_s"] for r in doc["runs"] for it in r["iterations"])
     retries = sum(len(it["retries"]) for r in doc["runs"] for it in r["iterations"])
     flagged = sum(1 for r in doc["runs"] for it in r["iterations"] if it["noise"] and it["noise"]["flags"])
-    return {"cells": {f"{x['test']} {x['metric']}": (x["verdict"], x["geomean"], x["half_width_pct"])
-                      for x in c["cells"]},
-            "seconds": c["seconds"], "windows_s": windows, "rounds": len(c["orders"]), "retries": retries,
-            "flagged": flagged}
+    return {
+        "cells": {f"{x['test']} {x['metric']}": (x["verdict"], x["geomean"], x["half_width_pct"]) for x in c["cells"]},
+        "seconds": c["seconds"],
+        "windows_s": windows,
+        "rounds": len(c["orders"]),
+        "retries": retries,
+        "flagged": flagged,
+    }
 
 
 def main() -> None:
@@ -83,8 +87,12 @@ def main() -> None:
     p.add_argument("--kind", choices=("aa", "large", "small"), default="aa")
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="vdevperf-aa-")))
-    p.add_argument("--recompute", type=Path, metavar="DIR",
-                   help="measure nothing: judge the KIND-*.json files in DIR again with this vdevperf")
+    p.add_argument(
+        "--recompute",
+        type=Path,
+        metavar="DIR",
+        help="measure nothing: judge the KIND-*.json files in DIR again with this vdevperf",
+    )
     p.add_argument("extra", nargs="*", help="more compare flags, after --")
     args = p.parse_args()
     if args.recompute:
@@ -100,8 +108,19 @@ def main() -> None:
     found = []
     for n in range(args.reps):
         out = args.out / f"{args.kind}-{n}.json"
-        argv = [sys.executable, "-m", "vdevperf", "compare", *arguments(args.kind, args.out),
-                "-t", "TCP_STREAM,TCP_RR", "-q", "-o", str(out), *args.extra]
+        argv = [
+            sys.executable,
+            "-m",
+            "vdevperf",
+            "compare",
+            *arguments(args.kind, args.out),
+            "-t",
+            "TCP_STREAM,TCP_RR",
+            "-q",
+            "-o",
+            str(out),
+            *args.extra,
+        ]
         started = time.monotonic()
         done = subprocess.run(argv, capture_output=True, text=True)
         wall = time.monotonic() - started
@@ -110,9 +129,12 @@ def main() -> None:
         s = summary(json.loads(out.read_text())) | {"wall_s": wall}
         found.append(s)
         verdicts = "; ".join(_cell(k, v) for k, v in s["cells"].items())
-        print(f"rep {n + 1}: {verdicts} | {s['rounds']} rounds, windows {s['windows_s']:.0f} s, rounds took "
-              f"{s['seconds']:.0f} s ({s['seconds'] / s['windows_s']:.2f}x), wall {wall:.0f} s, "
-              f"{s['retries']} noisy attempts retried, {s['flagged']} flagged", flush=True)
+        print(
+            f"rep {n + 1}: {verdicts} | {s['rounds']} rounds, windows {s['windows_s']:.0f} s, rounds took "
+            f"{s['seconds']:.0f} s ({s['seconds'] / s['windows_s']:.2f}x), wall {wall:.0f} s, "
+            f"{s['retries']} noisy attempts retried, {s['flagged']} flagged",
+            flush=True,
+        )
     report(args.kind, found, args.out)
 
 

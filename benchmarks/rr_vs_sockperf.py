@@ -36,14 +36,32 @@ def main() -> None:
         p.error("-l and --rounds must be at least 1")
     with build(load_topology(args.topology)) as topo:
         for label, (client_cpu, server_cpu) in PLACEMENTS.items():
-            cfg = TestConfig(test=TestName.TCP_RR, duration_s=args.l, warmup_s=1.0, request_size=MESSAGE,
-                             response_size=MESSAGE, client_cpu=client_cpu, server_cpu=server_cpu)
-            alternate(args.rounds,
-                      lambda cfg=cfg: bench.measure(topo, cfg).metrics.transactions_per_s,
-                      lambda cfg=cfg: sockperf_tcp_rr(topo.server.netns_path, topo.client.netns_path,
-                                                      topo.server.ipv4, args.l, MESSAGE, cfg.client_cpu,
-                                                      cfg.server_cpu, on_spawn=topo.ledger.add_pids),
-                      "sockperf", "trans/s", label)
+            cfg = TestConfig(
+                test=TestName.TCP_RR,
+                duration_s=args.l,
+                warmup_s=1.0,
+                request_size=MESSAGE,
+                response_size=MESSAGE,
+                client_cpu=client_cpu,
+                server_cpu=server_cpu,
+            )
+            alternate(
+                args.rounds,
+                lambda cfg=cfg: bench.measure(topo, cfg).metrics.transactions_per_s,
+                lambda cfg=cfg: sockperf_tcp_rr(
+                    topo.server.netns_path,
+                    topo.client.netns_path,
+                    topo.server.ipv4,
+                    args.l,
+                    MESSAGE,
+                    cfg.client_cpu,
+                    cfg.server_cpu,
+                    on_spawn=topo.ledger.add_pids,
+                ),
+                "sockperf",
+                "trans/s",
+                label,
+            )
 
 
 if __name__ == "__main__":

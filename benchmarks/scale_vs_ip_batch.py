@@ -38,17 +38,31 @@ def main() -> None:
     args = p.parse_args()
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
-    config = ScaleConfig(count=args.count, mark=args.count, methods=(Method.NETLINK, Method.IP_BATCH),
-                         links=args.links, up=args.up, addresses=args.addresses, bridge=args.bridge,
-                         phases=(Phase.CREATE,), settle_timeout_s=args.settle_timeout)
+    config = ScaleConfig(
+        count=args.count,
+        mark=args.count,
+        methods=(Method.NETLINK, Method.IP_BATCH),
+        links=args.links,
+        up=args.up,
+        addresses=args.addresses,
+        bridge=args.bridge,
+        phases=(Phase.CREATE,),
+        settle_timeout_s=args.settle_timeout,
+    )
     check_capacity(config)
     check_tools(config.methods)
     extras = " ".join(f"--{flag}" for flag in ("up", "addresses", "bridge") if getattr(args, flag))
     label = f"{args.count} namespaces, links {args.links.value} {extras}".rstrip() + ":"
     with Session(config) as session:
         session.open()
-        alternate(args.rounds, lambda: creation_run(session, Method.NETLINK).rate_per_s,
-                  lambda: creation_run(session, Method.IP_BATCH).rate_per_s, "ip-batch", "namespaces/s", label)
+        alternate(
+            args.rounds,
+            lambda: creation_run(session, Method.NETLINK).rate_per_s,
+            lambda: creation_run(session, Method.IP_BATCH).rate_per_s,
+            "ip-batch",
+            "namespaces/s",
+            label,
+        )
 
 
 if __name__ == "__main__":

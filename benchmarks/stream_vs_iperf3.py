@@ -34,11 +34,21 @@ def main() -> None:
     warmup = 1
     cfg = TestConfig(test=TestName.TCP_STREAM, duration_s=args.l, warmup_s=warmup, flows=args.P)
     with build(load_topology(args.topology)) as topo:
-        alternate(args.rounds,
-                  lambda: bench.measure(topo, cfg).metrics.throughput_mbps,
-                  lambda: iperf3_stream(topo.server.netns_path, topo.client.netns_path, topo.server.ipv4,
-                                        args.l, warmup, parallel=args.P, on_spawn=topo.ledger.add_pids),
-                  "iperf3", "10^6bits/s")
+        alternate(
+            args.rounds,
+            lambda: bench.measure(topo, cfg).metrics.throughput_mbps,
+            lambda: iperf3_stream(
+                topo.server.netns_path,
+                topo.client.netns_path,
+                topo.server.ipv4,
+                args.l,
+                warmup,
+                parallel=args.P,
+                on_spawn=topo.ledger.add_pids,
+            ),
+            "iperf3",
+            "10^6bits/s",
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,11 @@ def _ledger_owners() -> dict[str, int]:
 def leaked_by(pid: int, before: set[str]) -> list[str]:
     """Namespaces and ledgers of ours that appeared since ``before`` and belong to ``pid`` (or to no ledger)."""
     owners = _ledger_owners()
-    leaked = [f"{LEDGER_DIR}/{rid}.json" for rid, owner in owners.items()
-              if owner in (pid, -1) and f"ledger:{rid}" not in before]
+    leaked = [
+        f"{LEDGER_DIR}/{rid}.json"
+        for rid, owner in owners.items()
+        if owner in (pid, -1) and f"ledger:{rid}" not in before
+    ]
     for name in netns.list_ours():
         parsed = parse_netns_name(name)
         rid = parsed[0] if parsed else None

@@ -62,8 +62,9 @@ def _sides(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Sid
     for site, pinned in ((topology.client, cfg.client_cpu), (topology.server, cfg.server_cpu)):
         address = site.address(cfg.ip_version)
         if address is None:
-            raise TopologyError(f"topology {topology.spec.name}",
-                                f"has no IPv{cfg.ip_version} address for its endpoints")
+            raise TopologyError(
+                f"topology {topology.spec.name}", f"has no IPv{cfg.ip_version} address for its endpoints"
+            )
         ends.append(runner.Side(netns_path=site.netns_path, address=address, cpu=pinned))
     return ends[0], ends[1]
 
@@ -75,9 +76,12 @@ def check_versions(specs: Sequence[TopologySpec], configs: Sequence[TestConfig])
         lacking = [s for s in specs if s.client.address(version) is None or s.server.address(version) is None]
         if lacking:
             names = ", ".join(f"'{s.name}' ({s.source})" if s.source else f"'{s.name}'" for s in lacking)
-            raise TopologyError(f"-{version}", f"topolog{'ies' if len(lacking) > 1 else 'y'} {names} "
-                                f"{'have' if len(lacking) > 1 else 'has'} no IPv{version} address on both [client] "
-                                "and [server]; nothing was built")
+            raise TopologyError(
+                f"-{version}",
+                f"topolog{'ies' if len(lacking) > 1 else 'y'} {names} "
+                f"{'have' if len(lacking) > 1 else 'has'} no IPv{version} address on both [client] "
+                "and [server]; nothing was built",
+            )
 
 
 def prepare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], options: RunOptions) -> None:
@@ -126,19 +130,27 @@ def noise_facts(cfg: TestConfig, raw: RawRun, steal_pct: float | None, others: S
         flags.append(noise.FLAG_OTHER_RUN)
     if any(pinned[ep["role"]] and ep["placement"].get("migrations") for ep in raw.endpoints):
         flags.append(noise.FLAG_MIGRATED)
-    return {"steal_pct": steal_pct, "foreign": raw.foreign, "other_runs": list(others), "migrations": moved,
-            "flags": flags}
+    return {
+        "steal_pct": steal_pct,
+        "foreign": raw.foreign,
+        "other_runs": list(others),
+        "migrations": moved,
+        "flags": flags,
+    }
 
 
 def iteration(cfg: TestConfig, raw: RawRun, others: Sequence[str] = ()) -> Iteration:
     """Everything derived from one run's raw measurements (``others``: other live runs seen meanwhile)."""
     metrics = derive(cfg.test, cfg.flows, raw)
-    return Iteration(metrics=metrics, endpoints=raw.endpoints,
-                     raw=raw_to_json(raw, cfg.flows),
-                     cpu_breakdown=cpu.breakdown(raw.samples[0].cpu, raw.samples[-1].cpu,
-                                                 raw.samples[-1].t_s - raw.samples[0].t_s),
-                     series=series(cfg.test, cfg.flows, raw.samples, counter_names(cfg.flows)),
-                     capture=raw.capture, noise=noise_facts(cfg, raw, metrics.steal_pct, others))
+    return Iteration(
+        metrics=metrics,
+        endpoints=raw.endpoints,
+        raw=raw_to_json(raw, cfg.flows),
+        cpu_breakdown=cpu.breakdown(raw.samples[0].cpu, raw.samples[-1].cpu, raw.samples[-1].t_s - raw.samples[0].t_s),
+        series=series(cfg.test, cfg.flows, raw.samples, counter_names(cfg.flows)),
+        capture=raw.capture,
+        noise=noise_facts(cfg, raw, metrics.steal_pct, others),
+    )
 
 
 def _watched(cfg: TestConfig, measure: Callable[[], RawRun]) -> Iteration:
@@ -152,15 +164,32 @@ def _watched(cfg: TestConfig, measure: Callable[[], RawRun]) -> Iteration:
 def iterate(topology: Topology, cfg: TestConfig, probe: bool = False) -> Iteration:
     """Run the test once on an already built topology."""
     client, server = _sides(topology, cfg)
-    return _watched(cfg, lambda: runner.run(cfg, client, server, on_spawn=topology.ledger.add_pids,
-                                            capture=_receiver(topology, cfg) if probe else None))
+    return _watched(
+        cfg,
+        lambda: runner.run(
+            cfg, client, server, on_spawn=topology.ledger.add_pids, capture=_receiver(topology, cfg) if probe else None
+        ),
+    )
 
 
-def measure(topology: Topology, cfg: TestConfig, progress: Progress = lambda step: None,
-            probe: bool = False, offload: dict | None = None, plan: rounds.Plan = rounds.DEFAULT_PLAN) -> RunResult:
+def measure(
+    topology: Topology,
+    cfg: TestConfig,
+    progress: Progress = lambda step: None,
+    probe: bool = False,
+    offload: dict | None = None,
+    plan: rounds.Plan = rounds.DEFAULT_PLAN,
+) -> RunResult:
     """Run the test on a built topology, repeated until its confidence interval is met (netperf's -i/-I)."""
-    return _repeated(topology.spec.name, topology.spec.source, cfg, lambda: iterate(topology, cfg, probe),
-                     progress, offload=offload, plan=plan)
+    return _repeated(
+        topology.spec.name,
+        topology.spec.source,
+        cfg,
+        lambda: iterate(topology, cfg, probe),
+        progress,
+        offload=offload,
+        plan=plan,
+    )
 
 
 def _converged(cfg: TestConfig, iterations: Sequence[Iteration]) -> bool:
@@ -172,8 +201,14 @@ def _converged(cfg: TestConfig, iterations: Sequence[Iteration]) -> bool:
     return confidence(cfg, [it.metrics for it in iterations]).met
 
 
-def result(name: str, source: str, cfg: TestConfig, iterations: Sequence[Iteration], offload: dict | None = None,
-           remote: dict | None = None) -> RunResult:
+def result(
+    name: str,
+    source: str,
+    cfg: TestConfig,
+    iterations: Sequence[Iteration],
+    offload: dict | None = None,
+    remote: dict | None = None,
+) -> RunResult:
     """The run of ``cfg`` made of ``iterations``: their summary, and netperf's -I verdict when -i asked for one."""
     histograms = [h for it in iterations for h in histograms_from_json(it.raw)]
     verdict = None
@@ -192,9 +227,16 @@ def result(name: str, source: str, cfg: TestConfig, iterations: Sequence[Iterati
     )
 
 
-def _repeated(name: str, source: str, cfg: TestConfig, once: Callable[[], Iteration], progress: Progress,
-              offload: dict | None = None, remote: dict | None = None,
-              plan: rounds.Plan = rounds.DEFAULT_PLAN) -> RunResult:
+def _repeated(
+    name: str,
+    source: str,
+    cfg: TestConfig,
+    once: Callable[[], Iteration],
+    progress: Progress,
+    offload: dict | None = None,
+    remote: dict | None = None,
+    plan: rounds.Plan = rounds.DEFAULT_PLAN,
+) -> RunResult:
     """``once`` (gated on steal) repeated until the confidence interval is met or -i's maximum ran."""
     iterations: list[Iteration] = []
     while not iterations or not _converged(cfg, iterations):
@@ -224,8 +266,13 @@ def offloaded(topology: Topology, requests: Sequence[OffloadRequest]) -> Iterato
         yield {"requested": [str(r) for r in wanted], "changed": changed, "state": offloads.state()}
 
 
-def run(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile,
-        options: RunOptions = RunOptions(), plan: rounds.Plan = rounds.DEFAULT_PLAN) -> list[RunResult]:
+def run(
+    spec: TopologySpec,
+    configs: Sequence[TestConfig],
+    results: ResultFile,
+    options: RunOptions = RunOptions(),
+    plan: rounds.Plan = rounds.DEFAULT_PLAN,
+) -> list[RunResult]:
     """Build ``spec`` once, run each config on it (those not done yet), store each run as it finishes.
 
     Several configs with -i are measured in interleaved rounds, each until its own -i/-I rule is
@@ -238,11 +285,20 @@ def run(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile,
     prepare([spec], todo, options)
     with build(spec) as topology, offloaded(topology, options.offload) as offload:
         if len(todo) > 1 and any(cfg.iterations_max > 1 for cfg in todo):
-            arms = [_Arm(spec.name, spec.source, cfg, offload,
-                         rounds.Cell(f"{spec.name} {cfg.test}",
-                                     functools.partial(iterate, topology, cfg, options.capture),
-                                     finished=functools.partial(_converged, cfg)))
-                    for cfg in todo]
+            arms = [
+                _Arm(
+                    spec.name,
+                    spec.source,
+                    cfg,
+                    offload,
+                    rounds.Cell(
+                        f"{spec.name} {cfg.test}",
+                        functools.partial(iterate, topology, cfg, options.capture),
+                        finished=functools.partial(_converged, cfg),
+                    ),
+                )
+                for cfg in todo
+            ]
             fixed = replace(plan, rounds=max(cfg.iterations_max for cfg in todo), target=False)
             _interleave(arms, results, Judging(plan=fixed), lambda r: r.topology, options)
             return [_arm_result(a) for a in arms]
@@ -258,8 +314,9 @@ def run(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile,
 REMOTE = "remote"
 
 
-def run_remote(target: RemoteTarget, configs: Sequence[TestConfig], results: ResultFile,
-               options: RunOptions = RunOptions()) -> list[RunResult]:
+def run_remote(
+    target: RemoteTarget, configs: Sequence[TestConfig], results: ResultFile, options: RunOptions = RunOptions()
+) -> list[RunResult]:
     """Run each config (those not done yet) from here against the vdevperf server at ``target``,
     one authenticated session per config; store each run as it finishes."""
     done = []
@@ -278,8 +335,14 @@ def measure_remote(target: RemoteTarget, cfg: TestConfig, progress: Progress = l
     """Run the test against a vdevperf server, repeated as -i/-I ask, in one session."""
     client = runner.Side(netns_path=target.netns_path, address="", cpu=cfg.client_cpu)
     with RemoteSession.connect(target, cfg.ip_version) as session:
-        return _repeated(REMOTE, target.label, cfg, lambda: _watched(cfg, lambda: runner.run(cfg, client, session)),
-                         progress, remote={"address": target.label, "server": session.facts})
+        return _repeated(
+            REMOTE,
+            target.label,
+            cfg,
+            lambda: _watched(cfg, lambda: runner.run(cfg, client, session)),
+            progress,
+            remote={"address": target.label, "server": session.facts},
+        )
 
 
 @dataclass(frozen=True)
@@ -309,8 +372,9 @@ class _Arm:
     cell: rounds.Cell
 
 
-def _interleave(arms: Sequence[_Arm], results: ResultFile, judging: Judging,
-                arm_of: Callable[[RunResult], str], options: RunOptions) -> rounds.Outcome:
+def _interleave(
+    arms: Sequence[_Arm], results: ResultFile, judging: Judging, arm_of: Callable[[RunResult], str], options: RunOptions
+) -> rounds.Outcome:
     """Rounds over ``arms``; after each, every run and the verdicts so far are stored at once."""
     stored = results.comparison or {}
     held = [len({it.round for it in a.cell.iterations}) for a in arms]
@@ -323,13 +387,20 @@ def _interleave(arms: Sequence[_Arm], results: ResultFile, judging: Judging,
             if a.cell.iterations:
                 results.put(_arm_result(a))
         results.comparison = {
-            "baseline": judging.baseline, "alpha": judging.alpha, "method": paired.METHOD,
+            "baseline": judging.baseline,
+            "alpha": judging.alpha,
+            "method": paired.METHOD,
             "correction": paired.CORRECTION,
-            "plan": {"rounds": judging.plan.rounds, "seed": judging.plan.seed, "target_ci_pct": judging.target_ci_pct,
-                     "max_time_s": judging.plan.max_time_s, "max_steal_pct": judging.plan.max_steal_pct,
-                     "max_retries": judging.plan.max_retries},
+            "plan": {
+                "rounds": judging.plan.rounds,
+                "seed": judging.plan.seed,
+                "target_ci_pct": judging.target_ci_pct,
+                "max_time_s": judging.plan.max_time_s,
+                "max_steal_pct": judging.plan.max_steal_pct,
+                "max_retries": judging.plan.max_retries,
+            },
             "placement": judging.placement,
-            "orders": [*stored.get("orders", [])[:min(held, default=0)], *outcome.orders],
+            "orders": [*stored.get("orders", [])[: min(held, default=0)], *outcome.orders],
             "stopped": outcome.stopped or "interrupted",
             "seconds": stored.get("seconds", 0.0) + outcome.seconds,
             "cells": [c.to_json() for c in judged()],
@@ -338,9 +409,13 @@ def _interleave(arms: Sequence[_Arm], results: ResultFile, judging: Judging,
         if announce:
             options.progress(Step(f"round {min(held, default=0) + len(outcome.orders)} done", new_run=True))
 
-    outcome = rounds.run([a.cell for a in arms], judging.plan,
-                         converged=lambda: paired.converged(judged(), judging.target_ci_pct or 0.0),
-                         after_round=store, first_round=min(held, default=0))
+    outcome = rounds.run(
+        [a.cell for a in arms],
+        judging.plan,
+        converged=lambda: paired.converged(judged(), judging.target_ci_pct or 0.0),
+        after_round=store,
+        first_round=min(held, default=0),
+    )
     store(outcome, announce=False)  # now with why the rounds stopped
     return outcome
 
@@ -352,12 +427,24 @@ def _arm_result(a: _Arm) -> RunResult:
 def _unsupported(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile, why: str) -> None:
     for cfg in configs:
         if results.find(spec.name, cfg) is None:
-            results.add(RunResult(topology=spec.name, topology_source=spec.source, config=cfg,
-                                  status=RunStatus.UNSUPPORTED, reason=why))
+            results.add(
+                RunResult(
+                    topology=spec.name,
+                    topology_source=spec.source,
+                    config=cfg,
+                    status=RunStatus.UNSUPPORTED,
+                    reason=why,
+                )
+            )
 
 
-def compare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], results: ResultFile,
-            options: RunOptions = RunOptions(), judging: Judging = DEFAULT_JUDGING) -> rounds.Outcome:
+def compare(
+    specs: Sequence[TopologySpec],
+    configs: Sequence[TestConfig],
+    results: ResultFile,
+    options: RunOptions = RunOptions(),
+    judging: Judging = DEFAULT_JUDGING,
+) -> rounds.Outcome:
     """Build every topology at once, then measure every (topology, config) once per round, in a
     shuffled order, until the plan is done; verdicts against ``judging.baseline`` go into ``results``.
 
@@ -376,9 +463,11 @@ def compare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], result
             offload = stack.enter_context(offloaded(topology, options.offload))
             for cfg in configs:
                 old = results.find(spec.name, cfg)
-                cell = rounds.Cell(f"{spec.name} {cfg.test}",
-                                   functools.partial(iterate, topology, cfg, options.capture),
-                                   list(old.iterations) if old is not None else [])
+                cell = rounds.Cell(
+                    f"{spec.name} {cfg.test}",
+                    functools.partial(iterate, topology, cfg, options.capture),
+                    list(old.iterations) if old is not None else [],
+                )
                 arms.append(_Arm(spec.name, spec.source, cfg, offload, cell))
         outcome = _interleave(arms, results, judging, lambda r: r.topology, options)
     # The file lists runs in the order the command named topologies and tests.
@@ -390,8 +479,9 @@ def compare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], result
 
 def combinations(features: Sequence[str]) -> list[dict[str, bool]]:
     """Every on/off setting of ``features``, all on first."""
-    return [dict(zip(features, values, strict=True))
-            for values in itertools.product((True, False), repeat=len(features))]
+    return [
+        dict(zip(features, values, strict=True)) for values in itertools.product((True, False), repeat=len(features))
+    ]
 
 
 def combination_label(combo: dict[str, bool]) -> str:
@@ -399,21 +489,31 @@ def combination_label(combo: dict[str, bool]) -> str:
     return " ".join(f"{f}={'on' if on else 'off'}" for f, on in combo.items())
 
 
-def offload_matrix(spec: TopologySpec, cfg: TestConfig, features: Sequence[str], results: ResultFile,
-                   options: RunOptions = RunOptions(), judging: Judging = DEFAULT_JUDGING) -> rounds.Outcome:
+def offload_matrix(
+    spec: TopologySpec,
+    cfg: TestConfig,
+    features: Sequence[str],
+    results: ResultFile,
+    options: RunOptions = RunOptions(),
+    judging: Judging = DEFAULT_JUDGING,
+) -> rounds.Outcome:
     """Run ``cfg`` once per on/off combination of ``features`` (2^k cells) on one built topology, in
     interleaved rounds like compare, each combination judged against all on."""
     prepare([spec], [cfg], options)
     combos = combinations(features)
     judging = replace(judging, baseline=combination_label(combos[0]))
     with build(spec) as topology:
-        arms = [_Arm(spec.name, spec.source, cfg, {"combination": combo}, rounds.Cell(combination_label(combo),
-                                                                                     lambda: None))  # type: ignore
-                for combo in combos]
+        arms = [
+            _Arm(
+                spec.name, spec.source, cfg, {"combination": combo}, rounds.Cell(combination_label(combo), lambda: None)
+            )  # type: ignore
+            for combo in combos
+        ]
         for arm in arms:
             arm.cell.measure = functools.partial(_offloaded_iteration, topology, cfg, arm, options)
-        return _interleave(arms, results, judging, lambda r: combination_label((r.offload or {})["combination"]),
-                           options)
+        return _interleave(
+            arms, results, judging, lambda r: combination_label((r.offload or {})["combination"]), options
+        )
 
 
 def _offloaded_iteration(topology: Topology, cfg: TestConfig, arm: _Arm, options: RunOptions) -> Iteration:

@@ -124,7 +124,8 @@ def _tests(text: str) -> list[TestName]:
             names.append(TestName(part.strip().upper()))
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"unknown test '{part}' (known: {', '.join(t.value for t in TestName)})") from None
+                f"unknown test '{part}' (known: {', '.join(t.value for t in TestName)})"
+            ) from None
     return names
 
 
@@ -140,59 +141,134 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _add_test_flags(p: argparse.ArgumentParser, tests_default: str, length: float = 10.0,
-                    warmup: float = 1.0) -> None:
-    p.add_argument("-t", "--test", dest="tests", type=_tests, default=_tests(tests_default),
-                   help=f"netperf test name(s), comma-separated (default {tests_default})")
+def _add_test_flags(p: argparse.ArgumentParser, tests_default: str, length: float = 10.0, warmup: float = 1.0) -> None:
+    p.add_argument(
+        "-t",
+        "--test",
+        dest="tests",
+        type=_tests,
+        default=_tests(tests_default),
+        help=f"netperf test name(s), comma-separated (default {tests_default})",
+    )
     message = size_in(MESSAGE_BYTES)
     sockbuf = size_in(SOCKBUF_BYTES)
-    p.add_argument("-l", "--length", type=number_in(LENGTH_S, "s"), default=length,
-                   help=f"measured seconds per test (per round with compare; {span(LENGTH_S, 's')}; "
-                        f"default {length:g})")
-    p.add_argument("--warmup", type=number_in(WARMUP_S, "s"), default=warmup,
-                   help=f"seconds run before measuring ({span(WARMUP_S, 's')}; default {warmup:g})")
-    p.add_argument("-m", "--send-size", type=message,
-                   help=f"bytes per send call ({span(MESSAGE_BYTES, 'bytes')}; default 128K; UDP_STREAM 1472, "
-                        "one unfragmented datagram)")
-    p.add_argument("-M", "--recv-size", type=message, default=128 * 1024,
-                   help=f"bytes per receive call ({span(MESSAGE_BYTES, 'bytes')}; default 128K)")
-    p.add_argument("-r", "--rr-size", type=pair(message, "REQ,RESP"), default=(1, 1),
-                   help=f"request,response bytes of RR tests ({span(MESSAGE_BYTES, 'bytes')}; default 1,1)")
-    p.add_argument("-s", "--client-sockbuf", type=pair(sockbuf, "SEND[,RECV]"), default=(None, None),
-                   help=f"client SO_SNDBUF,SO_RCVBUF bytes ({span(SOCKBUF_BYTES, 'bytes')}; default: kernel's, "
-                        "autotuned)")
-    p.add_argument("-S", "--server-sockbuf", type=pair(sockbuf, "SEND[,RECV]"), default=(None, None),
-                   help=f"server SO_SNDBUF,SO_RCVBUF bytes ({span(SOCKBUF_BYTES, 'bytes')}; default: kernel's, "
-                        "autotuned)")
-    p.add_argument("-P", "--parallel", type=whole(*FLOWS), default=1,
-                   help=f"concurrent flows, each a client and a server process ({span(FLOWS, 'flows')}; default 1)")
-    p.add_argument("-i", "--iterations", type=pair(whole(), "MAX[,MIN]"), default=None,
-                   help="repeat each test up to MAX times, at least MIN (netperf's -i; default 1, with -I 10,3)")
-    p.add_argument("-I", "--confidence", type=pair(percent, "LEVEL[,WIDTH]"), default=None,
-                   help="stop repeating once the LEVEL %% confidence interval of throughput and CPU is within "
-                        "WIDTH %% (mean ±WIDTH/2 %%; default 99,5)")
-    p.add_argument("-T", "--cpu", type=pair(_cpu_number, "CLIENT_CPU,SERVER_CPU"), default=None,  # type: ignore
-                   help="pin client and server to these CPUs, 'none' for neither (default: run leaves it to "
-                        f"the scheduler; compare pins -T {COMPARE_CPUS[0]},{COMPARE_CPUS[1]})")
-    p.add_argument("--max-steal", type=percent, default=rounds.DEFAULT_MAX_STEAL_PCT, metavar="PCT",
-                   help="measure an iteration again (up to twice) when the host stole more than PCT %% of the "
-                        f"machine during its window (default {rounds.DEFAULT_MAX_STEAL_PCT:g})")
+    p.add_argument(
+        "-l",
+        "--length",
+        type=number_in(LENGTH_S, "s"),
+        default=length,
+        help=f"measured seconds per test (per round with compare; {span(LENGTH_S, 's')}; default {length:g})",
+    )
+    p.add_argument(
+        "--warmup",
+        type=number_in(WARMUP_S, "s"),
+        default=warmup,
+        help=f"seconds run before measuring ({span(WARMUP_S, 's')}; default {warmup:g})",
+    )
+    p.add_argument(
+        "-m",
+        "--send-size",
+        type=message,
+        help=f"bytes per send call ({span(MESSAGE_BYTES, 'bytes')}; default 128K; UDP_STREAM 1472, "
+        "one unfragmented datagram)",
+    )
+    p.add_argument(
+        "-M",
+        "--recv-size",
+        type=message,
+        default=128 * 1024,
+        help=f"bytes per receive call ({span(MESSAGE_BYTES, 'bytes')}; default 128K)",
+    )
+    p.add_argument(
+        "-r",
+        "--rr-size",
+        type=pair(message, "REQ,RESP"),
+        default=(1, 1),
+        help=f"request,response bytes of RR tests ({span(MESSAGE_BYTES, 'bytes')}; default 1,1)",
+    )
+    p.add_argument(
+        "-s",
+        "--client-sockbuf",
+        type=pair(sockbuf, "SEND[,RECV]"),
+        default=(None, None),
+        help=f"client SO_SNDBUF,SO_RCVBUF bytes ({span(SOCKBUF_BYTES, 'bytes')}; default: kernel's, autotuned)",
+    )
+    p.add_argument(
+        "-S",
+        "--server-sockbuf",
+        type=pair(sockbuf, "SEND[,RECV]"),
+        default=(None, None),
+        help=f"server SO_SNDBUF,SO_RCVBUF bytes ({span(SOCKBUF_BYTES, 'bytes')}; default: kernel's, autotuned)",
+    )
+    p.add_argument(
+        "-P",
+        "--parallel",
+        type=whole(*FLOWS),
+        default=1,
+        help=f"concurrent flows, each a client and a server process ({span(FLOWS, 'flows')}; default 1)",
+    )
+    p.add_argument(
+        "-i",
+        "--iterations",
+        type=pair(whole(), "MAX[,MIN]"),
+        default=None,
+        help="repeat each test up to MAX times, at least MIN (netperf's -i; default 1, with -I 10,3)",
+    )
+    p.add_argument(
+        "-I",
+        "--confidence",
+        type=pair(percent, "LEVEL[,WIDTH]"),
+        default=None,
+        help="stop repeating once the LEVEL %% confidence interval of throughput and CPU is within "
+        "WIDTH %% (mean ±WIDTH/2 %%; default 99,5)",
+    )
+    p.add_argument(
+        "-T",
+        "--cpu",
+        type=pair(_cpu_number, "CLIENT_CPU,SERVER_CPU"),
+        default=None,  # type: ignore
+        help="pin client and server to these CPUs, 'none' for neither (default: run leaves it to "
+        f"the scheduler; compare pins -T {COMPARE_CPUS[0]},{COMPARE_CPUS[1]})",
+    )
+    p.add_argument(
+        "--max-steal",
+        type=percent,
+        default=rounds.DEFAULT_MAX_STEAL_PCT,
+        metavar="PCT",
+        help="measure an iteration again (up to twice) when the host stole more than PCT %% of the "
+        f"machine during its window (default {rounds.DEFAULT_MAX_STEAL_PCT:g})",
+    )
     p.add_argument("--seed", type=whole(0), help="seed of the interleaved rounds' order (default: random; recorded)")
     family = p.add_mutually_exclusive_group()
     family.add_argument("-4", dest="ip_version", action="store_const", const=4, default=4, help="IPv4 (default)")
     family.add_argument("-6", dest="ip_version", action="store_const", const=6, help="IPv6")
-    p.add_argument("--interval", type=number_in(INTERVAL_S, "s"), default=1.0,
-                   help=f"sampling interval in seconds ({span(INTERVAL_S, 's')}; default 1)")
+    p.add_argument(
+        "--interval",
+        type=number_in(INTERVAL_S, "s"),
+        default=1.0,
+        help=f"sampling interval in seconds ({span(INTERVAL_S, 's')}; default 1)",
+    )
     p.add_argument("-o", "--output", type=Path, help="result JSON file (default results/vdevperf-<time>.json)")
     p.add_argument("--json", action="store_true", help="print the result document as JSON instead of a table")
-    p.add_argument("--offload", action="append", type=_offload, default=[],
-                   help="set offloads on every device of the path (tso=off,gro=on) or one device (c0:tso=off); "
-                        "features: " + ", ".join(GROUPS) + "; restored afterwards")
-    p.add_argument("--capture", action="store_true",
-                   help="probe frame sizes at the receiving device during the warm-up (implied by --offload)")
+    p.add_argument(
+        "--offload",
+        action="append",
+        type=_offload,
+        default=[],
+        help="set offloads on every device of the path (tso=off,gro=on) or one device (c0:tso=off); "
+        "features: " + ", ".join(GROUPS) + "; restored afterwards",
+    )
+    p.add_argument(
+        "--capture",
+        action="store_true",
+        help="probe frame sizes at the receiving device during the warm-up (implied by --offload)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
-    p.add_argument("--cpu-detail", action="store_true",
-                   help="also print where CPU time went: per /proc/stat field, per CPU, per endpoint process")
+    p.add_argument(
+        "--cpu-detail",
+        action="store_true",
+        help="also print where CPU time went: per /proc/stat field, per CPU, per endpoint process",
+    )
 
 
 def _configs(args: argparse.Namespace, cpus: tuple[int | None, int | None] = (None, None)) -> list[TestConfig]:
@@ -204,16 +280,31 @@ def _configs(args: argparse.Namespace, cpus: tuple[int | None, int | None] = (No
     iterations = args.iterations or ((10, 3) if args.confidence else (1, 1))
     level, width = args.confidence or (99.0, 5.0)
     try:
-        return [TestConfig(test=test, duration_s=args.length, warmup_s=args.warmup,
-                           send_size=args.send_size or TESTS[test].default_send_size, recv_size=args.recv_size,
-                           request_size=args.rr_size[0], response_size=args.rr_size[1],
-                           ip_version=args.ip_version, client_cpu=client_cpu, server_cpu=server_cpu,
-                           interval_s=args.interval, flows=args.parallel,
-                           client_sndbuf=args.client_sockbuf[0], client_rcvbuf=args.client_sockbuf[1],
-                           server_sndbuf=args.server_sockbuf[0], server_rcvbuf=args.server_sockbuf[1],
-                           iterations_max=iterations[0], iterations_min=min(iterations),
-                           confidence_level_pct=level, confidence_width_pct=width)
-                for test in args.tests]
+        return [
+            TestConfig(
+                test=test,
+                duration_s=args.length,
+                warmup_s=args.warmup,
+                send_size=args.send_size or TESTS[test].default_send_size,
+                recv_size=args.recv_size,
+                request_size=args.rr_size[0],
+                response_size=args.rr_size[1],
+                ip_version=args.ip_version,
+                client_cpu=client_cpu,
+                server_cpu=server_cpu,
+                interval_s=args.interval,
+                flows=args.parallel,
+                client_sndbuf=args.client_sockbuf[0],
+                client_rcvbuf=args.client_sockbuf[1],
+                server_sndbuf=args.server_sockbuf[0],
+                server_rcvbuf=args.server_sockbuf[1],
+                iterations_max=iterations[0],
+                iterations_min=min(iterations),
+                confidence_level_pct=level,
+                confidence_width_pct=width,
+            )
+            for test in args.tests
+        ]
     except ValueError as exc:
         flag, _, why = str(exc).partition(": ")
         raise VdevperfError(flag, why) from None
@@ -265,8 +356,7 @@ class _Progress:
             self.count += 1
         per_run = elapsed / (self.count - 1) if self.count > 1 else self.guess_s
         left = max(per_run * (self.runs - self.count + 1) - (elapsed - per_run * (self.count - 1)), 0)
-        line = (f"[{self.count}/{self.runs}] {step.label}  elapsed {_clock(elapsed)}, "
-                f"about {_clock(left)} left")
+        line = f"[{self.count}/{self.runs}] {step.label}  elapsed {_clock(elapsed)}, about {_clock(left)} left"
         print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -279,8 +369,9 @@ def _clock(seconds: float) -> str:
 
 
 @contextlib.contextmanager
-def _options(args: argparse.Namespace, runs: int, configs: Sequence[TestConfig],
-             results: ResultFile) -> Iterator[bench.RunOptions]:
+def _options(
+    args: argparse.Namespace, runs: int, configs: Sequence[TestConfig], results: ResultFile
+) -> Iterator[bench.RunOptions]:
     """Run options from the flags; a progress line only on a terminal, and not with --json/--quiet."""
     offload = tuple(r for group in args.offload for r in group)
     progress = None if args.json or args.quiet or not sys.stderr.isatty() else _Progress(runs, configs)
@@ -291,7 +382,8 @@ def _options(args: argparse.Namespace, runs: int, configs: Sequence[TestConfig],
             capture=args.capture or bool(offload) or bool(getattr(args, "offload_matrix", None)),
             done=lambda topology, cfg: (topology, cfg) in done,
             progress=progress or (lambda step: None),
-            notice=_notice)
+            notice=_notice,
+        )
     finally:
         if progress is not None:
             progress.close()
@@ -309,8 +401,10 @@ def _emit(args: argparse.Namespace, results: ResultFile, table: str) -> None:
     print(table)
     lab = results.environment.get("lab")
     if lab and lab.get("emulated"):
-        print(f"emulated ({lab.get('accel', '?').upper()}, guest kernel {lab.get('guest_kernel')}): "
-              "functional checks, not performance figures")
+        print(
+            f"emulated ({lab.get('accel', '?').upper()}, guest kernel {lab.get('guest_kernel')}): "
+            "functional checks, not performance figures"
+        )
     if args.cpu_detail:
         print()
         print(cpu_table(results.runs))
@@ -324,10 +418,14 @@ def _emit(args: argparse.Namespace, results: ResultFile, table: str) -> None:
 def _remote_target(args: argparse.Namespace) -> RemoteTarget:
     """The server of ``run --remote``, with the flags that cannot go with it refused."""
     if args.topology is not None:
-        raise VdevperfError("--remote", f"runs from this host to a vdevperf server; drop the topology "
-                                        f"'{args.topology}'")
-    for flag, given in (("--offload", args.offload), ("--offload-matrix", args.offload_matrix),
-                        ("--capture", args.capture)):
+        raise VdevperfError(
+            "--remote", f"runs from this host to a vdevperf server; drop the topology '{args.topology}'"
+        )
+    for flag, given in (
+        ("--offload", args.offload),
+        ("--offload-matrix", args.offload_matrix),
+        ("--capture", args.capture),
+    ):
         if given:
             raise VdevperfError(flag, "needs a topology: with --remote the path's devices are not vdevperf's")
     if args.token_file is None:
@@ -378,8 +476,13 @@ def _plan(args: argparse.Namespace, default_rounds: int) -> rounds.Plan:
     target = getattr(args, "target_ci", None) is not None
     count = getattr(args, "rounds", None) or (rounds.MIN_TARGET_ROUNDS if target else default_rounds)
     try:
-        return rounds.Plan(rounds=count, seed=args.seed if args.seed is not None else secrets.randbelow(2 ** 31),
-                           target=target, max_time_s=getattr(args, "max_time", None), max_steal_pct=args.max_steal)
+        return rounds.Plan(
+            rounds=count,
+            seed=args.seed if args.seed is not None else secrets.randbelow(2**31),
+            target=target,
+            max_time_s=getattr(args, "max_time", None),
+            max_steal_pct=args.max_steal,
+        )
     except ValueError as exc:
         flag, _, why = str(exc).partition(": ")
         raise VdevperfError(flag, why) from None
@@ -404,7 +507,7 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
             raise VdevperfError("--aa", f"compares one topology with a copy of itself; got {len(names)}")
         spec = load_topology(names[0])
         # The copy's name stays within the cap a topology name has.
-        specs = [spec, dataclasses.replace(spec, name=f"{spec.name[:MAX_NAME_CHARS - 5]}-copy")]
+        specs = [spec, dataclasses.replace(spec, name=f"{spec.name[: MAX_NAME_CHARS - 5]}-copy")]
     else:
         specs = [load_topology(name) for name in args.topologies or bundled_topologies()]
     known = [s.name for s in specs]
@@ -422,8 +525,9 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
             plan = dataclasses.replace(plan, seed=resumed.comparison["plan"]["seed"])
     else:
         resumed = None
-    judging = bench.Judging(plan=plan, baseline=baseline, alpha=args.alpha, target_ci_pct=args.target_ci,
-                            placement=placement)
+    judging = bench.Judging(
+        plan=plan, baseline=baseline, alpha=args.alpha, target_ci_pct=args.target_ci, placement=placement
+    )
     with _stored(args, argv, resumed) as results, _options(args, plan.rounds, configs, results) as options:
         bench.compare(specs, configs, results, options, judging)
     wanted = {(s.name, c) for s in specs for c in configs}
@@ -484,8 +588,11 @@ def cmd_monitor(args: argparse.Namespace, argv: Sequence[str]) -> int:
     total = monitor.total()
     print(occupancy.total_line(total))
     if args.output is not None:
-        text = (occupancy.to_csv(labels, rows, total) if args.output.suffix == ".csv"
-                else occupancy.to_json(labels, args.interval, rows, total))
+        text = (
+            occupancy.to_csv(labels, rows, total)
+            if args.output.suffix == ".csv"
+            else occupancy.to_json(labels, args.interval, rows, total)
+        )
         if write_kept(args.output, text, _note) is None:
             print(text, end="")
     return child.returncode if child is not None and child.returncode and child.returncode > 0 else 0
@@ -509,8 +616,11 @@ def cmd_diff(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.fail_on_regression is not None:
         found = diff.regressions(rows, args.fail_on_regression)
         for row, change in found:
-            print(f"regression: {row.topology} {row.test} {change.metric} {change.change_pct:+.1f} % "
-                  f"(p = {change.p_value:.3g})", file=sys.stderr)
+            print(
+                f"regression: {row.topology} {row.test} {change.metric} {change.change_pct:+.1f} % "
+                f"(p = {change.p_value:.3g})",
+                file=sys.stderr,
+            )
         if found:
             return EXIT_REGRESSION
     return 0
@@ -536,21 +646,31 @@ def cmd_server(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Serve the server half of tests to authenticated remote clients until SIGINT/SIGTERM."""
     token = read_token(args.token_file)
     try:
-        config = ServerConfig(token=token, bind=args.bind, port=args.port, max_duration_s=args.max_duration,
-                              max_clients=args.max_clients, idle_timeout_s=args.idle_timeout,
-                              max_pending=args.max_pending, max_pending_per_address=args.max_pending_per_address,
-                              auth_backoff_s=args.auth_backoff, max_endpoints=args.max_endpoints,
-                              max_session_s=args.max_session_time or max(600.0, args.max_duration))
+        config = ServerConfig(
+            token=token,
+            bind=args.bind,
+            port=args.port,
+            max_duration_s=args.max_duration,
+            max_clients=args.max_clients,
+            idle_timeout_s=args.idle_timeout,
+            max_pending=args.max_pending,
+            max_pending_per_address=args.max_pending_per_address,
+            auth_backoff_s=args.auth_backoff,
+            max_endpoints=args.max_endpoints,
+            max_session_s=args.max_session_time or max(600.0, args.max_duration),
+        )
     except ValueError as exc:
         flag, _, why = str(exc).partition(": ")
         raise VdevperfError(flag, why) from None
     server = Server(config, log=_log_line)
     try:
         address = server.bind()
-        _log_line(f"listening on {address} (at most {config.max_clients} client(s) for "
-                  f"{config.max_session_s:g} s each, tests up to {config.max_duration_s:g} s, "
-                  f"{config.max_endpoints} endpoint processes, idle timeout {config.idle_timeout_s:g} s; "
-                  f"{config.max_pending} handshakes, {config.max_pending_per_address} per address)")
+        _log_line(
+            f"listening on {address} (at most {config.max_clients} client(s) for "
+            f"{config.max_session_s:g} s each, tests up to {config.max_duration_s:g} s, "
+            f"{config.max_endpoints} endpoint processes, idle timeout {config.idle_timeout_s:g} s; "
+            f"{config.max_pending} handshakes, {config.max_pending_per_address} per address)"
+        )
         server.serve_forever()
     finally:
         server.close()
@@ -592,52 +712,103 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run tests on one topology, or against a vdevperf server")
     run.add_argument("topology", nargs="?", help="bundled topology name (e.g. veth) or path to a .toml file")
     _add_test_flags(run, "TCP_STREAM")
-    run.add_argument("--offload-matrix", type=_features, metavar="FEATURE,...",
-                     help="run the test once per on/off combination of these offloads (2^k runs), in "
-                          "interleaved rounds, each against all on")
-    run.add_argument("--rounds", type=whole(), metavar="N",
-                     help=f"with --offload-matrix: rounds over the combinations (default {MATRIX_ROUNDS})")
-    run.add_argument("--alpha", type=fraction, default=0.05,
-                     help="with --offload-matrix: significance level of the verdicts (default 0.05)")
-    run.add_argument("--remote", metavar="HOST:PORT",
-                     help=f"run the server half on the vdevperf server there (default port {DEFAULT_PORT}); "
-                          "the client runs here, in this namespace")
-    run.add_argument("--token-file", type=Path, metavar="FILE",
-                     help="with --remote: the shared secret the server was started with (mode 600)")
+    run.add_argument(
+        "--offload-matrix",
+        type=_features,
+        metavar="FEATURE,...",
+        help="run the test once per on/off combination of these offloads (2^k runs), in "
+        "interleaved rounds, each against all on",
+    )
+    run.add_argument(
+        "--rounds",
+        type=whole(),
+        metavar="N",
+        help=f"with --offload-matrix: rounds over the combinations (default {MATRIX_ROUNDS})",
+    )
+    run.add_argument(
+        "--alpha",
+        type=fraction,
+        default=0.05,
+        help="with --offload-matrix: significance level of the verdicts (default 0.05)",
+    )
+    run.add_argument(
+        "--remote",
+        metavar="HOST:PORT",
+        help=f"run the server half on the vdevperf server there (default port {DEFAULT_PORT}); "
+        "the client runs here, in this namespace",
+    )
+    run.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="with --remote: the shared secret the server was started with (mode 600)",
+    )
     compare = sub.add_parser("compare", help="compare topologies (default: all bundled ones)")
     compare.add_argument("topologies", nargs="*", help="topology names or files (default: all bundled)")
     compare.add_argument("--baseline", help="topology the others are relative to (default veth, else the first)")
-    compare.add_argument("--resume", type=Path, metavar="FILE",
-                         help="add to FILE (from an interrupted compare) only the rounds it lacks")
-    compare.add_argument("--rounds", type=whole(), metavar="N",
-                         help=f"rounds, each measuring every topology and test once in a shuffled order (default "
-                              f"{rounds.DEFAULT_ROUNDS}; with --target-ci the minimum, default "
-                              f"{rounds.MIN_TARGET_ROUNDS})")
-    compare.add_argument("--target-ci", type=percent, metavar="W",
-                         help="run rounds until every rate and service-demand ratio's interval is within ±W %%, "
-                              "or --max-time runs out")
-    compare.add_argument("--max-time", type=seconds, metavar="S",
-                         help="start no round that would end past S seconds (measured from the first round)")
-    compare.add_argument("--alpha", type=fraction, default=0.05,
-                         help="significance level of the verdicts over the whole table, Holm-corrected (default 0.05)")
-    compare.add_argument("--aa", action="store_true",
-                         help="A/A self-check: TOPOLOGY (default veth) against a renamed copy of itself; prints the "
-                              "smallest difference this machine resolves at these rounds")
+    compare.add_argument(
+        "--resume", type=Path, metavar="FILE", help="add to FILE (from an interrupted compare) only the rounds it lacks"
+    )
+    compare.add_argument(
+        "--rounds",
+        type=whole(),
+        metavar="N",
+        help=f"rounds, each measuring every topology and test once in a shuffled order (default "
+        f"{rounds.DEFAULT_ROUNDS}; with --target-ci the minimum, default "
+        f"{rounds.MIN_TARGET_ROUNDS})",
+    )
+    compare.add_argument(
+        "--target-ci",
+        type=percent,
+        metavar="W",
+        help="run rounds until every rate and service-demand ratio's interval is within ±W %%, or --max-time runs out",
+    )
+    compare.add_argument(
+        "--max-time",
+        type=seconds,
+        metavar="S",
+        help="start no round that would end past S seconds (measured from the first round)",
+    )
+    compare.add_argument(
+        "--alpha",
+        type=fraction,
+        default=0.05,
+        help="significance level of the verdicts over the whole table, Holm-corrected (default 0.05)",
+    )
+    compare.add_argument(
+        "--aa",
+        action="store_true",
+        help="A/A self-check: TOPOLOGY (default veth) against a renamed copy of itself; prints the "
+        "smallest difference this machine resolves at these rounds",
+    )
     _add_test_flags(compare, "TCP_STREAM,TCP_RR", COMPARE_LENGTH_S, COMPARE_WARMUP_S)
     monitor = sub.add_parser("monitor", help="per-process CPU occupancy over time (processes, PIDs, a command)")
-    monitor.add_argument("--name", action="append", type=_pattern, default=[],
-                         help="watch every process whose name starts with NAME (ksoftirqd matches ksoftirqd/0, "
-                              "ksoftirqd/1), or matches NAME as a shell glob if it holds *, ? or [ "
-                              "('kworker/*:1*'); the name is the process name or its program's file name")
+    monitor.add_argument(
+        "--name",
+        action="append",
+        type=_pattern,
+        default=[],
+        help="watch every process whose name starts with NAME (ksoftirqd matches ksoftirqd/0, "
+        "ksoftirqd/1), or matches NAME as a shell glob if it holds *, ? or [ "
+        "('kworker/*:1*'); the name is the process name or its program's file name",
+    )
     monitor.add_argument("--pid", action="append", type=whole(), default=[], help="watch this process")
-    monitor.add_argument("--interval", type=number_in(INTERVAL_S, "s"), default=1.0,
-                         help=f"seconds between rows ({span(INTERVAL_S, 's')}; default 1)")
-    monitor.add_argument("-l", "--length", type=number_in(LENGTH_S, "s"),
-                         help=f"stop after this many seconds ({span(LENGTH_S, 's')}; default: until the command "
-                              "exits or Ctrl-C)")
+    monitor.add_argument(
+        "--interval",
+        type=number_in(INTERVAL_S, "s"),
+        default=1.0,
+        help=f"seconds between rows ({span(INTERVAL_S, 's')}; default 1)",
+    )
+    monitor.add_argument(
+        "-l",
+        "--length",
+        type=number_in(LENGTH_S, "s"),
+        help=f"stop after this many seconds ({span(LENGTH_S, 's')}; default: until the command exits or Ctrl-C)",
+    )
     monitor.add_argument("-o", "--output", type=Path, help="also write the table to FILE.csv or FILE.json")
-    monitor.add_argument("program", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS]: start it and watch it "
-                                                                  "with its descendants")
+    monitor.add_argument(
+        "program", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS]: start it and watch it with its descendants"
+    )
     report = sub.add_parser("report", help="show stored results again (tables, CSV, JSON)")
     report.add_argument("files", nargs="+", type=Path, help="result files or directories of them")
     report.add_argument("--format", choices=formats.FORMATS, default="plain")
@@ -645,43 +816,96 @@ def parser() -> argparse.ArgumentParser:
     differ = sub.add_parser("diff", help="compare two result sets, with significance")
     differ.add_argument("base", type=Path, help="result file or directory: the reference")
     differ.add_argument("new", type=Path, help="result file or directory: compared to BASE")
-    differ.add_argument("--alpha", type=fraction, default=0.05,
-                        help="significance level of Welch's t-test (default 0.05)")
-    differ.add_argument("--fail-on-regression", type=float, metavar="PCT",
-                        help="exit 1 if a significant change for the worse exceeds PCT %%")
+    differ.add_argument(
+        "--alpha", type=fraction, default=0.05, help="significance level of Welch's t-test (default 0.05)"
+    )
+    differ.add_argument(
+        "--fail-on-regression",
+        type=float,
+        metavar="PCT",
+        help="exit 1 if a significant change for the worse exceeds PCT %%",
+    )
     plotter = sub.add_parser("plot", help="draw stored results (needs vdevperf[plot])")
     plotter.add_argument("files", nargs="+", type=Path, help="result files or directories of them")
     plotter.add_argument("--kind", choices=plot.KINDS, default="bars")
     plotter.add_argument("-o", "--output", type=Path, required=True, help="OUT.png or OUT.svg")
     server = sub.add_parser("server", help="serve tests to vdevperf clients on other hosts (run --remote)")
-    server.add_argument("--bind", default="::", metavar="ADDR",
-                        help="address to listen on (default ::, every IPv6 and IPv4 address)")
-    server.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; "
-                                                                         "0: any free port, printed at start)")
-    server.add_argument("--token-file", type=Path, required=True, metavar="FILE",
-                        help="the shared secret, at least 128 bits (32 hex digits), in a file of yours of mode 600")
-    server.add_argument("--max-duration", type=seconds, default=120.0, metavar="S",
-                        help="longest test accepted, warm-up included; longer ones are refused and a test "
-                             "still running past its length is killed (default 120)")
-    server.add_argument("--max-clients", type=whole(), default=4, metavar="N",
-                        help="authenticated clients served at once; one more is told the server is busy (default 4)")
-    server.add_argument("--idle-timeout", type=seconds, default=60.0, metavar="S",
-                        help="end a session that sends nothing for this long between tests (default 60)")
-    server.add_argument("--max-session-time", type=seconds, metavar="S",
-                        help="end a session this long after it authenticated, and refuse a test that would end "
-                             "later, so that no client keeps its slot (default 600, or --max-duration if longer)")
-    server.add_argument("--max-endpoints", type=whole(), default=64, metavar="N",
-                        help="endpoint processes of all sessions together; a test that would pass it is told the "
-                             "server is busy (default 64)")
-    server.add_argument("--max-pending", type=whole(), default=64, metavar="N",
-                        help="connections authenticating at once; a new one takes the slot of the oldest "
-                             "(default 64)")
-    server.add_argument("--max-pending-per-address", type=whole(), default=8, metavar="N",
-                        help="connections authenticating at once from one address (IPv6: one /64); a new one "
-                             "takes the slot of that address's oldest (default 8)")
-    server.add_argument("--auth-backoff", type=seconds_or_zero, default=1.0, metavar="S",
-                        help="after a failed authentication, turn away that address for S seconds, doubled "
-                             "with each further failure up to 64 S; 0: never (default 1)")
+    server.add_argument(
+        "--bind", default="::", metavar="ADDR", help="address to listen on (default ::, every IPv6 and IPv4 address)"
+    )
+    server.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT}; 0: any free port, printed at start)",
+    )
+    server.add_argument(
+        "--token-file",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the shared secret, at least 128 bits (32 hex digits), in a file of yours of mode 600",
+    )
+    server.add_argument(
+        "--max-duration",
+        type=seconds,
+        default=120.0,
+        metavar="S",
+        help="longest test accepted, warm-up included; longer ones are refused and a test "
+        "still running past its length is killed (default 120)",
+    )
+    server.add_argument(
+        "--max-clients",
+        type=whole(),
+        default=4,
+        metavar="N",
+        help="authenticated clients served at once; one more is told the server is busy (default 4)",
+    )
+    server.add_argument(
+        "--idle-timeout",
+        type=seconds,
+        default=60.0,
+        metavar="S",
+        help="end a session that sends nothing for this long between tests (default 60)",
+    )
+    server.add_argument(
+        "--max-session-time",
+        type=seconds,
+        metavar="S",
+        help="end a session this long after it authenticated, and refuse a test that would end "
+        "later, so that no client keeps its slot (default 600, or --max-duration if longer)",
+    )
+    server.add_argument(
+        "--max-endpoints",
+        type=whole(),
+        default=64,
+        metavar="N",
+        help="endpoint processes of all sessions together; a test that would pass it is told the "
+        "server is busy (default 64)",
+    )
+    server.add_argument(
+        "--max-pending",
+        type=whole(),
+        default=64,
+        metavar="N",
+        help="connections authenticating at once; a new one takes the slot of the oldest (default 64)",
+    )
+    server.add_argument(
+        "--max-pending-per-address",
+        type=whole(),
+        default=8,
+        metavar="N",
+        help="connections authenticating at once from one address (IPv6: one /64); a new one "
+        "takes the slot of that address's oldest (default 8)",
+    )
+    server.add_argument(
+        "--auth-backoff",
+        type=seconds_or_zero,
+        default=1.0,
+        metavar="S",
+        help="after a failed authentication, turn away that address for S seconds, doubled "
+        "with each further failure up to 64 S; 0: never (default 1)",
+    )
     sub.add_parser("cleanup", help="remove leftovers of dead vdevperf runs")
     sub.add_parser("doctor", help="show supported device kinds, privileges, kernel")
     add_scale_parser(sub)

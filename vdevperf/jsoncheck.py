@@ -15,16 +15,40 @@ import math
 from typing import Any
 
 # Keywords that constrain a value, and keywords that only describe it.
-KEYWORDS = frozenset({
-    "type", "enum", "const", "required", "properties", "additionalProperties", "items", "minItems", "maxItems",
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "$ref", "if", "then", "else",
-})
+KEYWORDS = frozenset(
+    {
+        "type",
+        "enum",
+        "const",
+        "required",
+        "properties",
+        "additionalProperties",
+        "items",
+        "minItems",
+        "maxItems",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "$ref",
+        "if",
+        "then",
+        "else",
+    }
+)
 ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "title", "description"})
 # An integer fits 64 bits; an int where a number goes must convert to a float.
-_INT_LIMIT = 2 ** 63
-_FLOAT_LIMIT = 2 ** 1023
-_TYPE_WORDS = {"null": "null", "boolean": "a boolean", "integer": "an integer", "number": "a number",
-               "string": "a string", "array": "an array", "object": "an object"}
+_INT_LIMIT = 2**63
+_FLOAT_LIMIT = 2**1023
+_TYPE_WORDS = {
+    "null": "null",
+    "boolean": "a boolean",
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "array": "an array",
+    "object": "an object",
+}
 
 
 class Schema:
@@ -43,8 +67,7 @@ class Schema:
             if key == "$defs" or key == "properties":
                 for name, sub in value.items():
                     self._check_keywords(sub, f"{where}/{key}/{name}")
-            elif key in ("items", "if", "then", "else") or (key == "additionalProperties"
-                                                             and isinstance(value, dict)):
+            elif key in ("items", "if", "then", "else") or (key == "additionalProperties" and isinstance(value, dict)):
                 self._check_keywords(value, f"{where}/{key}")
             elif key == "$ref":
                 self._resolve(value)
@@ -182,11 +205,11 @@ def short(value: Any, limit: int = 40) -> str:
         text = {True: "true", False: "false", None: "null"}[value]
     elif isinstance(value, list | dict):
         text = "[...]" if isinstance(value, list) else "{...}"  # never repr: it may be nested too deep
-    elif isinstance(value, int) and abs(value) > 10 ** limit:
+    elif isinstance(value, int) and abs(value) > 10**limit:
         text = "a number too large"
     else:
         text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _join(path: str, key: str) -> str:

@@ -80,16 +80,16 @@ class DeviceSpec:
     offload: tuple[tuple[str, bool], ...] = ()
 
     def __post_init__(self) -> None:
-        _check(bool(DEVICE_NAME_RE.match(self.name)),
-               f"device name '{self.name}' must be 1-8 lowercase letters/digits, starting with a letter")
-        _check(bool(NETNS_NAME_RE.match(self.netns)),
-               f"device '{self.name}': namespace name '{self.netns}' is invalid")
+        _check(
+            bool(DEVICE_NAME_RE.match(self.name)),
+            f"device name '{self.name}' must be 1-8 lowercase letters/digits, starting with a letter",
+        )
+        _check(bool(NETNS_NAME_RE.match(self.netns)), f"device '{self.name}': namespace name '{self.netns}' is invalid")
         modes = KIND_MODES.get(self.kind)
         if modes is None:
             _check(self.mode is None, f"device '{self.name}': kind '{self.kind}' takes no mode")
         else:
-            _check(self.mode in modes,
-                   f"device '{self.name}': mode '{self.mode}' is not one of {', '.join(modes)}")
+            _check(self.mode in modes, f"device '{self.name}': mode '{self.mode}' is not one of {', '.join(modes)}")
         if self.kind in STACKED_KINDS:
             _check(self.parent is not None, f"device '{self.name}': kind '{self.kind}' needs a parent")
         else:
@@ -100,8 +100,10 @@ class DeviceSpec:
             _check(self.peer is None, f"device '{self.name}': only a veth has a peer")
         if self.mtu is not None:
             _check(68 <= self.mtu <= 65535, f"device '{self.name}': mtu {self.mtu} is out of range 68-65535")
-        _check(len(self.addresses) <= MAX_ADDRESSES,
-               f"device '{self.name}': {len(self.addresses)} addresses, at most {MAX_ADDRESSES} per device")
+        _check(
+            len(self.addresses) <= MAX_ADDRESSES,
+            f"device '{self.name}': {len(self.addresses)} addresses, at most {MAX_ADDRESSES} per device",
+        )
 
     @property
     def ifname_suffix(self) -> str:
@@ -118,8 +120,9 @@ class EndpointSpec:
     ipv6: ipaddress.IPv6Address | None = None
 
     def __post_init__(self) -> None:
-        _check(self.ipv4 is not None or self.ipv6 is not None,
-               f"endpoint in '{self.netns}' needs an ipv4 or ipv6 address")
+        _check(
+            self.ipv4 is not None or self.ipv6 is not None, f"endpoint in '{self.netns}' needs an ipv4 or ipv6 address"
+        )
 
     def address(self, family: int) -> IPAddress | None:
         """The address of this endpoint for IP version 4 or 6."""
@@ -139,14 +142,16 @@ class TopologySpec:
     source: str = ""
 
     def __post_init__(self) -> None:
-        _check(is_text(self.name, MAX_NAME_CHARS, 1),
-               f"'name' must be 1-{MAX_NAME_CHARS} printable characters")
-        _check(is_text(self.description, MAX_DESCRIPTION_CHARS),
-               f"'description' must be at most {MAX_DESCRIPTION_CHARS} printable characters")
-        _check(1 <= len(self.namespaces) <= MAX_NAMESPACES,
-               f"'namespaces' lists {len(self.namespaces)}; a topology has 1-{MAX_NAMESPACES}")
-        _check(len(self.devices) <= MAX_DEVICES,
-               f"{len(self.devices)} devices; a topology has at most {MAX_DEVICES}")
+        _check(is_text(self.name, MAX_NAME_CHARS, 1), f"'name' must be 1-{MAX_NAME_CHARS} printable characters")
+        _check(
+            is_text(self.description, MAX_DESCRIPTION_CHARS),
+            f"'description' must be at most {MAX_DESCRIPTION_CHARS} printable characters",
+        )
+        _check(
+            1 <= len(self.namespaces) <= MAX_NAMESPACES,
+            f"'namespaces' lists {len(self.namespaces)}; a topology has 1-{MAX_NAMESPACES}",
+        )
+        _check(len(self.devices) <= MAX_DEVICES, f"{len(self.devices)} devices; a topology has at most {MAX_DEVICES}")
 
     def device(self, name: str) -> DeviceSpec:
         """The device with this short name."""
@@ -190,12 +195,12 @@ LENGTH_S = (0.1, 86400.0)
 WARMUP_S = (0.0, 3600.0)
 INTERVAL_S = (0.05, 3600.0)
 # -m, -M and -r: each endpoint allocates one buffer of its largest size.
-MESSAGE_BYTES = (1, 16 * 1024 ** 2)
+MESSAGE_BYTES = (1, 16 * 1024**2)
 # Every endpoint's buffers together, so that -P times a large -m cannot exhaust memory late.
-MAX_BUFFERS_BYTES = 1024 ** 3
+MAX_BUFFERS_BYTES = 1024**3
 # -s and -S: the kernel doubles SO_SNDBUF/SO_RCVBUF into an int, so 512 MiB is the most that
 # stays exact on every kernel (newer ones clamp, older ones overflow to the minimum).
-SOCKBUF_BYTES = (1, 512 * 1024 ** 2)
+SOCKBUF_BYTES = (1, 512 * 1024**2)
 FLOWS = (1, 256)
 
 
@@ -206,11 +211,13 @@ def within(value: float, bounds: tuple[float, float]) -> bool:
 
 def span(bounds: tuple[float, float], unit: str) -> str:
     """How errors and help state a range: ``0.1-86400 s``, ``1-16M bytes``."""
+
     def shown(value: float) -> str:
-        for suffix, scale in (("G", 1024 ** 3), ("M", 1024 ** 2), ("K", 1024)):
+        for suffix, scale in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
             if unit == "bytes" and value >= scale and value % scale == 0:
                 return f"{value // scale:g}{suffix}"
         return f"{value:g}"
+
     return f"{shown(bounds[0])}-{shown(bounds[1])} {unit}"
 
 
@@ -248,26 +255,34 @@ class TestConfig:
     def __post_init__(self) -> None:
         _check(within(self.duration_s, LENGTH_S), f"-l: {self.duration_s:g} is outside {span(LENGTH_S, 's')}")
         _check(within(self.warmup_s, WARMUP_S), f"--warmup: {self.warmup_s:g} is outside {span(WARMUP_S, 's')}")
-        _check(within(self.interval_s, INTERVAL_S),
-               f"--interval: {self.interval_s:g} is outside {span(INTERVAL_S, 's')}")
-        for flag, messages in (("-m/-M", (self.send_size, self.recv_size)),
-                               ("-r", (self.request_size, self.response_size))):
+        _check(
+            within(self.interval_s, INTERVAL_S), f"--interval: {self.interval_s:g} is outside {span(INTERVAL_S, 's')}"
+        )
+        for flag, messages in (
+            ("-m/-M", (self.send_size, self.recv_size)),
+            ("-r", (self.request_size, self.response_size)),
+        ):
             for message in messages:
-                _check(within(message, MESSAGE_BYTES),
-                       f"{flag}: {message} is outside {span(MESSAGE_BYTES, 'bytes')}")
+                _check(within(message, MESSAGE_BYTES), f"{flag}: {message} is outside {span(MESSAGE_BYTES, 'bytes')}")
         _check(self.ip_version in (4, 6), "-4/-6: IP version must be 4 or 6")
         _check(within(self.flows, FLOWS), f"-P: {self.flows} flows is outside {span(FLOWS, 'flows')}")
         for cpu in (self.client_cpu, self.server_cpu):
             _check(cpu is None or cpu >= 0, "-T: CPU numbers must not be negative")
-        for flag, buffers in (("-s", (self.client_sndbuf, self.client_rcvbuf)),
-                              ("-S", (self.server_sndbuf, self.server_rcvbuf))):
+        for flag, buffers in (
+            ("-s", (self.client_sndbuf, self.client_rcvbuf)),
+            ("-S", (self.server_sndbuf, self.server_rcvbuf)),
+        ):
             for buffer in buffers:
-                _check(buffer is None or within(buffer, SOCKBUF_BYTES),
-                       f"{flag}: {buffer} is outside {span(SOCKBUF_BYTES, 'bytes')}")
+                _check(
+                    buffer is None or within(buffer, SOCKBUF_BYTES),
+                    f"{flag}: {buffer} is outside {span(SOCKBUF_BYTES, 'bytes')}",
+                )
         largest = max(self.send_size, self.recv_size, self.request_size, self.response_size)
-        _check(2 * self.flows * largest <= MAX_BUFFERS_BYTES,
-               f"-P/-m/-M/-r: {self.flows} flows of two endpoints with buffers of up to {largest} bytes need "
-               f"{2 * self.flows * largest / 1024 ** 2:.0f} MiB; at most {MAX_BUFFERS_BYTES // 1024 ** 2} MiB")
+        _check(
+            2 * self.flows * largest <= MAX_BUFFERS_BYTES,
+            f"-P/-m/-M/-r: {self.flows} flows of two endpoints with buffers of up to {largest} bytes need "
+            f"{2 * self.flows * largest / 1024**2:.0f} MiB; at most {MAX_BUFFERS_BYTES // 1024**2} MiB",
+        )
         _check(1 <= self.iterations_min <= self.iterations_max, "-i: need 1 <= MIN <= MAX iterations")
         _check(50 <= self.confidence_level_pct < 100, "-I: confidence level must be 50-99.9 %")
         _check(0 < self.confidence_width_pct <= 100, "-I: interval width must be 0-100 %")
@@ -406,8 +421,10 @@ class RunResult:
 
     def __post_init__(self) -> None:
         if self.status is RunStatus.OK:
-            _check(self.metrics is not None and len(self.iterations) > 0,
-                   "a measured run needs metrics and at least one iteration")
+            _check(
+                self.metrics is not None and len(self.iterations) > 0,
+                "a measured run needs metrics and at least one iteration",
+            )
         else:
             _check(self.reason is not None, "a run without figures needs a reason")
 
@@ -418,10 +435,37 @@ class RunResult:
 
 
 __all__ = [
-    "DeviceKind", "KIND_MODES", "STACKED_KINDS", "DeviceSpec", "EndpointSpec", "TopologySpec",
-    "TestName", "TestConfig", "FlowMetrics", "Metrics", "UDP_MAX_PAYLOAD", "RunStatus", "Iteration",
-    "LENGTH_S", "WARMUP_S", "INTERVAL_S", "MESSAGE_BYTES", "MAX_BUFFERS_BYTES", "SOCKBUF_BYTES", "FLOWS",
-    "MAX_NAMESPACES", "MAX_DEVICES", "MAX_ADDRESSES", "MAX_NAME_CHARS", "MAX_DESCRIPTION_CHARS",
-    "within", "span", "is_text",
-    "MetricInterval", "Confidence", "RunResult", "IPInterface", "IPAddress",
+    "DeviceKind",
+    "KIND_MODES",
+    "STACKED_KINDS",
+    "DeviceSpec",
+    "EndpointSpec",
+    "TopologySpec",
+    "TestName",
+    "TestConfig",
+    "FlowMetrics",
+    "Metrics",
+    "UDP_MAX_PAYLOAD",
+    "RunStatus",
+    "Iteration",
+    "LENGTH_S",
+    "WARMUP_S",
+    "INTERVAL_S",
+    "MESSAGE_BYTES",
+    "MAX_BUFFERS_BYTES",
+    "SOCKBUF_BYTES",
+    "FLOWS",
+    "MAX_NAMESPACES",
+    "MAX_DEVICES",
+    "MAX_ADDRESSES",
+    "MAX_NAME_CHARS",
+    "MAX_DESCRIPTION_CHARS",
+    "within",
+    "span",
+    "is_text",
+    "MetricInterval",
+    "Confidence",
+    "RunResult",
+    "IPInterface",
+    "IPAddress",
 ]

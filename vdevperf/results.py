@@ -86,9 +86,17 @@ def raw_to_json(raw: RawRun, flows: int) -> dict:
     return {
         "cpu_fields": list(cpu.FIELDS),
         "counter_names": counter_names(flows),
-        "samples": [{"t_s": s.t_s, "cpu": s.cpu, "counters": s.counters, "proc_cpu_s": s.proc_cpu_s,
-                     "remote_cpu": s.remote_cpu, "remote_t_s": s.remote_t_s}
-                    for s in raw.samples],
+        "samples": [
+            {
+                "t_s": s.t_s,
+                "cpu": s.cpu,
+                "counters": s.counters,
+                "proc_cpu_s": s.proc_cpu_s,
+                "remote_cpu": s.remote_cpu,
+                "remote_t_s": s.remote_t_s,
+            }
+            for s in raw.samples
+        ],
         "sampler_cpu_s": raw.sampler_cpu_s,
         "foreign": raw.foreign,
         "histogram_sub_bits": histogram.SUB_BITS,
@@ -99,9 +107,17 @@ def raw_to_json(raw: RawRun, flows: int) -> dict:
 
 def samples_from_json(raw: dict) -> list[Sample]:
     """The samples of a stored iteration."""
-    return [Sample(t_s=s["t_s"], cpu=s["cpu"], counters=s["counters"], proc_cpu_s=s.get("proc_cpu_s"),
-                   remote_cpu=s.get("remote_cpu"), remote_t_s=s.get("remote_t_s"))
-            for s in raw["samples"]]
+    return [
+        Sample(
+            t_s=s["t_s"],
+            cpu=s["cpu"],
+            counters=s["counters"],
+            proc_cpu_s=s.get("proc_cpu_s"),
+            remote_cpu=s.get("remote_cpu"),
+            remote_t_s=s.get("remote_t_s"),
+        )
+        for s in raw["samples"]
+    ]
 
 
 def histograms_from_json(raw: dict) -> list[dict[int, int]]:
@@ -145,10 +161,20 @@ def run_to_json(run: RunResult) -> dict:
         "confidence": confidence,
         "offload": run.offload,
         "remote": run.remote,
-        "iterations": [{"metrics": _metrics_to_json(it.metrics), "endpoints": it.endpoints, "raw": it.raw,
-                        "cpu_breakdown": it.cpu_breakdown, "series": it.series, "capture": it.capture,
-                        "round": it.round, "noise": it.noise, "retries": list(it.retries)}
-                       for it in run.iterations],
+        "iterations": [
+            {
+                "metrics": _metrics_to_json(it.metrics),
+                "endpoints": it.endpoints,
+                "raw": it.raw,
+                "cpu_breakdown": it.cpu_breakdown,
+                "series": it.series,
+                "capture": it.capture,
+                "round": it.round,
+                "noise": it.noise,
+                "retries": list(it.retries),
+            }
+            for it in run.iterations
+        ],
     }
 
 
@@ -158,8 +184,11 @@ def run_from_json(doc: dict) -> RunResult:
     confidence = None
     if doc["confidence"] is not None:
         c = doc["confidence"]
-        confidence = Confidence(level_pct=c["level_pct"], width_pct=c["width_pct"],
-                                intervals=tuple(MetricInterval(**i) for i in c["intervals"]))
+        confidence = Confidence(
+            level_pct=c["level_pct"],
+            width_pct=c["width_pct"],
+            intervals=tuple(MetricInterval(**i) for i in c["intervals"]),
+        )
     return RunResult(
         topology=doc["topology"],
         topology_source=doc["topology_source"],
@@ -167,11 +196,20 @@ def run_from_json(doc: dict) -> RunResult:
         status=status,
         reason=doc["reason"],
         metrics=_metrics_from_json(doc["metrics"]) if status is RunStatus.OK else None,
-        iterations=tuple(Iteration(metrics=_metrics_from_json(it["metrics"]), endpoints=it["endpoints"],
-                                   raw=it["raw"], cpu_breakdown=it["cpu_breakdown"], series=it["series"],
-                                   capture=it["capture"], round=it["round"], noise=it["noise"],
-                                   retries=tuple(it["retries"]))
-                         for it in doc["iterations"]),
+        iterations=tuple(
+            Iteration(
+                metrics=_metrics_from_json(it["metrics"]),
+                endpoints=it["endpoints"],
+                raw=it["raw"],
+                cpu_breakdown=it["cpu_breakdown"],
+                series=it["series"],
+                capture=it["capture"],
+                round=it["round"],
+                noise=it["noise"],
+                retries=tuple(it["retries"]),
+            )
+            for it in doc["iterations"]
+        ),
         confidence=confidence,
         offload=doc["offload"],
         remote=doc["remote"],
@@ -186,8 +224,12 @@ def _upgrade_1_to_2(document: dict) -> dict:
         metrics = dict.fromkeys(METRIC_KEYS) | run.pop("metrics")
         rate = metrics["throughput_mbps"] if metrics["throughput_mbps"] is not None else metrics["transactions_per_s"]
         if rate is not None:
-            metrics |= {"flows": [{"flow": 0, "rate": rate}], "min_flow_rate": rate, "max_flow_rate": rate,
-                        "jain_index": 1.0}
+            metrics |= {
+                "flows": [{"flow": 0, "rate": rate}],
+                "min_flow_rate": rate,
+                "max_flow_rate": rate,
+                "jain_index": 1.0,
+            }
         else:
             metrics["flows"] = []
         endpoints, raw = run.pop("endpoints"), run.pop("raw")
@@ -196,10 +238,18 @@ def _upgrade_1_to_2(document: dict) -> dict:
         run["confidence"] = None
         run["iterations"] = []
         if run["status"] == "ok":
-            raw = raw | {"counter_names": [f"flow0.{name}" for name in raw["counter_names"]],
-                         "histogram_sub_bits": histogram.SUB_BITS, "latency_histograms": []}
-            run["iterations"] = [{"metrics": metrics, "raw": raw,
-                                  "endpoints": [{"flow": 0, "role": role, **ep} for role, ep in endpoints.items()]}]
+            raw = raw | {
+                "counter_names": [f"flow0.{name}" for name in raw["counter_names"]],
+                "histogram_sub_bits": histogram.SUB_BITS,
+                "latency_histograms": [],
+            }
+            run["iterations"] = [
+                {
+                    "metrics": metrics,
+                    "raw": raw,
+                    "endpoints": [{"flow": 0, "role": role, **ep} for role, ep in endpoints.items()],
+                }
+            ]
     return document
 
 
@@ -259,8 +309,13 @@ def _upgrade_5_to_6(document: dict) -> dict:
 
 
 # Upgrades from version N to N+1, applied in order to older files.
-_UPGRADES: dict[int, Callable[[dict], dict]] = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3, 3: _upgrade_3_to_4,
-                                                4: _upgrade_4_to_5, 5: _upgrade_5_to_6}
+_UPGRADES: dict[int, Callable[[dict], dict]] = {
+    1: _upgrade_1_to_2,
+    2: _upgrade_2_to_3,
+    3: _upgrade_3_to_4,
+    4: _upgrade_4_to_5,
+    5: _upgrade_5_to_6,
+}
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -359,8 +414,9 @@ def new_result_path(directory: Path, text: str, prefix: str = "vdevperf") -> Pat
     try:
         return create_exclusive(directory, stem, text)
     except OSError as exc:
-        raise ResultError(str(directory / f"{stem}.json"), f"cannot create the result file: {_why(exc)}; "
-                                                           "name one with -o FILE") from None
+        raise ResultError(
+            str(directory / f"{stem}.json"), f"cannot create the result file: {_why(exc)}; name one with -o FILE"
+        ) from None
 
 
 def check_writable(path: Path) -> None:
@@ -391,8 +447,7 @@ def write_kept(path: Path, text: str, notice: Callable[[str], None]) -> Path | N
     try:
         fallback = create_exclusive(tmp, path.stem, text, path.suffix or ".json")
     except OSError as exc:
-        notice(f"{path}: cannot write the results ({why}), nor in {tmp} ({_why(exc)}); "
-               "they will be printed on stdout")
+        notice(f"{path}: cannot write the results ({why}), nor in {tmp} ({_why(exc)}); they will be printed on stdout")
         return None
     notice(f"{path}: cannot write the results ({why}); they are in {fallback} instead")
     return fallback
@@ -465,8 +520,7 @@ class ResultFile:
     def find(self, topology: str, config: TestConfig, offload: dict | None = None) -> RunResult | None:
         """The stored run of ``config`` on ``topology`` (with these offload settings), if any."""
         for run in self.runs:
-            if run.topology == topology and run.config == config and _combination(run.offload) == \
-                    _combination(offload):
+            if run.topology == topology and run.config == config and _combination(run.offload) == _combination(offload):
                 return run
         return None
 
@@ -498,10 +552,19 @@ def resume(path: Path) -> ResultFile:
     here, there = environment(), document["environment"]
     for key in ("kernel", "cpu_model", "cpu_count"):
         if here.get(key) != there.get(key):
-            raise ResultError(str(path), f"was measured with {key} {there.get(key)!r}, this machine has "
-                                         f"{here.get(key)!r}; start a new file instead of resuming")
-    return ResultFile(path=path, command=document["command"], environment=there, created=document["created"],
-                      runs=runs_of(path, document), comparison=document["comparison"])
+            raise ResultError(
+                str(path),
+                f"was measured with {key} {there.get(key)!r}, this machine has "
+                f"{here.get(key)!r}; start a new file instead of resuming",
+            )
+    return ResultFile(
+        path=path,
+        command=document["command"],
+        environment=there,
+        created=document["created"],
+        runs=runs_of(path, document),
+        comparison=document["comparison"],
+    )
 
 
 def runs_of(path: Path, document: dict) -> list[RunResult]:
@@ -575,8 +638,9 @@ def _expand(paths: Sequence[Path]) -> list[tuple[Path, bool]]:
 
 def documents_of_kind(paths: Sequence[Path], kind: str) -> list[dict]:
     """The JSON documents among ``paths`` (directories: their ``*.json``) whose ``kind`` is ``kind``."""
-    found = [doc for doc in (read_json(p) for p, _ in _expand(paths))
-             if isinstance(doc, dict) and doc.get("kind") == kind]
+    found = [
+        doc for doc in (read_json(p) for p, _ in _expand(paths)) if isinstance(doc, dict) and doc.get("kind") == kind
+    ]
     if not found:
         raise ResultError(" ".join(map(str, paths)), f"holds no '{kind}' results")
     return found
@@ -611,14 +675,17 @@ def load(path: Path) -> dict:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ResultError(str(path), f"schema_version {jsoncheck.short(version)} is not a positive integer")
     if version > SCHEMA_VERSION:
-        raise ResultError(str(path), f"schema_version {version} is newer than this vdevperf reads "
-                                     f"({SCHEMA_VERSION}); upgrade vdevperf")
+        raise ResultError(
+            str(path),
+            f"schema_version {version} is newer than this vdevperf reads ({SCHEMA_VERSION}); upgrade vdevperf",
+        )
     while version < SCHEMA_VERSION:
         try:
             document = _UPGRADES[version](document)
         except _MALFORMED as exc:
-            raise ResultError(str(path), f"malformed schema_version {version} file: cannot upgrade it "
-                                         f"({_malformed(exc)})") from None
+            raise ResultError(
+                str(path), f"malformed schema_version {version} file: cannot upgrade it ({_malformed(exc)})"
+            ) from None
         version += 1
         document["schema_version"] = version
     problem = schema().problem(document)

@@ -111,12 +111,17 @@ def gated(measure: Callable[[], Iteration], plan: Plan) -> Iteration:
 
 def _summary(it: Iteration, plan: Plan) -> dict:
     m = it.metrics
-    return {"steal_pct": m.steal_pct, "max_steal_pct": plan.max_steal_pct, "foreign_cpu_pct": _foreign(it),
-            "elapsed_s": m.elapsed_s,
-            "rate": m.throughput_mbps if m.throughput_mbps is not None else m.transactions_per_s,
-            "cpu_util_pct": m.cpu_util_pct,
-            "service_demand": (m.service_demand_us_per_kb if m.service_demand_us_per_kb is not None
-                               else m.service_demand_us_per_tr)}
+    return {
+        "steal_pct": m.steal_pct,
+        "max_steal_pct": plan.max_steal_pct,
+        "foreign_cpu_pct": _foreign(it),
+        "elapsed_s": m.elapsed_s,
+        "rate": m.throughput_mbps if m.throughput_mbps is not None else m.transactions_per_s,
+        "cpu_util_pct": m.cpu_util_pct,
+        "service_demand": (
+            m.service_demand_us_per_kb if m.service_demand_us_per_kb is not None else m.service_demand_us_per_tr
+        ),
+    }
 
 
 @dataclass
@@ -128,9 +133,14 @@ class Outcome:
     seconds: float = 0.0
 
 
-def run(cells: Sequence[Cell], plan: Plan, converged: Callable[[], bool] = lambda: False,
-        after_round: Callable[[Outcome], None] = lambda outcome: None,
-        first_round: int = 0, started: float | None = None) -> Outcome:
+def run(
+    cells: Sequence[Cell],
+    plan: Plan,
+    converged: Callable[[], bool] = lambda: False,
+    after_round: Callable[[Outcome], None] = lambda outcome: None,
+    first_round: int = 0,
+    started: float | None = None,
+) -> Outcome:
     """Run rounds over ``cells`` as ``plan`` says; ``after_round`` sees each finished round (store it then).
 
     Fixed mode runs ``plan.rounds`` rounds. Target mode runs at least ``plan.rounds`` (and at

@@ -35,8 +35,9 @@ VM_TIMEOUT_S = 170
 
 
 def lab(*args: str, timeout: float = VM_TIMEOUT_S, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vdevperf.lab", *args], capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "vdevperf.lab", *args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
 
 
 def lab_qemus() -> set[int]:
@@ -55,33 +56,51 @@ def lab_qemus() -> set[int]:
 def _members(archive: bytes) -> dict[str, tuple[int, bytes]]:
     data, pos, found = gzip.decompress(archive), 0, {}
     while True:
-        assert data[pos:pos + 6] == b"070701"
-        fields = [int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        assert data[pos : pos + 6] == b"070701"
+        fields = [int(data[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
         mode, size, namesize = fields[1], fields[6], fields[11]
         name_end = pos + 110 + namesize
-        name = data[pos + 110:name_end - 1].decode()
+        name = data[pos + 110 : name_end - 1].decode()
         start = name_end + (-name_end % 4)
         if name == "TRAILER!!!":
             return found
-        found[name] = (mode, data[start:start + size])
+        found[name] = (mode, data[start : start + size])
         pos = start + size + (-(start + size) % 4)
 
 
 def test_cpio_newc_round_trip():
-    archive = cpio.archive([cpio.directory("bin"), cpio.file("bin/x", b"abc", executable=True),
-                            cpio.file("init", b"#!/bin/sh\n"), cpio.char_device("dev/console", 5, 1)])
+    archive = cpio.archive(
+        [
+            cpio.directory("bin"),
+            cpio.file("bin/x", b"abc", executable=True),
+            cpio.file("init", b"#!/bin/sh\n"),
+            cpio.char_device("dev/console", 5, 1),
+        ]
+    )
     members = _members(archive)
     assert members["bin/x"] == (0o100755, b"abc")
     assert members["init"] == (0o100644, b"#!/bin/sh\n")
     assert members["bin"][0] == 0o40755 and members["dev/console"][0] == 0o20600
-    assert archive == cpio.archive([cpio.directory("bin"), cpio.file("bin/x", b"abc", executable=True),
-                                    cpio.file("init", b"#!/bin/sh\n"), cpio.char_device("dev/console", 5, 1)])
+    assert archive == cpio.archive(
+        [
+            cpio.directory("bin"),
+            cpio.file("bin/x", b"abc", executable=True),
+            cpio.file("init", b"#!/bin/sh\n"),
+            cpio.char_device("dev/console", 5, 1),
+        ]
+    )
 
 
 def test_job_script_quotes_everything_and_is_valid_sh(tmp_path):
-    job = guest.Job(argv=("/usr/bin/python3", "-m", "vdevperf", "run", "a b", "it's", "$(reboot)"),
-                    cwd=Path("/work/with space"), release="6.1.0-56-amd64", modules_dir=Path("/c/modules/6.1.0-56"),
-                    shares=(Path("/tmp/o ut"),), env={"VDEVPERF_LAB": '{"accel": "tcg"}'}, preload=("ipvlan",))
+    job = guest.Job(
+        argv=("/usr/bin/python3", "-m", "vdevperf", "run", "a b", "it's", "$(reboot)"),
+        cwd=Path("/work/with space"),
+        release="6.1.0-56-amd64",
+        modules_dir=Path("/c/modules/6.1.0-56"),
+        shares=(Path("/tmp/o ut"),),
+        env={"VDEVPERF_LAB": '{"accel": "tcg"}'},
+        preload=("ipvlan",),
+    )
     script = guest.job_script(job)
     (tmp_path / "job.sh").write_text(script)
     assert subprocess.run(["sh", "-n", str(tmp_path / "job.sh")]).returncode == 0
@@ -97,8 +116,10 @@ def test_output_paths_and_shares():
     assert record.output_paths(["run", "veth", "-o/t/z.json"], cwd) == [Path("/t/z.json")]
     assert record.output_paths(["compare", "--resume", "old.json"], cwd) == [Path("/w/old.json")]
     assert record.shares_for(["compare", "ipvlan"], cwd, []) == (Path("/w/results"),)
-    assert record.shares_for(["compare", "-o", "/t/a.json"], cwd, [Path("/t/sub"), Path("/t")]) == \
-        (Path("/t"), Path("/t/sub"))
+    assert record.shares_for(["compare", "-o", "/t/a.json"], cwd, [Path("/t/sub"), Path("/t")]) == (
+        Path("/t"),
+        Path("/t/sub"),
+    )
     assert record.shares_for(["doctor"], cwd, []) == ()
     with pytest.raises(ValueError, match="root directory"):
         record.shares_for(["run", "veth", "-o", "/x.json"], cwd, [])
@@ -145,8 +166,11 @@ def test_interrupted_build_leaves_nothing_a_later_build_trusts(tmp_path):
 
 def test_missing_tools_say_how_to_install(monkeypatch):
     monkeypatch.setattr(host.shutil, "which", lambda *a, **k: None)
-    with pytest.raises(LabUnavailable, match=r"qemu-system-x86_64 not found; install it with: "
-                                             r"apt-get install -y qemu-system-x86"):
+    with pytest.raises(
+        LabUnavailable,
+        match=r"qemu-system-x86_64 not found; install it with: "
+        r"apt-get install -y qemu-system-x86",
+    ):
         host.tool("qemu-system-x86_64")
     monkeypatch.setattr(host, "has_interpreter", lambda path: True)
     with pytest.raises(LabUnavailable, match="apt-get install -y busybox-static"):
@@ -188,9 +212,30 @@ def ipvlan_run(kernel, tmp_path_factory):
     out = tmp_path_factory.mktemp("lab")
     before = lab_qemus()
     started = time.monotonic()
-    done = lab("--accel", "auto", "--timeout", str(VM_TIMEOUT_S - 10), "--modprobe", MISSING_ON_HOST, "--",
-               "compare", "ipvlan", str(L3_TOPOLOGY), "veth", "-t", "TCP_STREAM,TCP_RR", "-l", "1",
-               "--warmup", "0.2", "--rounds", "2", "-o", str(out / "lab.json"), cwd=REPO)
+    done = lab(
+        "--accel",
+        "auto",
+        "--timeout",
+        str(VM_TIMEOUT_S - 10),
+        "--modprobe",
+        MISSING_ON_HOST,
+        "--",
+        "compare",
+        "ipvlan",
+        str(L3_TOPOLOGY),
+        "veth",
+        "-t",
+        "TCP_STREAM,TCP_RR",
+        "-l",
+        "1",
+        "--warmup",
+        "0.2",
+        "--rounds",
+        "2",
+        "-o",
+        str(out / "lab.json"),
+        cwd=REPO,
+    )
     elapsed = time.monotonic() - started
     print(f"lab compare: {elapsed:.1f} s\n{done.stderr}")
     return done, out, before, elapsed
@@ -226,8 +271,16 @@ def test_lab_run_is_marked_with_guest_kernel_and_emulation(kernel, ipvlan_run):
 
 def test_exit_status_and_output_come_back(kernel, ipvlan_run):
     before = lab_qemus()
-    done = lab("--accel", "tcg", "-q", "--exec", "--", "/bin/sh", "-c",
-               "uname -r; echo to-stderr >&2; test -e /lib/modules/$(uname -r)/modules.dep || exit 9; exit 3")
+    done = lab(
+        "--accel",
+        "tcg",
+        "-q",
+        "--exec",
+        "--",
+        "/bin/sh",
+        "-c",
+        "uname -r; echo to-stderr >&2; test -e /lib/modules/$(uname -r)/modules.dep || exit 9; exit 3",
+    )
     assert done.returncode == 3, done.stderr
     assert done.stdout == f"{kernel.release}\n"
     assert done.stderr == "to-stderr\n"
@@ -246,8 +299,12 @@ def _wait_for_qemu(proc: subprocess.Popen, before: set[int], timeout: float = 30
 
 def test_sigint_kills_qemu_and_dies_by_the_signal(kernel, ipvlan_run):
     before = lab_qemus()
-    proc = subprocess.Popen([sys.executable, "-m", "vdevperf.lab", "--accel", "tcg", "--exec", "--", "sleep", "60"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vdevperf.lab", "--accel", "tcg", "--exec", "--", "sleep", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_qemu(proc, before)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
@@ -261,6 +318,11 @@ def test_timeout_stops_the_guest(kernel, ipvlan_run):
     before = lab_qemus()
     done = lab("--accel", "tcg", "--timeout", "2", "--exec", "--", "sleep", "60", timeout=60)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith(
-        "vdevperf: lab: the guest command did not finish within 2 s (--timeout); qemu was stopped (guest console: ")
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "vdevperf: lab: the guest command did not finish within 2 s (--timeout); qemu was stopped (guest console: "
+        )
+    )
     assert lab_qemus() <= before

@@ -24,13 +24,15 @@ FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
 
 def vdevperf(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vdevperf", *args], capture_output=True, text=True,
-                          timeout=120, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "vdevperf", *args], capture_output=True, text=True, timeout=120, **kwargs
+    )
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "vdevperf", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vdevperf", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def runs_of(pid: int) -> list[ledger_mod.LedgerRecord]:
@@ -59,8 +61,11 @@ def wait_until_measuring(proc: subprocess.Popen, timeout: float = 20.0) -> ledge
 
 def traces(record: ledger_mod.LedgerRecord) -> list[str]:
     left = [name for name in record.namespaces if netns.exists(name)]
-    left += [f"pid {p.pid}" for p in record.pids if psutil.pid_exists(p.pid)
-             and psutil.Process(p.pid).status() != psutil.STATUS_ZOMBIE]
+    left += [
+        f"pid {p.pid}"
+        for p in record.pids
+        if psutil.pid_exists(p.pid) and psutil.Process(p.pid).status() != psutil.STATUS_ZOMBIE
+    ]
     if ledger_mod.ledger_path(record.run_id).exists():
         left.append("ledger")
     return left
@@ -72,14 +77,33 @@ def busy_us(start: dict, end: dict) -> float:
     the host's, not the guest's, and CI hosts do steal)."""
     idle, steal = FIELDS.index("idle"), FIELDS.index("steal")
     elapsed = end["t_s"] - start["t_s"]
-    return sum(elapsed - (e[idle] - s[idle]) - (e[steal] - s[steal])
-               for s, e in zip(start["cpu"], end["cpu"], strict=True)) * 1e6
+    return (
+        sum(
+            elapsed - (e[idle] - s[idle]) - (e[steal] - s[steal]) for s, e in zip(start["cpu"], end["cpu"], strict=True)
+        )
+        * 1e6
+    )
 
 
 def test_run_writes_a_valid_result_whose_figures_follow_from_its_raw_samples(tmp_path):
     out = tmp_path / "r.json"
-    proc = vdevperf("run", "veth", "-t", "TCP_STREAM,TCP_RR", "-l", "1", "--warmup", "0.3",
-                    "--interval", "0.25", "-T", "1,0", "--json", "-o", str(out))
+    proc = vdevperf(
+        "run",
+        "veth",
+        "-t",
+        "TCP_STREAM,TCP_RR",
+        "-l",
+        "1",
+        "--warmup",
+        "0.3",
+        "--interval",
+        "0.25",
+        "-T",
+        "1,0",
+        "--json",
+        "-o",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     document = json.loads(proc.stdout)
     assert document == json.loads(out.read_text())
@@ -107,8 +131,9 @@ def test_run_writes_a_valid_result_whose_figures_follow_from_its_raw_samples(tmp
             assert metrics["throughput_mbps"] is None and metrics["service_demand_us_per_kb"] is None
         assert 0 < metrics["cpu_util_pct"] <= 100
         # Placement: what -T asked for, what the kernel granted, where the ends were seen running.
-        client, server = ({(e["flow"], e["role"]): e for e in iteration["endpoints"]}[0, role]
-                          for role in ("client", "server"))
+        client, server = (
+            {(e["flow"], e["role"]): e for e in iteration["endpoints"]}[0, role] for role in ("client", "server")
+        )
         assert client["placement"]["requested_cpu"] == 1 and client["placement"]["affinity"] == [1]
         assert server["placement"]["requested_cpu"] == 0 and server["placement"]["affinity"] == [0]
         assert set(client["placement"]["observed_cpus"]) == {"1"}
@@ -160,12 +185,21 @@ def test_bad_topology_file_gives_one_line_naming_it_and_builds_nothing(name):
     assert set(netns.list_ours()) == before
 
 
-@pytest.mark.parametrize("argv, flag", [
-    (["-t", "TCP_FOO"], "-t/--test"), (["-l", "0"], "-l/--length"), (["-m", "12Q"], "-m/--send-size"),
-    (["-r", "1,2,3"], "-r/--rr-size"), (["-T", "99,0"], "-T/--cpu"), (["-P", "0"], "-P/--parallel"),
-    (["-I", "120,5"], "-I/--confidence"), (["-i", "2,x"], "-i/--iterations"), (["-s", "-1"], "-s/--client-sockbuf"),
-    (["-t", "UDP_STREAM", "-m", "70000"], "-m"),
-])
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["-t", "TCP_FOO"], "-t/--test"),
+        (["-l", "0"], "-l/--length"),
+        (["-m", "12Q"], "-m/--send-size"),
+        (["-r", "1,2,3"], "-r/--rr-size"),
+        (["-T", "99,0"], "-T/--cpu"),
+        (["-P", "0"], "-P/--parallel"),
+        (["-I", "120,5"], "-I/--confidence"),
+        (["-i", "2,x"], "-i/--iterations"),
+        (["-s", "-1"], "-s/--client-sockbuf"),
+        (["-t", "UDP_STREAM", "-m", "70000"], "-m"),
+    ],
+)
 def test_bad_flag_gives_one_line_naming_it(argv, flag):
     assert flag in _one_line_error(vdevperf("run", "veth", *argv))
 
@@ -177,8 +211,21 @@ def _ipvlan_supported() -> bool:
 def test_compare_shows_a_kind_the_kernel_lacks_as_a_row(tmp_path):
     if _ipvlan_supported():
         pytest.skip("this kernel has ipvlan: nothing unsupported to show")
-    proc = vdevperf("compare", "veth", "ipvlan", "-t", "TCP_RR", "-l", "0.5", "--warmup", "0.1", "--rounds", "2",
-                    "-o", str(tmp_path / "c.json"))
+    proc = vdevperf(
+        "compare",
+        "veth",
+        "ipvlan",
+        "-t",
+        "TCP_RR",
+        "-l",
+        "0.5",
+        "--warmup",
+        "0.1",
+        "--rounds",
+        "2",
+        "-o",
+        str(tmp_path / "c.json"),
+    )
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.split()[:1] in (["veth"], ["ipvlan"])}
     assert "unsupported by this kernel" in rows["ipvlan"]
@@ -193,8 +240,7 @@ def test_run_on_a_kind_the_kernel_lacks_says_so_in_one_line():
         pytest.skip("this kernel has ipvlan")
     before = set(netns.list_ours())
     line = _one_line_error(vdevperf("run", "ipvlan", "-l", "1"))
-    assert line == ("vdevperf: topology ipvlan: device kind 'ipvlan' is not supported by this kernel "
-                    "(CONFIG_IPVLAN)")
+    assert line == ("vdevperf: topology ipvlan: device kind 'ipvlan' is not supported by this kernel (CONFIG_IPVLAN)")
     assert set(netns.list_ours()) == before
 
 
@@ -233,8 +279,9 @@ def test_run_starts_by_sweeping_what_a_dead_run_left_and_says_so_in_one_line(tmp
         assert run_id in lines[0] and " namespace(s), " in lines[0]
         assert not netns.exists(name) and not path.exists()
         # Nothing left to sweep: the next run says nothing.
-        again = vdevperf("run", "loopback", "-t", "TCP_RR", "-l", "0.2", "--warmup", "0",
-                         "-o", str(tmp_path / "s.json"))
+        again = vdevperf(
+            "run", "loopback", "-t", "TCP_RR", "-l", "0.2", "--warmup", "0", "-o", str(tmp_path / "s.json")
+        )
         assert again.returncode == 0 and run_id not in again.stderr
     finally:
         netns.remove(name)
@@ -260,8 +307,9 @@ print(json.dumps({"soft": resource.getrlimit(resource.RLIMIT_NOFILE)[0], "flows"
 
 def test_p_256_runs_under_a_1024_soft_limit_by_raising_it(tmp_path):
     # 512 endpoints: the parent holds over 1,000 descriptors, past select()'s 1024 too.
-    proc = subprocess.run([sys.executable, "-c", P256, str(tmp_path / "r.json")], capture_output=True, text=True,
-                          timeout=180, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-c", P256, str(tmp_path / "r.json")], capture_output=True, text=True, timeout=180, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stderr
     facts = json.loads(proc.stdout)
     assert facts["flows"] == 256 and facts["rate"] > 0

@@ -26,8 +26,9 @@ SHORT = ["-l", "0.5", "--warmup", "0.2"]
 
 def test_compare_runs_seeded_interleaved_rounds_and_judges_paired_ratios(tmp_path):
     out = tmp_path / "c.json"
-    proc = vdevperf("compare", "veth", "bridge", "-t", "TCP_STREAM,TCP_RR", *SHORT, "--rounds", "3", "--seed", "42",
-                    "-o", str(out))
+    proc = vdevperf(
+        "compare", "veth", "bridge", "-t", "TCP_STREAM,TCP_RR", *SHORT, "--rounds", "3", "--seed", "42", "-o", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     header = proc.stdout.splitlines()[0]
     assert "3 interleaved round(s) of 0.5 s (seed 42" in header and "-T 0,1 (compare's default)" in header
@@ -54,7 +55,8 @@ def test_compare_runs_seeded_interleaved_rounds_and_judges_paired_ratios(tmp_pat
     # 2 tests x (rate, CPU, service demand) + TCP_RR's p99, each recomputable from the stored iterations.
     assert sorted((c["test"], c["metric"]) for c in comparison["cells"]) == sorted(
         [(t, m) for t in ("TCP_STREAM", "TCP_RR") for m in ("rate", "cpu_util_pct", "service_demand")]
-        + [("TCP_RR", "p99_latency_us")])
+        + [("TCP_RR", "p99_latency_us")]
+    )
     by_topology = {(r["topology"], r["test"]): r for r in doc["runs"]}
     for cell in comparison["cells"]:
         ours, base = by_topology[("bridge", cell["test"])], by_topology[("veth", cell["test"])]
@@ -79,17 +81,19 @@ def _metrics(it: dict):
 def test_compare_takes_rounds_not_iterations():
     proc = vdevperf("compare", "veth", "-i", "5,3")
     assert proc.returncode == 2 and proc.stderr.strip() == (
-        "vdevperf: -i/-I: compare repeats in interleaved rounds: use --rounds N or --target-ci W")
+        "vdevperf: -i/-I: compare repeats in interleaved rounds: use --rounds N or --target-ci W"
+    )
 
 
 def test_the_aa_self_check_compares_a_path_with_its_copy_and_prints_the_noise_floor(tmp_path):
-    proc = vdevperf("compare", "--aa", "veth", "-t", "TCP_RR", *SHORT, "--rounds", "3", "-T", "0,0",
-                    "-o", str(tmp_path / "aa.json"))
+    proc = vdevperf(
+        "compare", "--aa", "veth", "-t", "TCP_RR", *SHORT, "--rounds", "3", "-T", "0,0", "-o", str(tmp_path / "aa.json")
+    )
     assert proc.returncode == 0, proc.stderr
     assert "placement -T 0,0;" in proc.stdout
     copy = next(line for line in proc.stdout.splitlines() if line.startswith("veth-copy"))
     assert "TCP_RR" in copy
-    floor = proc.stdout[proc.stdout.index("noise floor (3 rounds"):]
+    floor = proc.stdout[proc.stdout.index("noise floor (3 rounds") :]
     assert "TCP_RR      service demand" in floor and "A/A" in floor
     doc = json.loads((tmp_path / "aa.json").read_text())
     assert {r["topology"] for r in doc["runs"]} == {"veth", "veth-copy"}
@@ -147,4 +151,3 @@ def test_another_live_run_and_its_cpu_are_flagged(tmp_path):
     assert any(top["pid"] != other.pid for top in noise["foreign"]["top"])  # its endpoints, not only its parent
     row = next(line for line in proc.stdout.splitlines() if line.startswith("veth"))
     assert "~" in row and "another vdevperf run was live in 1" in proc.stdout
-

@@ -11,8 +11,22 @@ import subprocess
 import sys
 import time
 
-RUN = [sys.executable, "-m", "vdevperf", "compare", "loopback", "veth", "-t", "TCP_RR", "-l", "1",
-       "--warmup", "0.2", "--rounds", "2"]
+RUN = [
+    sys.executable,
+    "-m",
+    "vdevperf",
+    "compare",
+    "loopback",
+    "veth",
+    "-t",
+    "TCP_RR",
+    "-l",
+    "1",
+    "--warmup",
+    "0.2",
+    "--rounds",
+    "2",
+]
 
 
 def runs_in(path) -> list[dict]:
@@ -33,15 +47,19 @@ def test_interrupted_compare_keeps_finished_rounds_and_resume_completes_it(tmp_p
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGINT, err
     kept = runs_in(out)
-    assert [(r["topology"], r["status"], len(r["iterations"])) for r in kept] == [("loopback", "ok", 1),
-                                                                                   ("veth", "ok", 1)]
+    assert [(r["topology"], r["status"], len(r["iterations"])) for r in kept] == [
+        ("loopback", "ok", 1),
+        ("veth", "ok", 1),
+    ]
     first = json.loads(out.read_text())["comparison"]
 
     done = subprocess.run([*RUN, "--resume", str(out)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     final = runs_in(out)
-    assert [(r["topology"], [it["round"] for it in r["iterations"]]) for r in final] == [("loopback", [0, 1]),
-                                                                                         ("veth", [0, 1])]
+    assert [(r["topology"], [it["round"] for it in r["iterations"]]) for r in final] == [
+        ("loopback", [0, 1]),
+        ("veth", [0, 1]),
+    ]
     assert all(f["iterations"][0] == k["iterations"][0] for f, k in zip(final, kept, strict=True))  # not remeasured
     comparison = json.loads(out.read_text())["comparison"]
     assert comparison["orders"][0] == first["orders"][0] and comparison["plan"]["seed"] == first["plan"]["seed"]
@@ -54,8 +72,9 @@ def test_interrupted_compare_keeps_finished_rounds_and_resume_completes_it(tmp_p
 
 def test_progress_is_shown_on_a_terminal_only(tmp_path):
     main, child = pty.openpty()
-    proc = subprocess.Popen([*RUN, "-l", "0.3", "-o", str(tmp_path / "a.json")], stdout=subprocess.PIPE,
-                            stderr=child, text=True)
+    proc = subprocess.Popen(
+        [*RUN, "-l", "0.3", "-o", str(tmp_path / "a.json")], stdout=subprocess.PIPE, stderr=child, text=True
+    )
     os.close(child)
     proc.communicate(timeout=60)
     seen = b""
@@ -70,6 +89,7 @@ def test_progress_is_shown_on_a_terminal_only(tmp_path):
     os.close(main)
     assert proc.returncode == 0
     assert b"[1/2] round 1 done" in seen and b"[2/2] round 2 done" in seen and b"left" in seen
-    quiet = subprocess.run([*RUN, "-l", "0.3", "-o", str(tmp_path / "b.json")], capture_output=True, text=True,
-                           timeout=60)
+    quiet = subprocess.run(
+        [*RUN, "-l", "0.3", "-o", str(tmp_path / "b.json")], capture_output=True, text=True, timeout=60
+    )
     assert quiet.returncode == 0 and quiet.stderr == ""

@@ -51,8 +51,14 @@ def test_every_test_gives_plausible_figures(veth, test, version):
         assert m.transactions_per_s is None and m.p50_latency_us is None
     else:
         assert m.transactions_per_s > 100 and m.service_demand_us_per_tr > 0
-        assert m.min_latency_us <= m.p50_latency_us <= m.p90_latency_us <= m.p99_latency_us \
-            <= m.p99_9_latency_us <= m.max_latency_us
+        assert (
+            m.min_latency_us
+            <= m.p50_latency_us
+            <= m.p90_latency_us
+            <= m.p99_latency_us
+            <= m.p99_9_latency_us
+            <= m.max_latency_us
+        )
         hist_count = sum(sum(h.values()) for h in result.iterations[0].raw["latency_histograms"])
         # The histogram covers the window: one entry per counted transaction, give or take the few
         # that complete in the microseconds between reading the counters and the histogram.
@@ -72,7 +78,8 @@ def test_tcp_maerts_moves_data_from_server_to_client(veth):
     surplus = client["final_counters"]["bytes_received"] - server["final_counters"]["bytes_sent"]
     assert 0 <= surplus <= result.config.send_size
     assert result.metrics.throughput_mbps == pytest.approx(
-        window_delta(result, "flow0.client.bytes_received") * 8 / result.metrics.elapsed_s / 1e6)
+        window_delta(result, "flow0.client.bytes_received") * 8 / result.metrics.elapsed_s / 1e6
+    )
 
 
 def test_tcp_stream_moves_data_from_client_to_server(veth):
@@ -89,8 +96,13 @@ def test_tcp_crr_makes_one_connection_per_transaction(veth):
     accepted = endpoint(result, 0, "server")["final_counters"]["connections"]
     assert transactions > 100
     assert 0 <= accepted - transactions <= 1  # a connection accepted as the client was stopped
-    assert abs(window_delta(result, "flow0.server.connections") - result.metrics.transactions_per_s
-               * result.metrics.elapsed_s) <= 2
+    assert (
+        abs(
+            window_delta(result, "flow0.server.connections")
+            - result.metrics.transactions_per_s * result.metrics.elapsed_s
+        )
+        <= 2
+    )
 
 
 def test_udp_stream_loss_comes_from_real_counts(veth):
@@ -129,15 +141,17 @@ def test_parallel_flows_add_up_to_the_aggregate(veth, test):
 
 def test_iterations_stop_early_when_the_interval_is_met_or_flag_instability(veth):
     # With two iterations a 99 % interval is ±64 standard errors wide: ask for 50 % within ±50 %.
-    loose = run(veth, TestName.TCP_STREAM, iterations_max=3, iterations_min=2, confidence_level_pct=50,
-                confidence_width_pct=100)
+    loose = run(
+        veth, TestName.TCP_STREAM, iterations_max=3, iterations_min=2, confidence_level_pct=50, confidence_width_pct=100
+    )
     assert loose.confidence is not None and loose.confidence.met and len(loose.iterations) == 2
     assert not loose.unstable
     # A 0.001 % wide interval is never met on a real machine: all 3 iterations run, flagged unstable.
     tight = run(veth, TestName.TCP_STREAM, iterations_max=3, iterations_min=2, confidence_width_pct=0.001)
     assert len(tight.iterations) == 3 and tight.unstable
     assert tight.metrics.throughput_mbps == pytest.approx(
-        sum(it.metrics.throughput_mbps for it in tight.iterations) / 3)
+        sum(it.metrics.throughput_mbps for it in tight.iterations) / 3
+    )
     table = run_table([dataclasses.replace(tight, topology="veth")])
     assert "!" in table.splitlines()[2] and "unstable" in table
 

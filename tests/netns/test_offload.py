@@ -45,8 +45,13 @@ def ethtool_k(topo, device: str) -> dict[str, str]:
     if tool is None:
         pytest.fail("ethtool (Debian package ethtool) is needed as the tests' independent oracle")
     path = topo.netns_path(topo.spec.device(device).netns)
-    out = subprocess.run([tool, "-k", topo.ifname(device)], capture_output=True, text=True, check=True,
-                         preexec_fn=lambda: netns.move_to(path)).stdout
+    out = subprocess.run(
+        [tool, "-k", topo.ifname(device)],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=lambda: netns.move_to(path),
+    ).stdout
     return {k.strip(): v.split()[0] for k, _, v in (line.partition(":") for line in out.splitlines()[1:]) if v}
 
 
@@ -102,8 +107,9 @@ def test_the_probe_sees_frames_above_the_mtu_only_with_offloads_on(veth):
 
 
 def vdevperf(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vdevperf", *args], capture_output=True, text=True,
-                          timeout=180, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "vdevperf", *args], capture_output=True, text=True, timeout=180, cwd=REPO
+    )
 
 
 def test_a_fixed_feature_gives_one_clear_line():
@@ -115,18 +121,34 @@ def test_a_fixed_feature_gives_one_clear_line():
 
 def test_the_matrix_interleaves_combinations_and_judges_each_against_all_on(tmp_path):
     out = tmp_path / "m.json"
-    proc = vdevperf("run", "veth", "-t", "TCP_STREAM", "-l", "0.4", "--warmup", "0.3", "--offload-matrix",
-                    "tso,gro", "--seed", "5", "-o", str(out))
+    proc = vdevperf(
+        "run",
+        "veth",
+        "-t",
+        "TCP_STREAM",
+        "-l",
+        "0.4",
+        "--warmup",
+        "0.3",
+        "--offload-matrix",
+        "tso,gro",
+        "--seed",
+        "5",
+        "-o",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith(("tso=", "gro="))]
-    assert [r.split("  ")[0] for r in rows] == ["tso=on gro=on", "tso=on gro=off", "tso=off gro=on",
-                                                  "tso=off gro=off"]
+    assert [r.split("  ")[0] for r in rows] == ["tso=on gro=on", "tso=on gro=off", "tso=off gro=on", "tso=off gro=off"]
     assert "baseline" in rows[0] and all("x ±" in r for r in rows[1:])
     doc = json.loads(out.read_text())
     runs = doc["runs"]
     assert [r["offload"]["combination"] for r in runs] == [
-        {"tso": True, "gro": True}, {"tso": True, "gro": False}, {"tso": False, "gro": True},
-        {"tso": False, "gro": False}]
+        {"tso": True, "gro": True},
+        {"tso": True, "gro": False},
+        {"tso": False, "gro": True},
+        {"tso": False, "gro": False},
+    ]
     assert all([it["round"] for it in r["iterations"]] == [0, 1, 2] for r in runs)  # 3 rounds by default
     assert runs[3]["offload"]["state"]["c0"]["tso"]["active"] is False  # each round applied its combination
     comparison = doc["comparison"]

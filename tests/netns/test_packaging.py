@@ -54,8 +54,10 @@ def _clean_env() -> dict[str, str]:
 
 
 def test_the_wheel_ships_every_bundled_topology(venv, tmp_path):
-    code = ("import vdevperf; from vdevperf.topology.spec import bundled_topologies; "
-            "print(vdevperf.__file__); print(','.join(bundled_topologies()))")
+    code = (
+        "import vdevperf; from vdevperf.topology.spec import bundled_topologies; "
+        "print(vdevperf.__file__); print(','.join(bundled_topologies()))"
+    )
     where, names = _check([venv / "bin" / "python", "-c", code], cwd=tmp_path, env=_clean_env()).stdout.split()
     assert where.startswith(str(venv)), where
     assert names.split(",") == [p.stem for p in _bundled_in_tree()]
@@ -69,9 +71,14 @@ def _bundled_in_tree() -> list[Path]:
 
 def test_an_installed_vdevperf_runs_a_bundled_topology_from_anywhere(venv, tmp_path):
     before = snapshot()
-    with subprocess.Popen([venv / "bin" / "vdevperf", "run", "veth", "-l", "0.5", "--warmup", "0.2", "-t", "TCP_RR"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                          env=_clean_env()) as proc:
+    with subprocess.Popen(
+        [venv / "bin" / "vdevperf", "run", "veth", "-l", "0.5", "--warmup", "0.2", "-t", "TCP_RR"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=_clean_env(),
+    ) as proc:
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "TCP_RR" in out and "veth" in out

@@ -27,8 +27,12 @@ def scratch():
         with netns.entered(fd):
             ipr = IPRoute(groups=0)
         with ipr:
-            ipr.link("add", ifname=naming.ifname(ledger.run_id, "p0"), kind="veth",
-                     peer={"ifname": naming.ifname(ledger.run_id, "p1")})
+            ipr.link(
+                "add",
+                ifname=naming.ifname(ledger.run_id, "p0"),
+                kind="veth",
+                peer={"ifname": naming.ifname(ledger.run_id, "p1")},
+            )
             yield ipr, ledger.run_id
     finally:
         os.close(fd)
@@ -60,8 +64,11 @@ def test_kind_builder_creates_that_kind(scratch, kind):
     ipr, run_id = scratch
     fields, info_kind, data = KIND_CASES[kind]
     dev = DeviceSpec(name="t0", kind=kind, netns="t", mtu=1400, **fields)
-    ctx = LinkContext(ifname=naming.ifname(run_id, "t0"), peer_ifname=naming.ifname(run_id, "q1"),
-                      parent_index=ipr.link_lookup(ifname=naming.ifname(run_id, "p0"))[0])
+    ctx = LinkContext(
+        ifname=naming.ifname(run_id, "t0"),
+        peer_ifname=naming.ifname(run_id, "q1"),
+        parent_index=ipr.link_lookup(ifname=naming.ifname(run_id, "p0"))[0],
+    )
     try:
         ipr.link("add", **KINDS[kind].build(dev, ctx))
     except NetlinkError as exc:

@@ -37,8 +37,12 @@ SCHEMA = json.loads((REPO / "vdevperf" / "schema" / "result.schema.json").read_t
 SERVER_IP = "198.18.0.2"
 TOKEN = b"remote-test-token-0123456789abcdef"
 SHORT = {"duration_s": 0.6, "warmup_s": 0.2, "interval_s": 0.3}
-REMOTE_FIGURES = {"remote_cpu_util_pct", "remote_softirq_pct", "remote_service_demand_us_per_kb",
-                  "remote_service_demand_us_per_tr"}
+REMOTE_FIGURES = {
+    "remote_cpu_util_pct",
+    "remote_softirq_pct",
+    "remote_service_demand_us_per_kb",
+    "remote_service_demand_us_per_tr",
+}
 FUZZ_MESSAGES = 10_000
 
 
@@ -64,8 +68,11 @@ class ServerProcess:
         with open(log, "w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "vdevperf", "server", "--port", "0", "--token-file", str(token_file), *flags],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=out,
-                preexec_fn=lambda: netns.move_to(topo.server.netns_path))
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=out,
+                preexec_fn=lambda: netns.move_to(topo.server.netns_path),
+            )
         deadline = time.monotonic() + 15
         while "listening on" not in self.log():
             assert self.proc.poll() is None, self.log()
@@ -106,8 +113,19 @@ class ServerProcess:
 @pytest.fixture(scope="module")
 def server(veth, token_file, tmp_path_factory):
     # No back-off: the fuzz test fails thousands of handshakes from one address on purpose.
-    srv = ServerProcess(veth, token_file, tmp_path_factory.mktemp("server") / "server.log",
-                        "--max-clients", "2", "--max-duration", "30", "--idle-timeout", "3", "--auth-backoff", "0")
+    srv = ServerProcess(
+        veth,
+        token_file,
+        tmp_path_factory.mktemp("server") / "server.log",
+        "--max-clients",
+        "2",
+        "--max-duration",
+        "30",
+        "--idle-timeout",
+        "3",
+        "--auth-backoff",
+        "0",
+    )
     yield srv
     srv.stop()
 
@@ -130,8 +148,13 @@ def target(topo, srv: ServerProcess, token: bytes = TOKEN) -> RemoteTarget:
 
 
 def vdevperf_client(topo, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vdevperf", *args], capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=lambda: netns.move_to(topo.client.netns_path))
+    return subprocess.run(
+        [sys.executable, "-m", "vdevperf", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=lambda: netns.move_to(topo.client.netns_path),
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -210,8 +233,10 @@ def test_remote_runs_give_the_figures_of_local_runs_plus_the_servers_cpu(veth, s
         have = {k for k, v in vars(remote.metrics).items() if v is not None}
         local_have = {k for k, v in vars(local.metrics).items() if v is not None}
         per_unit = "remote_service_demand_us_per_kb" if test.is_stream else "remote_service_demand_us_per_tr"
-        assert have - local_have == REMOTE_FIGURES - {"remote_service_demand_us_per_kb",
-                                                      "remote_service_demand_us_per_tr"} | {per_unit}, test
+        assert have - local_have == REMOTE_FIGURES - {
+            "remote_service_demand_us_per_kb",
+            "remote_service_demand_us_per_tr",
+        } | {per_unit}, test
         assert local_have <= have, test
         m = remote.metrics
         assert (m.throughput_mbps or m.transactions_per_s) > 0 and getattr(m, per_unit) > 0
@@ -233,9 +258,26 @@ def test_remote_runs_give_the_figures_of_local_runs_plus_the_servers_cpu(veth, s
 
 
 def test_the_command_line_client_shows_remote_cpu_columns(veth, server, token_file, tmp_path):
-    proc = vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}", "--token-file", str(token_file),
-                           "-t", "TCP_STREAM,TCP_RR", "-P", "2", "-l", "0.6", "--warmup", "0.2",
-                           "--interval", "0.3", "-o", str(tmp_path / "r.json"))
+    proc = vdevperf_client(
+        veth,
+        "run",
+        "--remote",
+        f"{SERVER_IP}:{server.port}",
+        "--token-file",
+        str(token_file),
+        "-t",
+        "TCP_STREAM,TCP_RR",
+        "-P",
+        "2",
+        "-l",
+        "0.6",
+        "--warmup",
+        "0.2",
+        "--interval",
+        "0.3",
+        "-o",
+        str(tmp_path / "r.json"),
+    )
     assert proc.returncode == 0, proc.stderr
     header = proc.stdout.splitlines()[0]
     assert "remote CPU %" in header and "remote svc demand" in header
@@ -255,10 +297,13 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     wrong.write_bytes(b"not-the-token-of-this-server")
     wrong.chmod(0o600)
     # The server proves itself first: a client with another token stops there, its proof unsaid.
-    line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}",
-                                          "--token-file", str(wrong), "-l", "1"))
-    assert line == (f"vdevperf: server {SERVER_IP}:{server.port}: authentication failed: it did not prove it "
-                    "holds this client's token (the tokens differ, or it is not the vdevperf server expected)")
+    line = one_line_error(
+        vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}", "--token-file", str(wrong), "-l", "1")
+    )
+    assert line == (
+        f"vdevperf: server {SERVER_IP}:{server.port}: authentication failed: it did not prove it "
+        "holds this client's token (the tokens differ, or it is not the vdevperf server expected)"
+    )
     line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}", "-l", "1"))
     assert line.startswith("vdevperf: --token-file: is required with --remote")
 
@@ -267,8 +312,7 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     send(sock, "hello", client_nonce=os.urandom(32).hex(), software="raw")
     assert reply(sock)["type"] == "challenge"
     send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR)))
-    assert refusal(sock) == {"v": 2, "type": "error", "code": "auth",
-                             "message": "expected 'auth', got 'test'"}
+    assert refusal(sock) == {"v": 2, "type": "error", "code": "auth", "message": "expected 'auth', got 'test'"}
 
     # A recorded handshake, replayed on a new connection: the server's nonce is new, the proof is not.
     sock = connect(veth, server)
@@ -279,8 +323,12 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     sock.sendall(recorded[0])
     assert reply(sock)["type"] == "challenge"
     sock.sendall(recorded[1])
-    assert refusal(sock) == {"v": 2, "type": "error", "code": "auth",
-                             "message": "authentication failed: the client's token is not this server's"}
+    assert refusal(sock) == {
+        "v": 2,
+        "type": "error",
+        "code": "auth",
+        "message": "authentication failed: the client's token is not this server's",
+    }
 
     # A client of the version before: it hears which versions met.
     sock = connect(veth, server)
@@ -337,10 +385,14 @@ def test_max_clients_are_bounded(veth, server):
     for sock in held:
         handshake(sock)
         assert reply(sock)["type"] == "welcome"
-    line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}",
-                                          "--token-file", str(server_token(server)), "-l", "1"))
-    assert line == f"vdevperf: server {SERVER_IP}:{server.port}: busy: serving its maximum of 2 client(s); " \
-                   "try again later"
+    line = one_line_error(
+        vdevperf_client(
+            veth, "run", "--remote", f"{SERVER_IP}:{server.port}", "--token-file", str(server_token(server)), "-l", "1"
+        )
+    )
+    assert (
+        line == f"vdevperf: server {SERVER_IP}:{server.port}: busy: serving its maximum of 2 client(s); try again later"
+    )
     held.pop().close()
     assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_RR, **SHORT)).metrics
     held.pop().close()
@@ -352,10 +404,22 @@ def server_token(srv: ServerProcess) -> Path:
 
 
 def test_max_duration_refuses_long_tests_and_stops_overrunning_ones(veth, server):
-    line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{server.port}",
-                                          "--token-file", str(server_token(server)), "-l", "29.5"))
-    assert line == (f"vdevperf: server {SERVER_IP}:{server.port}: test of 30.5 s (29.5 s + 1 s warm-up) "
-                    "exceeds this server's --max-duration of 30 s")
+    line = one_line_error(
+        vdevperf_client(
+            veth,
+            "run",
+            "--remote",
+            f"{SERVER_IP}:{server.port}",
+            "--token-file",
+            str(server_token(server)),
+            "-l",
+            "29.5",
+        )
+    )
+    assert line == (
+        f"vdevperf: server {SERVER_IP}:{server.port}: test of 30.5 s (29.5 s + 1 s warm-up) "
+        "exceeds this server's --max-duration of 30 s"
+    )
     # A client that starts a 0.3 s test and never stops it: killed after the test's length and the grace.
     sock, ready = raw_test(veth, server, duration_s=0.3, warmup_s=0.0)
     with netns.entered_path(veth.client.netns_path):
@@ -380,10 +444,29 @@ def test_idle_sessions_end(veth, server):
 
 
 def test_a_client_that_vanishes_mid_test_does_not_leave_the_server_stuck(veth, server, token_file, tmp_path):
-    client = subprocess.Popen([sys.executable, "-m", "vdevperf", "run", "--remote", f"{SERVER_IP}:{server.port}",
-                               "--token-file", str(token_file), "-t", "TCP_STREAM", "-P", "2", "-l", "20",
-                               "-o", str(tmp_path / "r.json")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              preexec_fn=lambda: netns.move_to(veth.client.netns_path))
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vdevperf",
+            "run",
+            "--remote",
+            f"{SERVER_IP}:{server.port}",
+            "--token-file",
+            str(token_file),
+            "-t",
+            "TCP_STREAM",
+            "-P",
+            "2",
+            "-l",
+            "20",
+            "-o",
+            str(tmp_path / "r.json"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: netns.move_to(veth.client.netns_path),
+    )
     try:
         server.wait_for(lambda: len(server.endpoints()) == 2)
         time.sleep(0.5)
@@ -391,8 +474,10 @@ def test_a_client_that_vanishes_mid_test_does_not_leave_the_server_stuck(veth, s
         client.kill()
         client.wait()
     server.wait_for(lambda: server.endpoints() == [], timeout=5)
-    assert "client went away (closed in the middle of a frame during TCP_STREAM)" in server.log() \
+    assert (
+        "client went away (closed in the middle of a frame during TCP_STREAM)" in server.log()
         or "client went away (closed during TCP_STREAM)" in server.log()
+    )
     assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_STREAM, **SHORT)).metrics
 
 
@@ -402,10 +487,27 @@ def test_a_client_that_vanishes_mid_test_does_not_leave_the_server_stuck(veth, s
 @pytest.fixture(scope="module")
 def guarded(veth, token_file, tmp_path_factory):
     """A server with small limits, to reach each of them quickly."""
-    srv = ServerProcess(veth, token_file, tmp_path_factory.mktemp("guarded") / "server.log",
-                        "--max-clients", "2", "--max-duration", "2", "--max-session-time", "2.5",
-                        "--idle-timeout", "2", "--max-endpoints", "3", "--max-pending", "8",
-                        "--max-pending-per-address", "4", "--auth-backoff", "0.5")
+    srv = ServerProcess(
+        veth,
+        token_file,
+        tmp_path_factory.mktemp("guarded") / "server.log",
+        "--max-clients",
+        "2",
+        "--max-duration",
+        "2",
+        "--max-session-time",
+        "2.5",
+        "--idle-timeout",
+        "2",
+        "--max-endpoints",
+        "3",
+        "--max-pending",
+        "8",
+        "--max-pending-per-address",
+        "4",
+        "--auth-backoff",
+        "0.5",
+    )
     yield srv
     srv.stop()
 
@@ -448,9 +550,13 @@ print(json.dumps({"opened": opened, "dropped": dropped, "busy": busy, "open": le
 def test_64_idle_connections_from_one_address_do_not_lock_a_client_out(veth, server, sources):
     server.wait_for(lambda: server.process.num_threads() <= 2)
     fds = server.process.num_fds()
-    attacker = subprocess.Popen([sys.executable, "-c", LOCKOUT, SERVER_IP, str(server.port), sources[1], "64"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                preexec_fn=lambda: netns.move_to(veth.client.netns_path))
+    attacker = subprocess.Popen(
+        [sys.executable, "-c", LOCKOUT, SERVER_IP, str(server.port), sources[1], "64"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: netns.move_to(veth.client.netns_path),
+    )
     threads = []
     try:
         assert attacker.stdout.readline() == "ready\n"
@@ -479,8 +585,12 @@ def test_64_idle_connections_from_one_address_do_not_lock_a_client_out(veth, ser
 
 def test_handshake_slots_are_capped_per_address_and_in_total_oldest_first(veth, guarded, sources):
     a, b, c = sources[4], sources[5], sources[6]
-    busy = {"v": 2, "type": "error", "code": "busy",
-            "message": "busy: too many connections are authenticating; try again later"}
+    busy = {
+        "v": 2,
+        "type": "error",
+        "code": "busy",
+        "message": "busy: too many connections are authenticating; try again later",
+    }
     opened = from_a = [connect(veth, guarded, a) for _ in range(6)]
     try:
         # A's cap is 4: its two oldest made room for its two newest.
@@ -529,8 +639,12 @@ def test_a_failed_authentication_backs_its_address_off(veth, guarded, sources):
     # Meanwhile: a new connection of that address is turned away at once; its other guess, even a right
     # one, is not checked; another address is served.
     late = connect(veth, guarded, source)
-    assert refusal(late) == {"v": 2, "type": "error", "code": "busy",
-                             "message": "busy: an authentication from this address failed; it may try again in 1 s"}
+    assert refusal(late) == {
+        "v": 2,
+        "type": "error",
+        "code": "busy",
+        "message": "busy: an authentication from this address failed; it may try again in 1 s",
+    }
     prove(guesses[1], TOKEN)
     assert refusal(guesses[1])["message"].startswith("busy: an authentication from this address failed")
     other = connect(veth, guarded)
@@ -538,8 +652,12 @@ def test_a_failed_authentication_backs_its_address_off(veth, guarded, sources):
     assert reply(other)["type"] == "welcome"
     other.close()
     # The wrong proof is answered once the back-off has passed.
-    assert refusal(guesses[0]) == {"v": 2, "type": "error", "code": "auth",
-                                   "message": "authentication failed: the client's token is not this server's"}
+    assert refusal(guesses[0]) == {
+        "v": 2,
+        "type": "error",
+        "code": "auth",
+        "message": "authentication failed: the client's token is not this server's",
+    }
     assert time.monotonic() - proved >= 0.5
     # The next failure doubles it.
     guess = up_to_challenge(source)
@@ -584,24 +702,46 @@ def test_the_server_proves_itself_first_and_an_impostor_hears_no_proof(veth, tok
         return protocol.encode("challenge", server_nonce=server_nonce.hex(), mac=mac.hex())
 
     def old_server(client_nonce: bytes) -> bytes:
-        body = json.dumps({"v": 1, "type": "error", "code": "version",
-                           "message": "protocol version mismatch: server speaks protocol 1, client sent 2"})
+        body = json.dumps(
+            {
+                "v": 1,
+                "type": "error",
+                "code": "version",
+                "message": "protocol version mismatch: server speaks protocol 1, client sent 2",
+            }
+        )
         return len(body).to_bytes(4, "big") + body.encode()
 
     try:
         for answer in (guessed_challenge, old_server):
             thread = threading.Thread(target=serve, args=(answer,))
             thread.start()
-            line = one_line_error(vdevperf_client(veth, "run", "--remote", f"{SERVER_IP}:{port}", "--token-file",
-                                                  str(token_file), "-t", "TCP_RR", "-l", "0.3"))
+            line = one_line_error(
+                vdevperf_client(
+                    veth,
+                    "run",
+                    "--remote",
+                    f"{SERVER_IP}:{port}",
+                    "--token-file",
+                    str(token_file),
+                    "-t",
+                    "TCP_RR",
+                    "-l",
+                    "0.3",
+                )
+            )
             thread.join(10)
             if answer is guessed_challenge:
-                assert line == (f"vdevperf: server {SERVER_IP}:{port}: authentication failed: it did not prove "
-                                "it holds this client's token (the tokens differ, or it is not the vdevperf server "
-                                "expected)")
+                assert line == (
+                    f"vdevperf: server {SERVER_IP}:{port}: authentication failed: it did not prove "
+                    "it holds this client's token (the tokens differ, or it is not the vdevperf server "
+                    "expected)"
+                )
             else:
-                assert line == (f"vdevperf: server {SERVER_IP}:{port}: protocol version mismatch: this client "
-                                "speaks protocol 2, the server sent 1")
+                assert line == (
+                    f"vdevperf: server {SERVER_IP}:{port}: protocol version mismatch: this client "
+                    "speaks protocol 2, the server sent 1"
+                )
     finally:
         impostor.close()
     assert heard == [b"", b""]  # after its hello, the client said nothing more: no proof to take away
@@ -640,7 +780,7 @@ def test_endpoints_hold_no_descriptor_but_their_own(veth, server):
             # the other session or of the other flows.
             assert sorted(what.split(":")[0] for what in own.values()) == ["pipe", "pipe", "socket"], fds
             (sock,) = [what for what in own.values() if what.startswith("socket:")]
-            assert _listening_ports(ep.pid).get(int(sock[len("socket:["):-1])) in ready["ports"] + more["ports"]
+            assert _listening_ports(ep.pid).get(int(sock[len("socket:[") : -1])) in ready["ports"] + more["ports"]
     finally:
         for sock in (first, second):
             send(sock, "bye")
@@ -675,8 +815,12 @@ def test_a_failed_fork_leaks_nothing_and_the_server_goes_on(veth, server):
         # Room for one more task: the first endpoint forks, the second cannot.
         (group / "pids.max").write_text(str(int((group / "pids.current").read_text()) + 1))
         send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, flows=3, **SHORT)))
-        assert refusal(sock) == {"v": 2, "type": "error", "code": "load",
-                                 "message": "server endpoint: cannot start it: Resource temporarily unavailable"}
+        assert refusal(sock) == {
+            "v": 2,
+            "type": "error",
+            "code": "load",
+            "message": "server endpoint: cannot start it: Resource temporarily unavailable",
+        }
         sock.close()
         server.wait_for(lambda: server.process.num_threads() <= 2)
         assert server.endpoints() == []  # the one that had started was killed and reaped
@@ -693,8 +837,12 @@ def test_endpoint_processes_are_capped_server_wide(veth, guarded):
         handshake(sock)
         assert reply(sock)["limits"]["max_flows"] == 3
         send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, flows=2, **SHORT)))
-        assert refusal(sock) == {"v": 2, "type": "error", "code": "busy",
-                                 "message": "busy: running its maximum of 3 endpoint processes; try again later"}
+        assert refusal(sock) == {
+            "v": 2,
+            "type": "error",
+            "code": "busy",
+            "message": "busy: running its maximum of 3 endpoint processes; try again later",
+        }
         second, _ = raw_test(veth, guarded, flows=1)  # 3 of 3
         assert len(guarded.endpoints()) == 3
         send(second, "bye")
@@ -707,8 +855,12 @@ def test_endpoint_processes_are_capped_server_wide(veth, guarded):
     handshake(sock)
     assert reply(sock)["type"] == "welcome"
     send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, flows=4, **SHORT)))
-    assert refusal(sock) == {"v": 2, "type": "error", "code": "limit",
-                             "message": "4 flows exceed this server's limit of 3"}
+    assert refusal(sock) == {
+        "v": 2,
+        "type": "error",
+        "code": "limit",
+        "message": "4 flows exceed this server's limit of 3",
+    }
 
 
 def run_raw_test(topo, sock: socket.socket) -> None:
@@ -734,8 +886,11 @@ def test_a_session_lasts_at_most_max_session_time(veth, guarded):
     send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, duration_s=2, warmup_s=0)))
     message = refusal(sock)
     assert message["code"] == "limit"
-    assert re.fullmatch(r"test of 2 s would end past this session's --max-session-time of 2\.5 s \(1\.[0-5] s "
-                        r"left\); connect again for a new session", message["message"]), message
+    assert re.fullmatch(
+        r"test of 2 s would end past this session's --max-session-time of 2\.5 s \(1\.[0-5] s "
+        r"left\); connect again for a new session",
+        message["message"],
+    ), message
     # A busy session is ended at its time too, between tests, though never idle for --idle-timeout (2 s).
     sock = connect(veth, guarded)
     handshake(sock)
@@ -743,9 +898,12 @@ def test_a_session_lasts_at_most_max_session_time(veth, guarded):
     welcome = time.monotonic()
     time.sleep(0.6)
     run_raw_test(veth, sock)
-    assert refusal(sock) == {"v": 2, "type": "error", "code": "limit",
-                             "message": "session reached this server's --max-session-time of 2.5 s; connect again "
-                                        "to go on"}
+    assert refusal(sock) == {
+        "v": 2,
+        "type": "error",
+        "code": "limit",
+        "message": "session reached this server's --max-session-time of 2.5 s; connect again to go on",
+    }
     assert 2.3 <= time.monotonic() - welcome < 3.5
 
 
@@ -783,15 +941,40 @@ def _frame(body: bytes) -> bytes:
 
 # Values that break a field: wrong types, edges of ranges, long and odd text, nesting.
 _odd = st.one_of(
-    st.sampled_from([None, True, False, 0, -1, 1.5, 2 ** 31, 2 ** 63, -(2 ** 63) - 1, 10 ** 30, 1e308, "", "x" * 600,
-                     "\u0000", "\ud800", "TCP_STREAM", "ab" * 32, [], {}, [0] * 70, {"": None}, [[[[]]]]]),
+    st.sampled_from(
+        [
+            None,
+            True,
+            False,
+            0,
+            -1,
+            1.5,
+            2**31,
+            2**63,
+            -(2**63) - 1,
+            10**30,
+            1e308,
+            "",
+            "x" * 600,
+            "\u0000",
+            "\ud800",
+            "TCP_STREAM",
+            "ab" * 32,
+            [],
+            {},
+            [0] * 70,
+            {"": None},
+            [[[[]]]],
+        ]
+    ),
     st.integers(),
     st.text(max_size=12),
 )
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                               max_size=3),
-                     max_leaves=4)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=4,
+)
 
 
 def _valid(kind: str) -> dict:
@@ -799,7 +982,10 @@ def _valid(kind: str) -> dict:
         "hello": {"client_nonce": "ab" * 32, "software": "fuzz"},
         "auth": {"mac": "cd" * 32},
         "test": {"config": protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, duration_s=0.5))},
-        "start": {}, "mark": {}, "stop": {}, "bye": {},
+        "start": {},
+        "mark": {},
+        "stop": {},
+        "bye": {},
     }[kind]
     return {"v": protocol.VERSION, "type": kind, **fields}
 
@@ -827,21 +1013,28 @@ def _mutated(draw) -> bytes:
 @st.composite
 def _truncated(draw) -> bytes:
     frame = _frame(json.dumps(_valid(draw(st.sampled_from(["hello", "test"])))).encode())
-    return frame[:draw(st.integers(0, len(frame) - 1))]
+    return frame[: draw(st.integers(0, len(frame) - 1))]
 
 
 _payloads = st.one_of(
-    st.binary(max_size=64),                                                    # anything at all
-    st.binary(max_size=256).map(_frame),                                       # framed garbage
-    _json.map(lambda v: _frame(json.dumps(v).encode())),                       # framed JSON of any shape
-    _mutated(),                                                                # valid messages, mutated
+    st.binary(max_size=64),  # anything at all
+    st.binary(max_size=256).map(_frame),  # framed garbage
+    _json.map(lambda v: _frame(json.dumps(v).encode())),  # framed JSON of any shape
+    _mutated(),  # valid messages, mutated
     _mutated(),
-    _truncated(),                                                              # valid frames, cut short
+    _truncated(),  # valid frames, cut short
     st.sampled_from(sorted(protocol.CLIENT_TYPES)).map(lambda k: _frame(json.dumps(_valid(k)).encode())),  # any order
-    st.integers(protocol.MAX_FRAME + 1, 2 ** 32 - 1).map(lambda n: n.to_bytes(4, "big") + b"{}"),  # oversized
-    st.integers(1, 3000).map(lambda n: _frame(b"[" * n + b"]" * n)),           # deep nesting
-    st.sampled_from([b'{"v":1,"type":"hello","client_nonce":NaN}', b'{"v":1,"v":1,"type":"bye"}',
-                     b'{"v":1e999,"type":"bye"}', b'\xff\xfe{}', b'{"v":' + b"9" * 5000 + b"}"]).map(_frame),
+    st.integers(protocol.MAX_FRAME + 1, 2**32 - 1).map(lambda n: n.to_bytes(4, "big") + b"{}"),  # oversized
+    st.integers(1, 3000).map(lambda n: _frame(b"[" * n + b"]" * n)),  # deep nesting
+    st.sampled_from(
+        [
+            b'{"v":1,"type":"hello","client_nonce":NaN}',
+            b'{"v":1,"v":1,"type":"bye"}',
+            b'{"v":1e999,"type":"bye"}',
+            b"\xff\xfe{}",
+            b'{"v":' + b"9" * 5000 + b"}",
+        ]
+    ).map(_frame),
 )
 _STAGES = st.sampled_from(["fresh", "after hello", "after auth"])
 # Each example throws this many messages, one connection each: generating is the slow part.
@@ -854,8 +1047,12 @@ def test_fuzzed_control_messages_never_crash_hang_or_grow_the_server(veth, serve
     before = (server.process.memory_info().rss, server.process.num_threads(), server.process.num_fds())
     thrown = 0
 
-    @settings(max_examples=FUZZ_MESSAGES // _PER_EXAMPLE, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=FUZZ_MESSAGES // _PER_EXAMPLE,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(cases=st.lists(st.tuples(_STAGES, _payloads), min_size=_PER_EXAMPLE, max_size=_PER_EXAMPLE))
     def throw(cases: list[tuple[str, bytes]]) -> None:
         for stage, payload in cases:
@@ -882,8 +1079,8 @@ def test_fuzzed_control_messages_never_crash_hang_or_grow_the_server(veth, serve
                 received += chunk
             while received:
                 length = int.from_bytes(received[:4], "big")
-                protocol.decode(received[4:4 + length], protocol.SERVER_TYPES)
-                received = received[4 + length:]
+                protocol.decode(received[4 : 4 + length], protocol.SERVER_TYPES)
+                received = received[4 + length :]
         finally:
             sock.close()
 
@@ -897,5 +1094,7 @@ def test_fuzzed_control_messages_never_crash_hang_or_grow_the_server(veth, serve
     assert rss < before[0] + 32 * 1024 * 1024, (before, rss)
     assert threads <= before[1] and fds <= before[2] + 2, (before, threads, fds)
     assert bench.measure_remote(target(veth, server), TestConfig(test=TestName.TCP_STREAM, **SHORT)).metrics
-    print(f"fuzz: {thrown} messages in {elapsed:.1f} s; server RSS {before[0] >> 20} -> {rss >> 20} MiB, "
-          f"threads {before[1]} -> {threads}, fds {before[2]} -> {fds}")
+    print(
+        f"fuzz: {thrown} messages in {elapsed:.1f} s; server RSS {before[0] >> 20} -> {rss >> 20} MiB, "
+        f"threads {before[1]} -> {threads}, fds {before[2]} -> {fds}"
+    )

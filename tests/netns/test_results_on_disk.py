@@ -36,8 +36,14 @@ class Finished:
 
 
 def vdevperf(*args: str, cwd: Path, **extra: str) -> Finished:
-    with subprocess.Popen([sys.executable, "-m", "vdevperf", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, cwd=cwd, env=_env(**extra)) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-m", "vdevperf", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=_env(**extra),
+    ) as proc:
         out, err = proc.communicate(timeout=120)
     return Finished(proc.pid, proc.returncode, out, err)
 
@@ -73,8 +79,17 @@ def _fill(directory: Path) -> None:
 
 def test_runs_started_together_store_distinct_files(tmp_path):
     before = snapshot()
-    procs = [subprocess.Popen([sys.executable, "-m", "vdevperf", *RUN], cwd=tmp_path, env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "vdevperf", *RUN],
+            cwd=tmp_path,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -92,8 +107,9 @@ def test_a_full_disk_keeps_the_measurement_and_says_where(tmp_path, mount):
     out = full / "r.json"
     proc = vdevperf(*RUN, "-o", str(out), cwd=tmp_path, TMPDIR=str(spare))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.splitlines() == [f"vdevperf: {out}: cannot write the results (No space left on device); "
-                                        f"they are in {spare / 'r.json'} instead"]
+    assert proc.stderr.splitlines() == [
+        f"vdevperf: {out}: cannot write the results (No space left on device); they are in {spare / 'r.json'} instead"
+    ]
     assert f"results: {spare / 'r.json'}" in proc.stdout
     assert len(load(spare / "r.json")["runs"]) == 1
     assert [p.name for p in full.iterdir()] == ["filler"]  # no temporary file left on the full disk
@@ -119,6 +135,8 @@ def test_a_read_only_output_is_refused_before_anything_is_built(tmp_path, mount)
     before = snapshot()
     out = read_only / "r.json"
     proc = vdevperf("run", "veth", "-o", str(out), cwd=tmp_path)
-    assert (proc.returncode, proc.stderr) == (2, f"vdevperf: {out}: cannot write results there: "
-                                                 "Read-only file system\n")
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        f"vdevperf: {out}: cannot write results there: Read-only file system\n",
+    )
     assert proc.stdout == "" and not leaked_by(proc.pid, before)

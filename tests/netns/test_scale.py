@@ -49,8 +49,11 @@ def links_in(name: str) -> dict[str, dict]:
             found = {}
             for msg in ipr.get_links():
                 found[msg.get_attr("IFLA_IFNAME")] = {
-                    "index": msg["index"], "up": bool(msg["flags"] & 1), "master": msg.get_attr("IFLA_MASTER"),
-                    "addresses": [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=msg["index"], family=2)]}
+                    "index": msg["index"],
+                    "up": bool(msg["flags"] & 1),
+                    "master": msg.get_attr("IFLA_MASTER"),
+                    "addresses": [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=msg["index"], family=2)],
+                }
             return found
     finally:
         os.close(fd)
@@ -58,8 +61,17 @@ def links_in(name: str) -> dict[str, dict]:
 
 @pytest.mark.parametrize("method", list(Method))
 def test_each_method_creates_exactly_n_with_links_and_leaves_nothing(method):
-    config = ScaleConfig(count=24, mark=8, methods=(method,), links=Links.VETH, up=True, addresses=True,
-                         bridge=True, phases=(Phase.CREATE,), settle_timeout_s=5)
+    config = ScaleConfig(
+        count=24,
+        mark=8,
+        methods=(method,),
+        links=Links.VETH,
+        up=True,
+        addresses=True,
+        bridge=True,
+        phases=(Phase.CREATE,),
+        settle_timeout_s=5,
+    )
     with Session(config) as session:
         session.open()
         run_id, layout = session.run_id, session.layout
@@ -125,9 +137,16 @@ def test_creation_run_counts_marks_and_teardown_exactly():
 
 
 def test_all_phases_small_run_writes_a_scale_document(tmp_path):
-    config = ScaleConfig(count=32, mark=16, methods=(Method.NETLINK, Method.IP_BATCH), links=Links.VETH,
-                         setns_counts=(1, 16), setns_samples=200, settle_timeout_s=5,
-                         contention_baseline_samples=5)
+    config = ScaleConfig(
+        count=32,
+        mark=16,
+        methods=(Method.NETLINK, Method.IP_BATCH),
+        links=Links.VETH,
+        setns_counts=(1, 16),
+        setns_samples=200,
+        settle_timeout_s=5,
+        contention_baseline_samples=5,
+    )
     out = document.ScaleFile(path=tmp_path / "scale.json", command=["test"])
     seen = []
 
@@ -176,8 +195,13 @@ DRIVER = textwrap.dedent("""
 
 
 def start_driver(method: Method, count: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", DRIVER, method.value, str(count)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    return subprocess.Popen(
+        [sys.executable, "-c", DRIVER, method.value, str(count)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
 
 
 def wait_mid_creation(proc: subprocess.Popen, at_least: int, timeout: float = 30.0) -> ledger_mod.LedgerRecord:
@@ -233,26 +257,56 @@ def test_cleanup_removes_what_a_killed_run_left():
 
 
 def _cli_wired() -> bool:
-    proc = subprocess.run([sys.executable, "-m", "vdevperf", "scale", "--help"], capture_output=True, text=True,
-                          cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vdevperf", "scale", "--help"], capture_output=True, text=True, cwd=REPO
+    )
     return proc.returncode == 0
 
 
 @pytest.mark.skipif(not _cli_wired(), reason="`vdevperf scale` is not wired into cli.py yet")
 def test_cli_scale_prints_tables_writes_json_and_rejects_bad_flags(tmp_path):
     out = tmp_path / "scale.json"
-    proc = subprocess.run([sys.executable, "-m", "vdevperf", "scale", "--count", "32", "--mark", "16",
-                           "--method", "netlink,ip-batch", "--phases", "create,setns", "--setns-counts", "1",
-                           "--setns-samples", "100", "--settle-timeout", "5", "-o", str(out)],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vdevperf",
+            "scale",
+            "--count",
+            "32",
+            "--mark",
+            "16",
+            "--method",
+            "netlink,ip-batch",
+            "--phases",
+            "create,setns",
+            "--setns-counts",
+            "1",
+            "--setns-samples",
+            "100",
+            "--settle-timeout",
+            "5",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "creation, per method" in proc.stdout and "setns latency" in proc.stdout
     doc = document.load(out)
     assert doc["complete"] and [len(r["marks"]) for r in doc["methods"]] == [2, 2]
     assert names_of(doc["run_id"]) == []
-    for args, flag in ((["--count", "0"], "usage"), (["--bridge"], "--bridge"),
-                       (["--method", "nope"], "usage"), (["--count", "99999", "--links", "veth"], "--count")):
-        bad = subprocess.run([sys.executable, "-m", "vdevperf", "scale", *args], capture_output=True, text=True,
-                             timeout=30, cwd=REPO)
+    for args, flag in (
+        (["--count", "0"], "usage"),
+        (["--bridge"], "--bridge"),
+        (["--method", "nope"], "usage"),
+        (["--count", "99999", "--links", "veth"], "--count"),
+    ):
+        bad = subprocess.run(
+            [sys.executable, "-m", "vdevperf", "scale", *args], capture_output=True, text=True, timeout=30, cwd=REPO
+        )
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
         assert bad.stderr.startswith(f"vdevperf: {flag}"), bad.stderr

@@ -126,7 +126,9 @@ def test_mtu_mode_and_master_are_applied():
         b'[[device]]\nname = "m0"\nkind = "macvlan"\nmode = "private"\nparent = "br0"\nnetns = "b"\n'
         b'addresses = ["198.18.9.2/24"]\n'
         b'[client]\nnetns = "a"\nipv4 = "198.18.9.1"\n[server]\nnetns = "b"\nipv4 = "198.18.9.2"\n',
-        "inline.toml", "inline")
+        "inline.toml",
+        "inline",
+    )
     with build(spec) as topo:
         a0 = topo.ipr("a").get_links(ifname=topo.ifname("a0"))[0]
         x0 = topo.ipr("br").get_links(ifname=topo.ifname("x0"))[0]
@@ -171,7 +173,9 @@ def test_failed_readiness_tears_down():
         b'[[device]]\nname = "a0"\nkind = "veth"\nnetns = "a"\npeer = "b0"\naddresses = ["198.18.7.1/24"]\n'
         b'[[device]]\nname = "b0"\nkind = "veth"\nnetns = "b"\npeer = "a0"\naddresses = ["198.18.8.1/24"]\n'
         b'[client]\nnetns = "a"\nipv4 = "198.18.7.1"\n[server]\nnetns = "b"\nipv4 = "198.18.8.1"\n',
-        "unrouted.toml", "unrouted")
+        "unrouted.toml",
+        "unrouted",
+    )
     run_id = fresh_run_id()
     with pytest.raises(TopologyError, match=r"topology unrouted: not ready after 5 s: TCP from \[client\]"):
         build(spec, run_id=run_id)
@@ -210,8 +214,9 @@ def _dead_pid() -> tuple[int, float]:
 
 def _fake_ledger(run_id: str, owner: ledger_mod.PidRecord, pids=(), namespaces=(), created=()) -> None:
     """A ledger as a run would leave it; ``created`` maps names to the identity its journal records."""
-    record = ledger_mod.LedgerRecord(run_id=run_id, owner=owner, topology="fake",
-                                     namespaces=tuple(namespaces), pids=tuple(pids))
+    record = ledger_mod.LedgerRecord(
+        run_id=run_id, owner=owner, topology="fake", namespaces=tuple(namespaces), pids=tuple(pids)
+    )
     path = ledger_mod.ledger_path(run_id)
     path.write_text(json.dumps(record.to_json()))
     with ledger_mod.journal_path(path).open("a") as journal:
@@ -252,10 +257,16 @@ def test_cleanup_removes_dead_runs_only():
         created = {name: Identity.of(netns.path(name)) for name in dead_names}
         created[swapped] = Identity(swapped_now.dev, swapped_now.ino + 1)
         _fake_ledger(
-            dead_rid, ledger_mod.PidRecord(dead_pid, dead_start),
-            pids=[_record(endpoint), ledger_mod.PidRecord(stranger.pid, _record(stranger).start_time - 100),
-                  _record(outsider)],
-            namespaces=dead_names + [unproven, swapped, naming.netns_name(dead_rid, "gone")], created=created)
+            dead_rid,
+            ledger_mod.PidRecord(dead_pid, dead_start),
+            pids=[
+                _record(endpoint),
+                ledger_mod.PidRecord(stranger.pid, _record(stranger).start_time - 100),
+                _record(outsider),
+            ],
+            namespaces=dead_names + [unproven, swapped, naming.netns_name(dead_rid, "gone")],
+            created=created,
+        )
         # An owner pid that is alive but started at another time is a reused pid: the run is dead.
         reused_rid = naming.new_run_id(ledger_mod.run_ids_in_use())
         _fake_ledger(reused_rid, ledger_mod.PidRecord(os.getpid(), 1.0))
@@ -327,6 +338,7 @@ def test_the_identity_is_journalled_before_the_namespace_appears_under_its_name(
             seen.append(netns.unmounted(name))  # still a bare mount point: no namespace under the name yet
             before_mount(st)
             seen.append(ledger_mod.read_ledger(owner.path).identity(name))  # on disk already
+
         return create(name, *args, before_mount=hook, **kwargs)
 
     monkeypatch.setattr(netns, "create", watching)

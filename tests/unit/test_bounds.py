@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def nothing_built(monkeypatch):
     """Fail the test if anything reaches the builder or reserves a run id."""
+
     def never(*args, **kwargs):
         raise AssertionError("a refused value reached the builder")
 
@@ -52,16 +53,27 @@ def one_line(argv: list[str], capsys) -> str:
 
 
 BAD_VALUES = [
-    (["-l", "1e-9"], "-l/--length"), (["-l", "0.09"], "-l/--length"), (["-l", "inf"], "-l/--length"),
-    (["-l", "nan"], "-l/--length"), (["-l", "86401"], "-l/--length"),
-    (["--warmup", "inf"], "--warmup"), (["--warmup", "-1"], "--warmup"), (["--warmup", "nan"], "--warmup"),
+    (["-l", "1e-9"], "-l/--length"),
+    (["-l", "0.09"], "-l/--length"),
+    (["-l", "inf"], "-l/--length"),
+    (["-l", "nan"], "-l/--length"),
+    (["-l", "86401"], "-l/--length"),
+    (["--warmup", "inf"], "--warmup"),
+    (["--warmup", "-1"], "--warmup"),
+    (["--warmup", "nan"], "--warmup"),
     (["--warmup", "3601"], "--warmup"),
-    (["--interval", "0.01"], "--interval"), (["--interval", "inf"], "--interval"), (["--interval", "0"], "--interval"),
-    (["-m", "17M"], "-m/--send-size"), (["-m", "0"], "-m/--send-size"), (["-M", "2G"], "-M/--recv-size"),
+    (["--interval", "0.01"], "--interval"),
+    (["--interval", "inf"], "--interval"),
+    (["--interval", "0"], "--interval"),
+    (["-m", "17M"], "-m/--send-size"),
+    (["-m", "0"], "-m/--send-size"),
+    (["-M", "2G"], "-M/--recv-size"),
     (["-r", "1,17M"], "-r/--rr-size"),
-    (["-s", "2G"], "-s/--client-sockbuf"), (["-S", "2G"], "-S/--server-sockbuf"),
+    (["-s", "2G"], "-s/--client-sockbuf"),
+    (["-S", "2G"], "-S/--server-sockbuf"),
     (["-S", "1K,1G"], "-S/--server-sockbuf"),
-    (["-P", "257"], "-P/--parallel"), (["-P", "0"], "-P/--parallel"),
+    (["-P", "257"], "-P/--parallel"),
+    (["-P", "0"], "-P/--parallel"),
     # Each in range, but together too much memory: 256 flows x 2 endpoints x 16 MiB.
     (["-P", "256", "-m", "16M"], "-P/-m/-M/-r"),
 ]
@@ -75,31 +87,66 @@ def test_a_value_out_of_range_is_refused_in_one_line_naming_its_flag(command, ar
     assert "Traceback" not in line
 
 
-@pytest.mark.parametrize("argv, flag", [
-    (["--interval", "0.001"], "--interval"), (["--interval", "inf"], "--interval"), (["-l", "inf"], "-l/--length"),
-    (["-l", "1e-9"], "-l/--length"), (["--name", ""], "--name"), (["--name", "a\x1bb"], "--name"),
-])
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["--interval", "0.001"], "--interval"),
+        (["--interval", "inf"], "--interval"),
+        (["-l", "inf"], "-l/--length"),
+        (["-l", "1e-9"], "-l/--length"),
+        (["--name", ""], "--name"),
+        (["--name", "a\x1bb"], "--name"),
+    ],
+)
 def test_monitor_values_are_bounded_too(argv, flag, capsys):
     line = one_line(["monitor", *argv, "--", "true"], capsys)
     assert flag in line and "\x1b" not in line
 
 
 def test_the_bounds_themselves_are_accepted():
-    low = TestConfig(test=TestName.TCP_STREAM, duration_s=LENGTH_S[0], warmup_s=WARMUP_S[0], interval_s=INTERVAL_S[0],
-                     send_size=MESSAGE_BYTES[0], recv_size=MESSAGE_BYTES[0], flows=FLOWS[0],
-                     client_sndbuf=SOCKBUF_BYTES[0], server_rcvbuf=SOCKBUF_BYTES[0])
-    high = TestConfig(test=TestName.TCP_RR, duration_s=LENGTH_S[1], warmup_s=WARMUP_S[1], interval_s=INTERVAL_S[1],
-                      request_size=MESSAGE_BYTES[1], response_size=1, flows=16, send_size=1, recv_size=1,
-                      client_sndbuf=SOCKBUF_BYTES[1], server_rcvbuf=SOCKBUF_BYTES[1])
+    low = TestConfig(
+        test=TestName.TCP_STREAM,
+        duration_s=LENGTH_S[0],
+        warmup_s=WARMUP_S[0],
+        interval_s=INTERVAL_S[0],
+        send_size=MESSAGE_BYTES[0],
+        recv_size=MESSAGE_BYTES[0],
+        flows=FLOWS[0],
+        client_sndbuf=SOCKBUF_BYTES[0],
+        server_rcvbuf=SOCKBUF_BYTES[0],
+    )
+    high = TestConfig(
+        test=TestName.TCP_RR,
+        duration_s=LENGTH_S[1],
+        warmup_s=WARMUP_S[1],
+        interval_s=INTERVAL_S[1],
+        request_size=MESSAGE_BYTES[1],
+        response_size=1,
+        flows=16,
+        send_size=1,
+        recv_size=1,
+        client_sndbuf=SOCKBUF_BYTES[1],
+        server_rcvbuf=SOCKBUF_BYTES[1],
+    )
     assert low.duration_s < high.duration_s
     assert TestConfig(test=TestName.TCP_RR, flows=FLOWS[1]).flows == 256
 
 
-@pytest.mark.parametrize("field, value, flag", [
-    ("duration_s", 1e-9, "-l"), ("duration_s", float("inf"), "-l"), ("warmup_s", float("inf"), "--warmup"),
-    ("warmup_s", float("nan"), "--warmup"), ("interval_s", 0.0, "--interval"), ("send_size", 2 ** 31, "-m/-M"),
-    ("server_sndbuf", 2 ** 31, "-S"), ("client_rcvbuf", 0, "-s"), ("flows", 257, "-P"), ("request_size", 0, "-r"),
-])
+@pytest.mark.parametrize(
+    "field, value, flag",
+    [
+        ("duration_s", 1e-9, "-l"),
+        ("duration_s", float("inf"), "-l"),
+        ("warmup_s", float("inf"), "--warmup"),
+        ("warmup_s", float("nan"), "--warmup"),
+        ("interval_s", 0.0, "--interval"),
+        ("send_size", 2**31, "-m/-M"),
+        ("server_sndbuf", 2**31, "-S"),
+        ("client_rcvbuf", 0, "-s"),
+        ("flows", 257, "-P"),
+        ("request_size", 0, "-r"),
+    ],
+)
 def test_the_model_refuses_the_same_values_from_the_api(field, value, flag):
     # The Python API and a remote server build TestConfig without argparse: the model checks itself.
     with pytest.raises(ValueError) as info:
@@ -180,9 +227,28 @@ def _limit_to_1024() -> None:
 
 
 def test_p_256_under_a_1024_hard_limit_is_one_line_before_anything_is_built(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "vdevperf", "run", "veth", "-t", "TCP_RR", "-P", "256", "-l", "1",
-                           "-o", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=60,
-                          preexec_fn=_limit_to_1024, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vdevperf",
+            "run",
+            "veth",
+            "-t",
+            "TCP_RR",
+            "-P",
+            "256",
+            "-l",
+            "1",
+            "-o",
+            str(tmp_path / "r.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limit_to_1024,
+        cwd=REPO,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vdevperf: -P: 256 flow(s) need about "), proc.stderr

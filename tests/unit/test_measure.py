@@ -105,7 +105,7 @@ def _proc_stat() -> list[list[float]]:
         for line in f:
             name, *values = line.split()
             if name.startswith("cpu") and name != "cpu":
-                rows.append([int(v) / hz for v in values[:len(cpu.FIELDS)]])
+                rows.append([int(v) / hz for v in values[: len(cpu.FIELDS)]])
     return rows
 
 

@@ -18,8 +18,9 @@ BURN = "import time\nt = time.time()\nwhile time.time() - t < {s}: pass\n"
 
 
 def vdevperf(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vdevperf", *args], capture_output=True, text=True,
-                          timeout=60, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "vdevperf", *args], capture_output=True, text=True, timeout=60, **kwargs
+    )
 
 
 def test_a_busy_command_shows_about_100_percent_and_the_layout_is_seed_003s(tmp_path):
@@ -103,13 +104,25 @@ def test_monitor_csv_neutralises_labels_and_the_text_layout_escapes_them():
     assert header.splitlines()[1] == "   L0: evil\\x1b[2J\\nname"
 
 
-@pytest.mark.parametrize("pattern, name, matches", [
-    ("ksoftirqd", "ksoftirqd/0", True), ("ksoftirqd", "ksoftirqd/12", True), ("python", "python3", True),
-    ("ksoftirqd/1", "ksoftirqd/12", True), ("ksoftirqd/[1]", "ksoftirqd/12", False),
-    ("ksoftirqd/*", "ksoftirqd/3", True), ("ksoftirqd/[0]", "ksoftirqd/1", False),
-    ("kworker/*:1H*", "kworker/0:1H-kblockd", True), ("*irq*", "ksoftirqd/0", True), ("sleep", "sleep", True),
-    ("sleepy", "sleep", False), ("leep", "sleep", False), ("s?eep", "sleep", True), ("s?eep", "sleeper", False),
-])
+@pytest.mark.parametrize(
+    "pattern, name, matches",
+    [
+        ("ksoftirqd", "ksoftirqd/0", True),
+        ("ksoftirqd", "ksoftirqd/12", True),
+        ("python", "python3", True),
+        ("ksoftirqd/1", "ksoftirqd/12", True),
+        ("ksoftirqd/[1]", "ksoftirqd/12", False),
+        ("ksoftirqd/*", "ksoftirqd/3", True),
+        ("ksoftirqd/[0]", "ksoftirqd/1", False),
+        ("kworker/*:1H*", "kworker/0:1H-kblockd", True),
+        ("*irq*", "ksoftirqd/0", True),
+        ("sleep", "sleep", True),
+        ("sleepy", "sleep", False),
+        ("leep", "sleep", False),
+        ("s?eep", "sleep", True),
+        ("s?eep", "sleeper", False),
+    ],
+)
 def test_names_match_as_a_prefix_or_as_a_glob(pattern, name, matches):
     from vdevperf.measure.procmon import name_matches
 
@@ -127,8 +140,10 @@ def _named_sleeper(comm: str) -> subprocess.Popen:
 def test_monitor_finds_processes_by_the_prefix_or_glob_users_type():
     workers = [_named_sleeper("vdpmon/0"), _named_sleeper("vdpmon/1")]
     try:
-        found = {name: {p.pid for p in Target(name, name=name).processes()}
-                 for name in ("vdpmon", "vdpmon/[1]", "vdpmon/*", "vdpmon/0")}
+        found = {
+            name: {p.pid for p in Target(name, name=name).processes()}
+            for name in ("vdpmon", "vdpmon/[1]", "vdpmon/*", "vdpmon/0")
+        }
     finally:
         for w in workers:
             w.kill()
@@ -145,12 +160,15 @@ def test_monitor_name_ksoftirqd_finds_the_kernel_threads():
     assert all(p.name().startswith("ksoftirqd/") for p in threads)
 
 
-@pytest.mark.parametrize("argv, what", [
-    (["--pid", "999999999"], "--pid 999999999: no such process"),
-    ([], "monitor: nothing to watch"),
-    (["--name", "x", "-o", "out.txt"], "-o: 'out.txt' must end in .csv or .json"),
-    (["--", "/nonexistent/program"], "command /nonexistent/program:"),
-])
+@pytest.mark.parametrize(
+    "argv, what",
+    [
+        (["--pid", "999999999"], "--pid 999999999: no such process"),
+        ([], "monitor: nothing to watch"),
+        (["--name", "x", "-o", "out.txt"], "-o: 'out.txt' must end in .csv or .json"),
+        (["--", "/nonexistent/program"], "command /nonexistent/program:"),
+    ],
+)
 def test_bad_monitor_input_gives_one_line(argv, what):
     proc = vdevperf("monitor", "-l", "0.2", *argv)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -67,4 +67,4 @@ def test_this_process_and_its_children_are_the_test_not_noise():
 def test_migrations_are_read_from_the_scheduler():
     before = noise.migrations(os.getpid())
     assert isinstance(before, int) and before >= 0
-    assert noise.migrations(2 ** 22 + 12345) is None  # no such process
+    assert noise.migrations(2**22 + 12345) is None  # no such process

@@ -52,11 +52,18 @@ def test_one_round_cannot_be_tested():
     assert verdicts([e], 0.05)[0].verdict == UNTESTED
 
 
-@pytest.mark.parametrize("metric, factor, word", [
-    ("rate", 0.8, SLOWER), ("rate", 1.2, FASTER), ("service_demand", 1.2, COSTLIER),
-    ("service_demand", 0.8, paired.CHEAPER), ("cpu_util_pct", 1.2, COSTLIER), ("p99_latency_us", 1.2, SLOWER),
-    ("p99_latency_us", 0.8, FASTER),
-])
+@pytest.mark.parametrize(
+    "metric, factor, word",
+    [
+        ("rate", 0.8, SLOWER),
+        ("rate", 1.2, FASTER),
+        ("service_demand", 1.2, COSTLIER),
+        ("service_demand", 0.8, paired.CHEAPER),
+        ("cpu_util_pct", 1.2, COSTLIER),
+        ("p99_latency_us", 1.2, SLOWER),
+        ("p99_latency_us", 0.8, FASTER),
+    ],
+)
 def test_a_clear_difference_gets_the_words_diff_uses(metric, factor, word):
     rng = random.Random(7)
     e = estimate(metric, [factor * math.exp(rng.gauss(0, 0.02)) for _ in range(8)], 0.05)
@@ -77,8 +84,10 @@ def test_holm_never_lowers_a_p_value_and_keeps_their_order(ps):
 
 
 def _simulated_table(rng: random.Random, cells: int, rounds: int, sigma: float, effect: float = 0.0) -> list[str]:
-    estimates = [estimate("service_demand", [math.exp(rng.gauss(effect if i == 0 else 0.0, sigma))
-                                             for _ in range(rounds)], 0.05) for i in range(cells)]
+    estimates = [
+        estimate("service_demand", [math.exp(rng.gauss(effect if i == 0 else 0.0, sigma)) for _ in range(rounds)], 0.05)
+        for i in range(cells)
+    ]
     return [v.verdict for v in verdicts(estimates, 0.05)]
 
 
@@ -89,8 +98,16 @@ def test_a_table_of_identical_paths_is_wrong_anywhere_in_at_most_alpha_of_runs()
     false_alarm = sum(any(v != NO_DIFFERENCE for v in t) for t in tables) / len(tables)
     assert false_alarm <= 0.06
     # Without the correction the same data would mislead in about 1 - 0.95^7 = 30 % of tables.
-    uncorrected = sum(any(estimate("rate", [math.exp(rng.gauss(0, 0.05)) for _ in range(8)], 0.05).p_value < 0.05
-                          for _ in range(7)) for _ in range(500)) / 500
+    uncorrected = (
+        sum(
+            any(
+                estimate("rate", [math.exp(rng.gauss(0, 0.05)) for _ in range(8)], 0.05).p_value < 0.05
+                for _ in range(7)
+            )
+            for _ in range(500)
+        )
+        / 500
+    )
     assert uncorrected > 0.2
 
 

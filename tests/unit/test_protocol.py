@@ -32,14 +32,22 @@ EXAMPLES = {
     "hello": {"client_nonce": "00" * 32, "software": "vdevperf client"},
     "challenge": {"server_nonce": "ff" * 32, "mac": "cd" * 32},
     "auth": {"mac": "ab" * 32},
-    "welcome": {"server": {"software": "vdevperf 0.1.0", "hostname": "b", "kernel": "6.1", "cpu_model": None,
-                           "cpu_count": 2},
-                "limits": {"max_duration_s": 60, "max_flows": 32, "idle_timeout_s": 60.0, "max_session_s": 600}},
+    "welcome": {
+        "server": {"software": "vdevperf 0.1.0", "hostname": "b", "kernel": "6.1", "cpu_model": None, "cpu_count": 2},
+        "limits": {"max_duration_s": 60, "max_flows": 32, "idle_timeout_s": 60.0, "max_session_s": 600},
+    },
     "test": {"config": CONFIG},
     "ready": {"ports": [40000, 40001], "data_token": "12" * 16},
     "start": {},
-    "started": {"endpoints": [{"pid": 7, "placement": {"requested_cpu": None, "affinity": [0, 1]},
-                               "socket": {"sndbuf_bytes": 1, "rcvbuf_bytes": 2}}]},
+    "started": {
+        "endpoints": [
+            {
+                "pid": 7,
+                "placement": {"requested_cpu": None, "affinity": [0, 1]},
+                "socket": {"sndbuf_bytes": 1, "rcvbuf_bytes": 2},
+            }
+        ]
+    },
     "mark": {},
     "marked": {"t_s": 12.5, "cpu": [[1.0] * len(FIELDS)], "counters": [[0] * len(SLOTS)], "proc_cpu_s": [0.25]},
     "stop": {},
@@ -66,32 +74,35 @@ def _with(kind: str, **changes) -> bytes:
     return body({"v": protocol.VERSION, "type": kind, **EXAMPLES[kind], **changes})
 
 
-@pytest.mark.parametrize("raw, why", [
-    (b"\xff{}", "not a UTF-8 JSON document"),
-    (b"{", "not a UTF-8 JSON document"),
-    (b'{"v": 2, "type": "bye", "v": 2}', "not a UTF-8 JSON document"),            # duplicate key
-    (b'{"v": 2, "type": "hello", "client_nonce": NaN}', "not a UTF-8 JSON document"),
-    (b'{"v": ' + b"9" * 5000 + b"}", "not a UTF-8 JSON document"),                # integer too long
-    (b"[" * 100_000 + b"]" * 100_000, "not a UTF-8 JSON document"),                # nesting too deep
-    (b"[]", "must be a JSON object"),
-    (b'{"type": "bye"}', "no integer protocol version"),
-    (b'{"v": true, "type": "bye"}', "no integer protocol version"),
-    (b'{"v": 2, "type": "challenge"}', "unexpected message type 'challenge'"),   # a server's message
-    (b'{"v": 2, "type": ["bye"]}', "unexpected message type a JSON array"),
-    (_with("bye", extra=1), "bye: unknown key 'extra'"),
-    (body({"v": 2, "type": "hello", "software": "x"}), "hello: missing key 'client_nonce'"),
-    (_with("hello", client_nonce="AB" * 32), "hello.client_nonce must be 32 bytes as lowercase hex"),
-    (_with("hello", software="a\nb"), "hello.software must be printable text"),
-    (_with("hello", software="\ud800"), "hello.software must be printable text"),
-    (_with("test", config=CONFIG | {"flows": True}), "test.config.flows must be an integer in 1..64"),
-    (_with("test", config=CONFIG | {"flows": 65}), "test.config.flows must be an integer in 1..64"),
-    (_with("test", config=CONFIG | {"send_size": 2 ** 40}), "test.config.send_size must be an integer"),
-    (_with("test", config=CONFIG | {"duration_s": 1e999}), "not a UTF-8 JSON document"),
-    (_with("test", config=CONFIG | {"duration_s": "10"}), "test.config.duration_s must be a number"),
-    (_with("test", config=CONFIG | {"ip_version": 5}), "test.config.ip_version must be one of 4, 6"),
-    (_with("test", config=CONFIG | {"test": "TCP_FOO"}), "test.config.test must be one of"),
-    (_with("test", config={k: v for k, v in CONFIG.items() if k != "flows"}), "test.config: missing key 'flows'"),
-])
+@pytest.mark.parametrize(
+    "raw, why",
+    [
+        (b"\xff{}", "not a UTF-8 JSON document"),
+        (b"{", "not a UTF-8 JSON document"),
+        (b'{"v": 2, "type": "bye", "v": 2}', "not a UTF-8 JSON document"),  # duplicate key
+        (b'{"v": 2, "type": "hello", "client_nonce": NaN}', "not a UTF-8 JSON document"),
+        (b'{"v": ' + b"9" * 5000 + b"}", "not a UTF-8 JSON document"),  # integer too long
+        (b"[" * 100_000 + b"]" * 100_000, "not a UTF-8 JSON document"),  # nesting too deep
+        (b"[]", "must be a JSON object"),
+        (b'{"type": "bye"}', "no integer protocol version"),
+        (b'{"v": true, "type": "bye"}', "no integer protocol version"),
+        (b'{"v": 2, "type": "challenge"}', "unexpected message type 'challenge'"),  # a server's message
+        (b'{"v": 2, "type": ["bye"]}', "unexpected message type a JSON array"),
+        (_with("bye", extra=1), "bye: unknown key 'extra'"),
+        (body({"v": 2, "type": "hello", "software": "x"}), "hello: missing key 'client_nonce'"),
+        (_with("hello", client_nonce="AB" * 32), "hello.client_nonce must be 32 bytes as lowercase hex"),
+        (_with("hello", software="a\nb"), "hello.software must be printable text"),
+        (_with("hello", software="\ud800"), "hello.software must be printable text"),
+        (_with("test", config=CONFIG | {"flows": True}), "test.config.flows must be an integer in 1..64"),
+        (_with("test", config=CONFIG | {"flows": 65}), "test.config.flows must be an integer in 1..64"),
+        (_with("test", config=CONFIG | {"send_size": 2**40}), "test.config.send_size must be an integer"),
+        (_with("test", config=CONFIG | {"duration_s": 1e999}), "not a UTF-8 JSON document"),
+        (_with("test", config=CONFIG | {"duration_s": "10"}), "test.config.duration_s must be a number"),
+        (_with("test", config=CONFIG | {"ip_version": 5}), "test.config.ip_version must be one of 4, 6"),
+        (_with("test", config=CONFIG | {"test": "TCP_FOO"}), "test.config.test must be one of"),
+        (_with("test", config={k: v for k, v in CONFIG.items() if k != "flows"}), "test.config: missing key 'flows'"),
+    ],
+)
 def test_malformed_messages_are_refused_with_a_reason(raw, why):
     with pytest.raises(ProtocolError, match=None) as caught:
         protocol.decode(raw, CLIENT_TYPES)
@@ -116,10 +127,13 @@ def test_outgoing_messages_are_checked_like_incoming_ones():
 
 
 def test_the_largest_machine_reading_fits_a_reply_frame():
-    big = 10.0 ** 11 + 0.25
-    fields = {"t_s": big, "cpu": [[big] * len(FIELDS)] * protocol.MAX_CPUS,
-              "counters": [[2 ** 63 - 1] * len(SLOTS)] * protocol.MAX_FLOWS,
-              "proc_cpu_s": [big] * protocol.MAX_FLOWS}
+    big = 10.0**11 + 0.25
+    fields = {
+        "t_s": big,
+        "cpu": [[big] * len(FIELDS)] * protocol.MAX_CPUS,
+        "counters": [[2**63 - 1] * len(SLOTS)] * protocol.MAX_FLOWS,
+        "proc_cpu_s": [big] * protocol.MAX_FLOWS,
+    }
     assert len(protocol.encode("marked", **fields)) <= protocol.MAX_REPLY_FRAME
 
 
@@ -163,9 +177,13 @@ def test_proofs_bind_the_token_both_nonces_and_the_role():
     token, cn, sn = b"t" * 16, b"c" * 32, b"s" * 32
     proof = protocol.client_mac(token, sn, cn)
     assert protocol.proofs_match(proof.hex(), proof)
-    others = [protocol.client_mac(b"u" * 16, sn, cn), protocol.client_mac(token, b"x" * 32, cn),
-              protocol.client_mac(token, sn, b"x" * 32), protocol.server_mac(token, cn, sn),
-              protocol.server_mac(token, sn, cn)]
+    others = [
+        protocol.client_mac(b"u" * 16, sn, cn),
+        protocol.client_mac(token, b"x" * 32, cn),
+        protocol.client_mac(token, sn, b"x" * 32),
+        protocol.server_mac(token, cn, sn),
+        protocol.server_mac(token, sn, cn),
+    ]
     assert all(not protocol.proofs_match(other.hex(), proof) for other in others)
 
 
@@ -174,19 +192,28 @@ def test_a_test_request_carries_the_servers_half_of_the_config():
     wire = protocol.config_to_wire(cfg)
     assert "client_cpu" not in wire and "interval_s" not in wire
     back = protocol.config_from_wire(wire)
-    assert (back.test, back.duration_s, back.send_size, back.server_cpu, back.flows) == \
-        (cfg.test, 3, 4096, 0, 3)
+    assert (back.test, back.duration_s, back.send_size, back.server_cpu, back.flows) == (cfg.test, 3, 4096, 0, 3)
     with pytest.raises(ProtocolError) as caught:
-        protocol.config_from_wire(protocol.config_to_wire(TestConfig(test=TestName.UDP_STREAM, send_size=1472))
-                                  | {"send_size": 70000})
+        protocol.config_from_wire(
+            protocol.config_to_wire(TestConfig(test=TestName.UDP_STREAM, send_size=1472)) | {"send_size": 70000}
+        )
     assert caught.value.code == "bad-request" and "65507" in caught.value.why
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("host", ("host", 12866)), ("198.18.0.2:5000", ("198.18.0.2", 5000)), ("[2001:2::2]:7", ("2001:2::2", 7)),
-    ("[2001:2::2]", ("2001:2::2", 12866)), ("2001:2::2", ("2001:2::2", 12866)), ("h:0", None), ("h:x", None),
-    ("[::1", None), (":5", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("host", ("host", 12866)),
+        ("198.18.0.2:5000", ("198.18.0.2", 5000)),
+        ("[2001:2::2]:7", ("2001:2::2", 7)),
+        ("[2001:2::2]", ("2001:2::2", 12866)),
+        ("2001:2::2", ("2001:2::2", 12866)),
+        ("h:0", None),
+        ("h:x", None),
+        ("[::1", None),
+        (":5", None),
+    ],
+)
 def test_remote_addresses(text, expected):
     if expected is None:
         with pytest.raises(ValueError):
@@ -241,16 +268,19 @@ def test_a_fifo_or_a_device_is_refused_at_once_not_read():
     assert time.monotonic() - started < 1
 
 
-@pytest.mark.parametrize("token, bits", [
-    (b"0123456789abcdef" * 2, 128),          # openssl rand -hex 16
-    (b"0123456789ABCDEF" * 2, 128),
-    (b"0123456789abcdef" * 2 + b"0", 132),
-    (b"0123456789abcde", 60),                 # 15 hex digits
-    (b"Kx3+9/ab" * 3, 144),                   # base64's alphabet: 6 bits a character
-    (b"correct horse battery", 126),          # 21 printable characters: not enough
-    (bytes(range(16)), 128),                  # 16 random bytes: 8 bits each
-    (b"", 0),
-])
+@pytest.mark.parametrize(
+    "token, bits",
+    [
+        (b"0123456789abcdef" * 2, 128),  # openssl rand -hex 16
+        (b"0123456789ABCDEF" * 2, 128),
+        (b"0123456789abcdef" * 2 + b"0", 132),
+        (b"0123456789abcde", 60),  # 15 hex digits
+        (b"Kx3+9/ab" * 3, 144),  # base64's alphabet: 6 bits a character
+        (b"correct horse battery", 126),  # 21 printable characters: not enough
+        (bytes(range(16)), 128),  # 16 random bytes: 8 bits each
+        (b"", 0),
+    ],
+)
 def test_a_token_counts_the_bits_its_alphabet_can_carry(token, bits):
     assert token_bits(token) == bits
 
@@ -260,8 +290,11 @@ def test_tokens_under_128_bits_are_refused_with_a_way_to_make_one(tmp_path):
     assert read_token(path)
     for weak in (b"0123456789abcdef0123456789abcde\n", b"short\n", b"a 21-character phrase\n", b"\n"):
         path.write_bytes(weak)
-        with pytest.raises(RemoteError, match=r"use at least 128: 32 hex digits, 22 other printable characters "
-                                              r"or 16 random bytes \(e.g. umask 077; openssl rand -hex 32"):
+        with pytest.raises(
+            RemoteError,
+            match=r"use at least 128: 32 hex digits, 22 other printable characters "
+            r"or 16 random bytes \(e.g. umask 077; openssl rand -hex 32",
+        ):
             read_token(path)
     path.write_bytes(b"x" * 5000)
     with pytest.raises(RemoteError, match="more than 4096 bytes"):

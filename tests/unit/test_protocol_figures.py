@@ -37,19 +37,28 @@ def _raw(test: TestName, work: int) -> RawRun:
     end[slot_index(0, role, slot)] = work
     first = Sample(0.0, _cpus(2, 0.0), [0] * len(names), [0.0, 0.0], remote_cpu=_cpus(4, 100.0), remote_t_s=0.0)
     last = Sample(2.0, _cpus(2, 1.0), end, [0.5, 0.4], remote_cpu=_cpus(4, 101.5, softirq=0.05), remote_t_s=2.0)
-    endpoints = [{"flow": 0, "role": r, "pid": 1, "socket": {}, "final_counters": {},
-                  "placement": {"requested_cpu": None, "affinity": [0], "observed_cpus": {"0": 2}}}
-                 for r in ("client", "server")]
-    return RawRun(samples=[first, last], endpoints=endpoints, histograms=[{}] if not test.is_stream else [],
-                  sampler_cpu_s=0.0)
+    endpoints = [
+        {
+            "flow": 0,
+            "role": r,
+            "pid": 1,
+            "socket": {},
+            "final_counters": {},
+            "placement": {"requested_cpu": None, "affinity": [0], "observed_cpus": {"0": 2}},
+        }
+        for r in ("client", "server")
+    ]
+    return RawRun(
+        samples=[first, last], endpoints=endpoints, histograms=[{}] if not test.is_stream else [], sampler_cpu_s=0.0
+    )
 
 
 @pytest.mark.parametrize("test", [TestName.TCP_STREAM, TestName.TCP_RR])
 def test_remote_figures_come_from_the_servers_own_readings(test):
     work = 4 * 1024 * 1024 if test.is_stream else 1000
     m = derive(test, 1, _raw(test, work))
-    assert m.cpu_util_pct == pytest.approx(50.0)           # client host: 2 of 4 CPU-seconds busy
-    assert m.remote_cpu_util_pct == pytest.approx(25.0)    # server host: 2 of 8 CPU-seconds busy
+    assert m.cpu_util_pct == pytest.approx(50.0)  # client host: 2 of 4 CPU-seconds busy
+    assert m.remote_cpu_util_pct == pytest.approx(25.0)  # server host: 2 of 8 CPU-seconds busy
     assert m.remote_softirq_pct == pytest.approx(2.5)
     units = work / 1024 if test.is_stream else work
     remote_demand = m.remote_service_demand_us_per_kb if test.is_stream else m.remote_service_demand_us_per_tr
@@ -63,8 +72,12 @@ def test_remote_figures_come_from_the_servers_own_readings(test):
 
 def test_local_runs_have_no_remote_figures():
     raw = _raw(TestName.TCP_STREAM, 1024)
-    local = RawRun(samples=[Sample(s.t_s, s.cpu, s.counters, s.proc_cpu_s) for s in raw.samples],
-                   endpoints=raw.endpoints, histograms=[], sampler_cpu_s=0.0)
+    local = RawRun(
+        samples=[Sample(s.t_s, s.cpu, s.counters, s.proc_cpu_s) for s in raw.samples],
+        endpoints=raw.endpoints,
+        histograms=[],
+        sampler_cpu_s=0.0,
+    )
     m = derive(TestName.TCP_STREAM, 1, local)
     assert m.remote_cpu_util_pct is None and m.remote_service_demand_us_per_kb is None
     assert m.client_cpu_pct + m.server_cpu_pct + m.elsewhere_cpu_pct == pytest.approx(m.cpu_util_pct)
@@ -74,9 +87,15 @@ def test_remote_runs_are_stored_read_back_and_shown(tmp_path):
     cfg = TestConfig(test=TestName.TCP_RR, duration_s=2.0)
     raw = _raw(cfg.test, 1000)
     facts = {"software": "vdevperf 0.1.0", "hostname": "b", "kernel": "6.1", "cpu_model": None, "cpu_count": 4}
-    run = RunResult(topology=bench.REMOTE, topology_source="198.18.0.2:12866", config=cfg, status=RunStatus.OK,
-                    metrics=derive(cfg.test, 1, raw), iterations=(bench.iteration(cfg, raw),),
-                    remote={"address": "198.18.0.2:12866", "server": facts})
+    run = RunResult(
+        topology=bench.REMOTE,
+        topology_source="198.18.0.2:12866",
+        config=cfg,
+        status=RunStatus.OK,
+        metrics=derive(cfg.test, 1, raw),
+        iterations=(bench.iteration(cfg, raw),),
+        remote={"address": "198.18.0.2:12866", "server": facts},
+    )
     results = ResultFile(path=tmp_path / "r.json", command=["vdevperf"])
     results.add(run)
     document = load(tmp_path / "r.json")

@@ -7,14 +7,17 @@ import pytest
 from vdevperf.remote.limits import AuthBackoff, EndpointBudget, HandshakeSlots, Tally, address_key
 
 
-@pytest.mark.parametrize("address, key", [
-    ("198.18.0.3", "198.18.0.3"),
-    ("::ffff:198.18.0.3", "198.18.0.3"),                   # a dual-stack listener's view of IPv4
-    ("2001:2::1", "2001:2::/64"),
-    ("2001:2::ffff:1234", "2001:2::/64"),                  # one host's /64: one key
-    ("2001:2:0:1::1", "2001:2:0:1::/64"),
-    ("fe80::1%eth0", "fe80::/64"),
-])
+@pytest.mark.parametrize(
+    "address, key",
+    [
+        ("198.18.0.3", "198.18.0.3"),
+        ("::ffff:198.18.0.3", "198.18.0.3"),  # a dual-stack listener's view of IPv4
+        ("2001:2::1", "2001:2::/64"),
+        ("2001:2::ffff:1234", "2001:2::/64"),  # one host's /64: one key
+        ("2001:2:0:1::1", "2001:2:0:1::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+    ],
+)
 def test_strangers_are_counted_per_ipv4_address_or_ipv6_64(address, key):
     assert address_key(address) == key
 
@@ -22,10 +25,10 @@ def test_strangers_are_counted_per_ipv4_address_or_ipv6_64(address, key):
 def test_a_full_address_gives_its_oldest_slot_to_the_newcomer():
     slots: HandshakeSlots[str] = HandshakeSlots(total=6, per_address=2)
     assert slots.take("a1", "A") == [] and slots.take("b1", "B") == [] and slots.take("a2", "A") == []
-    assert slots.take("a3", "A") == ["a1"]       # A's oldest, not B's older one
+    assert slots.take("a3", "A") == ["a1"]  # A's oldest, not B's older one
     assert slots.take("a4", "A") == ["a2"]
     assert len(slots) == 3
-    assert not slots.leave("a1")                 # displaced: it has no slot to leave
+    assert not slots.leave("a1")  # displaced: it has no slot to leave
     assert slots.leave("b1") and not slots.leave("b1")
 
 
@@ -53,8 +56,16 @@ def test_backoff_doubles_per_failure_up_to_64_times_and_ends_on_success():
     assert backoff.remaining("A", 0.0) == 0
     assert backoff.failed("A", 0.0) == 1.0
     assert backoff.remaining("A", 0.5) == 0.5 and backoff.remaining("B", 0.5) == 0
-    assert [backoff.failed("A", t) for t in (1.0, 3.0, 7.0, 15.0, 31.0, 63.0, 127.0, 191.0)] == \
-        [2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 64.0, 64.0]
+    assert [backoff.failed("A", t) for t in (1.0, 3.0, 7.0, 15.0, 31.0, 63.0, 127.0, 191.0)] == [
+        2.0,
+        4.0,
+        8.0,
+        16.0,
+        32.0,
+        64.0,
+        64.0,
+        64.0,
+    ]
     backoff.succeeded("A")
     assert backoff.remaining("A", 192.0) == 0 and backoff.failed("A", 192.0) == 1.0
 

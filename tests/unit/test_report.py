@@ -45,7 +45,7 @@ def test_csv_parses_back_to_the_same_numbers():
             assert (line[field] == "") if value is None else float(line[field]) == value
 
 
-FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\tx", "\rx"]
+FORMULAS = ['=HYPERLINK("http://x","y")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\tx", "\rx"]
 
 
 @pytest.mark.parametrize("text", FORMULAS)
@@ -83,24 +83,56 @@ def test_report_cli_accepts_a_directory_and_refuses_a_newer_file(tmp_path):
 
 
 def _metrics(rate: float, demand: float) -> Metrics:
-    return Metrics(elapsed_s=1.0, throughput_mbps=rate, transactions_per_s=None, mean_latency_us=None,
-                   cpu_util_pct=50.0, softirq_pct=5.0, service_demand_us_per_kb=demand, service_demand_us_per_tr=None,
-                   flows=(FlowMetrics(0, rate),))
+    return Metrics(
+        elapsed_s=1.0,
+        throughput_mbps=rate,
+        transactions_per_s=None,
+        mean_latency_us=None,
+        cpu_util_pct=50.0,
+        softirq_pct=5.0,
+        service_demand_us_per_kb=demand,
+        service_demand_us_per_tr=None,
+        flows=(FlowMetrics(0, rate),),
+    )
 
 
-_SAMPLE = {"t_s": 0.0, "cpu": [[0.0] * len(cpu.FIELDS)], "counters": [], "proc_cpu_s": None, "remote_cpu": None,
-           "remote_t_s": None}
+_SAMPLE = {
+    "t_s": 0.0,
+    "cpu": [[0.0] * len(cpu.FIELDS)],
+    "counters": [],
+    "proc_cpu_s": None,
+    "remote_cpu": None,
+    "remote_t_s": None,
+}
 
 
 def _run(rates: list[float], demand: float) -> RunResult:
-    iterations = tuple(Iteration(metrics=_metrics(r, demand * (1 + i / 1000)), endpoints=[],
-                                 raw={"cpu_fields": list(cpu.FIELDS), "counter_names": [], "samples": [_SAMPLE] * 2,
-                                      "histogram_sub_bits": 8, "latency_histograms": [], "sampler_cpu_s": None},
-                                 cpu_breakdown={"machine": {}, "per_cpu": []}, series=[])
-                       for i, r in enumerate(rates))
+    iterations = tuple(
+        Iteration(
+            metrics=_metrics(r, demand * (1 + i / 1000)),
+            endpoints=[],
+            raw={
+                "cpu_fields": list(cpu.FIELDS),
+                "counter_names": [],
+                "samples": [_SAMPLE] * 2,
+                "histogram_sub_bits": 8,
+                "latency_histograms": [],
+                "sampler_cpu_s": None,
+            },
+            cpu_breakdown={"machine": {}, "per_cpu": []},
+            series=[],
+        )
+        for i, r in enumerate(rates)
+    )
     cfg = TestConfig(test=TestName.TCP_STREAM, iterations_max=len(rates), iterations_min=len(rates))
-    return RunResult(topology="veth", topology_source="topologies/veth.toml", config=cfg, status=RunStatus.OK,
-                     metrics=_metrics(sum(rates) / len(rates), demand), iterations=iterations)
+    return RunResult(
+        topology="veth",
+        topology_source="topologies/veth.toml",
+        config=cfg,
+        status=RunStatus.OK,
+        metrics=_metrics(sum(rates) / len(rates), demand),
+        iterations=iterations,
+    )
 
 
 def _write(path: Path, run: RunResult) -> Path:
@@ -112,8 +144,7 @@ def test_diff_of_a_result_with_itself_is_not_significant_anywhere():
     runs = load_runs([CURRENT])
     rows = diff.diff(runs, runs)
     measured = [r for r in rows if r.changes]
-    assert measured and all(c.verdict in (NO_DIFFERENCE, diff.UNTESTED_DIFF, "")
-                            for r in measured for c in r.changes)
+    assert measured and all(c.verdict in (NO_DIFFERENCE, diff.UNTESTED_DIFF, "") for r in measured for c in r.changes)
     proc = vdevperf("diff", str(CURRENT), str(CURRENT), "--fail-on-regression", "1")
     assert proc.returncode == 0, proc.stderr
 
@@ -138,9 +169,10 @@ def test_a_single_iteration_cannot_be_tested():
     assert rows[0].changes[0].verdict == diff.UNTESTED_DIFF and not diff.regressions(rows, 10)
 
 
-@pytest.mark.parametrize("kind, suffix, magic", [("bars", ".png", b"\x89PNG\r\n\x1a\n"),
-                                                 ("timeseries", ".svg", b"<?xml"),
-                                                 ("bars", ".svg", b"<?xml")])
+@pytest.mark.parametrize(
+    "kind, suffix, magic",
+    [("bars", ".png", b"\x89PNG\r\n\x1a\n"), ("timeseries", ".svg", b"<?xml"), ("bars", ".svg", b"<?xml")],
+)
 def test_plots_are_valid_files_of_real_size(tmp_path, kind, suffix, magic):
     out = tmp_path / f"plot{suffix}"
     proc = vdevperf("plot", str(CURRENT), "--kind", kind, "-o", str(out))

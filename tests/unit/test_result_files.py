@@ -31,9 +31,11 @@ BAD = DATA / "bad_results"
 GOLDEN = sorted(DATA.glob("result-v*.json"))
 SEEDS = [json.loads(p.read_text()) for p in GOLDEN]
 SCHEMA_DOC = json.loads((Path(__file__).parents[2] / "vdevperf" / "schema" / "result.schema.json").read_text())
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                          HealthCheck.too_slow,
-                                                                          HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _vdevperf(capsys, *args: str) -> tuple[int, str]:
@@ -56,13 +58,21 @@ def _both(path: Path, fmt: str = "plain") -> list[tuple[str, ...]]:
 
 
 # Values a mutation puts in place of a node: JSON of every type, edges of numbers, and the document's own keys.
-_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 8), st.integers(-(2 ** 70), 2 ** 70),
-                     st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([1e308, -1e308, 5e-324]),
-                     st.text(max_size=8), st.sampled_from(["ok", "unsupported", "TCP_RR", "TCP_STREAM", "veth",
-                                                           "run", "scale", "client", "server", "steal"]))
-_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                         st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-                       max_leaves=6)
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 8),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([1e308, -1e308, 5e-324]),
+    st.text(max_size=8),
+    st.sampled_from(["ok", "unsupported", "TCP_RR", "TCP_STREAM", "veth", "run", "scale", "client", "server", "steal"]),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=6,
+)
 
 
 @st.composite
@@ -107,8 +117,10 @@ def test_any_bytes_are_refused_or_read_in_one_line(tmp_path, capsys, data):
 
 
 @FUZZ
-@given(seed=st.sampled_from(GOLDEN), edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1,
-                                                     max_size=4))
+@given(
+    seed=st.sampled_from(GOLDEN),
+    edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=4),
+)
 def test_corrupted_bytes_of_real_files_are_refused_or_read(tmp_path, capsys, seed, edits):
     data = bytearray(seed.read_bytes())
     for where, byte in edits:
@@ -151,8 +163,11 @@ def test_the_schema_closes_what_the_reader_turns_into_dataclasses():
     """A key the model lacks is refused by the schema, not by a TypeError in run_from_json."""
     run = SCHEMA_DOC["$defs"]["run"]["properties"]
     intervals = run["confidence"]["properties"]["intervals"]["items"]
-    for node, model in ((run["config"], TestConfig), (SCHEMA_DOC["$defs"]["metrics"], Metrics),
-                        (intervals, MetricInterval)):
+    for node, model in (
+        (run["config"], TestConfig),
+        (SCHEMA_DOC["$defs"]["metrics"], Metrics),
+        (intervals, MetricInterval),
+    ):
         assert node["additionalProperties"] is False
         assert set(node["properties"]) == set(node["required"]) == {f.name for f in dataclasses.fields(model)}
 
@@ -228,6 +243,5 @@ def test_random_bytes_through_the_real_command(tmp_path):
     path = tmp_path / "random.json"
     path.write_bytes(bytes(range(256)) * 4)
     for command in (["report", str(path)], ["diff", str(path), str(path)]):
-        proc = subprocess.run([sys.executable, "-m", "vdevperf", *command], capture_output=True, text=True,
-                              timeout=60)
+        proc = subprocess.run([sys.executable, "-m", "vdevperf", *command], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and proc.stderr == f"vdevperf: {path}: not JSON: not UTF-8 text (byte 128)\n"

@@ -78,14 +78,23 @@ def _forbid_measuring(monkeypatch) -> None:
 
 def _unwritable(tmp_path: Path) -> list[tuple[Path, str]]:
     (tmp_path / "file").write_text("")
-    return [(tmp_path, "is a directory; name a file to write the results to"),
-            (tmp_path / "file" / "r.json", f"cannot write results there: {tmp_path / 'file'} is not a directory"),
-            (Path("/dev/null"), "is not a regular file; results replace the file they are written to"),
-            (Path("/proc/vdevperf-test.json"), "cannot write results there: No such file or directory")]
+    return [
+        (tmp_path, "is a directory; name a file to write the results to"),
+        (tmp_path / "file" / "r.json", f"cannot write results there: {tmp_path / 'file'} is not a directory"),
+        (Path("/dev/null"), "is not a regular file; results replace the file they are written to"),
+        (Path("/proc/vdevperf-test.json"), "cannot write results there: No such file or directory"),
+    ]
 
 
-@pytest.mark.parametrize("command", [["run", "loopback", "-t", "TCP_RR"], ["compare", "loopback", "veth"],
-                                     ["run", "loopback", "--offload-matrix", "tso"], ["scale", "--count", "10"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "loopback", "-t", "TCP_RR"],
+        ["compare", "loopback", "veth"],
+        ["run", "loopback", "--offload-matrix", "tso"],
+        ["scale", "--count", "10"],
+    ],
+)
 def test_an_unwritable_output_is_refused_before_anything_is_built(tmp_path, capsys, monkeypatch, command):
     _forbid_measuring(monkeypatch)
     for path, why in _unwritable(tmp_path):
@@ -102,15 +111,17 @@ def test_monitor_refuses_an_unwritable_output_before_watching(tmp_path, capsys, 
     assert capsys.readouterr().err == f"vdevperf: {path}: {why}\n"
 
 
-def test_a_default_result_file_that_cannot_be_created_is_refused_before_anything_is_built(tmp_path, capsys,
-                                                                                         monkeypatch):
+def test_a_default_result_file_that_cannot_be_created_is_refused_before_anything_is_built(
+    tmp_path, capsys, monkeypatch
+):
     _forbid_measuring(monkeypatch)
     monkeypatch.chdir(tmp_path)
     Path("results").write_text("")  # where results/ would go
     assert cli.main(["run", "loopback"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vdevperf: results/vdevperf-") and err.endswith(
-        ": cannot create the result file: results is not a directory; name one with -o FILE\n")
+        ": cannot create the result file: results is not a directory; name one with -o FILE\n"
+    )
 
 
 def test_a_command_that_fails_before_storing_a_run_leaves_no_file(tmp_path, capsys, monkeypatch):
@@ -148,8 +159,9 @@ def test_a_failing_write_moves_the_results_to_the_temporary_directory(tmp_path, 
     notes: list[str] = []
     file = ResultFile(path=full / "r.json", command=["vdevperf"], notice=notes.append)
     file.add(_measured_run())
-    assert notes == [f"{full / 'r.json'}: cannot write the results (No space left on device); "
-                     f"they are in {spare / 'r.json'} instead"]
+    assert notes == [
+        f"{full / 'r.json'}: cannot write the results (No space left on device); they are in {spare / 'r.json'} instead"
+    ]
     file.add(_measured_run())  # later writes go where the first one went, without another note
     assert file.path == spare / "r.json" and len(notes) == 1
     assert len(load(spare / "r.json")["runs"]) == 2 and not file.unwritten
@@ -170,9 +182,11 @@ def test_when_no_file_can_be_written_the_run_prints_its_document(tmp_path, capsy
     monkeypatch.setattr(bench, "run", measured)
     assert cli.main(["run", "loopback", "-o", str(full / "r.json")]) == 0
     out, err = capsys.readouterr()
-    assert err == (f"vdevperf: {full / 'r.json'}: cannot write the results (No space left on device), nor in "
-                   f"{tmp_path / 'file' / 'tmp'} (Not a directory); they will be printed "
-                   "on stdout\n")
+    assert err == (
+        f"vdevperf: {full / 'r.json'}: cannot write the results (No space left on device), nor in "
+        f"{tmp_path / 'file' / 'tmp'} (Not a directory); they will be printed "
+        "on stdout\n"
+    )
     document = json.loads(out.split("results (no file could be written):\n", 1)[1])
     assert len(document["runs"]) == 1 and document["runs"][0]["test"] == "TCP_STREAM"
 
@@ -223,6 +237,7 @@ def test_monitor_moves_what_it_cannot_write_keeping_its_format(tmp_path, capsys,
     _failing_in(monkeypatch, full)
     path = full / "m.csv"
     assert cli.main(["monitor", "--pid", str(os.getpid()), "-l", "0.2", "--interval", "0.1", "-o", str(path)]) == 0
-    assert capsys.readouterr().err == (f"vdevperf: {path}: cannot write the results (No space left on device); "
-                                       f"they are in {spare / 'm.csv'} instead\n")
+    assert capsys.readouterr().err == (
+        f"vdevperf: {path}: cannot write the results (No space left on device); they are in {spare / 'm.csv'} instead\n"
+    )
     assert (spare / "m.csv").read_text().startswith("date,time,dt_s,")

@@ -25,18 +25,36 @@ def _measured_run() -> RunResult:
     busy = [1.0, 0.0, 0.5, 2.5, 0.0, 0.0, 0.2, 0.0]
     last = Sample(4.0, [busy], last_counters)
     cfg = TestConfig(test=TestName.TCP_STREAM, duration_s=4.0)
-    endpoints = [{"flow": 0, "role": role, "pid": 1, "socket": {}, "final_counters": {},
-                  "placement": {"requested_cpu": None, "affinity": [0], "observed_cpus": {"0": 2}}}
-                 for role in ("client", "server")]
+    endpoints = [
+        {
+            "flow": 0,
+            "role": role,
+            "pid": 1,
+            "socket": {},
+            "final_counters": {},
+            "placement": {"requested_cpu": None, "affinity": [0], "observed_cpus": {"0": 2}},
+        }
+        for role in ("client", "server")
+    ]
     raw = RawRun(samples=[first, last], endpoints=endpoints, histograms=[], sampler_cpu_s=0.001)
-    return RunResult(topology="veth", topology_source="topologies/veth.toml", config=cfg, status=RunStatus.OK,
-                     metrics=derive(cfg.test, 1, raw), iterations=(bench.iteration(cfg, raw),))
+    return RunResult(
+        topology="veth",
+        topology_source="topologies/veth.toml",
+        config=cfg,
+        status=RunStatus.OK,
+        metrics=derive(cfg.test, 1, raw),
+        iterations=(bench.iteration(cfg, raw),),
+    )
 
 
 def _unsupported_run() -> RunResult:
-    return RunResult(topology="ipvlan", topology_source="topologies/ipvlan.toml",
-                     config=TestConfig(test=TestName.TCP_RR), status=RunStatus.UNSUPPORTED,
-                     reason="device kind 'ipvlan' is not supported by this kernel (CONFIG_IPVLAN)")
+    return RunResult(
+        topology="ipvlan",
+        topology_source="topologies/ipvlan.toml",
+        config=TestConfig(test=TestName.TCP_RR),
+        status=RunStatus.UNSUPPORTED,
+        reason="device kind 'ipvlan' is not supported by this kernel (CONFIG_IPVLAN)",
+    )
 
 
 def test_document_validates_and_round_trips(tmp_path):
@@ -54,8 +72,14 @@ def test_document_validates_and_round_trips(tmp_path):
 
 def test_every_metric_key_is_present_even_when_null():
     doc = run_to_json(_unsupported_run())
-    for key in ("throughput_mbps", "transactions_per_s", "cpu_util_pct", "softirq_pct",
-                "service_demand_us_per_kb", "service_demand_us_per_tr"):
+    for key in (
+        "throughput_mbps",
+        "transactions_per_s",
+        "cpu_util_pct",
+        "softirq_pct",
+        "service_demand_us_per_kb",
+        "service_demand_us_per_tr",
+    ):
         assert key in doc["metrics"]
 
 
@@ -76,8 +100,9 @@ def test_newer_schema_is_refused(tmp_path):
         load(path)
 
 
-@pytest.mark.parametrize("text, why", [("{", "not JSON"), ("[]", "not a vdevperf result file"),
-                                       ('{"runs": []}', "no schema_version")])
+@pytest.mark.parametrize(
+    "text, why", [("{", "not JSON"), ("[]", "not a vdevperf result file"), ('{"runs": []}', "no schema_version")]
+)
 def test_not_a_result_file(tmp_path, text, why):
     path = tmp_path / "bad.json"
     path.write_text(text)

@@ -39,9 +39,17 @@ class FakeCpu:
         counters = [0] * len(counter_names(1))
         counters[slot_index(0, "server", BYTES_RECEIVED)] = 100 * 1024 * 1024
         last = Sample(2.0, [[after[f] for f in cpu.FIELDS] for _ in range(2)], counters)
-        endpoints = [{"flow": 0, "role": role, "pid": 1, "socket": {}, "final_counters": {},
-                      "placement": {"requested_cpu": None, "affinity": [0, 1], "observed_cpus": {}, "migrations": 0}}
-                     for role in ("client", "server")]
+        endpoints = [
+            {
+                "flow": 0,
+                "role": role,
+                "pid": 1,
+                "socket": {},
+                "final_counters": {},
+                "placement": {"requested_cpu": None, "affinity": [0, 1], "observed_cpus": {}, "migrations": 0},
+            }
+            for role in ("client", "server")
+        ]
         return RawRun(samples=[first, last], endpoints=endpoints, histograms=[])
 
     def measure(self) -> Iteration:
@@ -74,6 +82,7 @@ def _cells(log: list[str]) -> list[rounds.Cell]:
     def measure(label: str) -> Iteration:
         log.append(label)
         return fake.measure()
+
     return [rounds.Cell(label, lambda label=label: measure(label)) for label in LABELS[:3]]
 
 

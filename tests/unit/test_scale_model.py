@@ -32,13 +32,22 @@ from vdevperf.scale.session import Layout
 from vdevperf.scale.setns import percentile
 
 
-@pytest.mark.parametrize(("changes", "flag"), [
-    ({"count": 0}, "--count"), ({"count": MAX_COUNT + 1}, "--count"), ({"mark": 0}, "--mark"),
-    ({"methods": ()}, "--method"), ({"methods": (Method.IP, Method.IP)}, "--method"),
-    ({"bridge": True}, "--bridge"), ({"addresses": True}, "--addresses"),
-    ({"links": Links.VETH, "bridge": True, "count": 1024}, "--bridge"), ({"setns_samples": 1}, "--setns-samples"),
-    ({"settle_timeout_s": 0}, "--settle-timeout"), ({"phases": ()}, "--phases"),
-])
+@pytest.mark.parametrize(
+    ("changes", "flag"),
+    [
+        ({"count": 0}, "--count"),
+        ({"count": MAX_COUNT + 1}, "--count"),
+        ({"mark": 0}, "--mark"),
+        ({"methods": ()}, "--method"),
+        ({"methods": (Method.IP, Method.IP)}, "--method"),
+        ({"bridge": True}, "--bridge"),
+        ({"addresses": True}, "--addresses"),
+        ({"links": Links.VETH, "bridge": True, "count": 1024}, "--bridge"),
+        ({"setns_samples": 1}, "--setns-samples"),
+        ({"settle_timeout_s": 0}, "--settle-timeout"),
+        ({"phases": ()}, "--phases"),
+    ],
+)
 def test_config_names_the_flag_at_fault(changes, flag):
     with pytest.raises(ValueError, match=f"^{flag}: "):
         ScaleConfig(**changes)
@@ -106,19 +115,38 @@ def test_capacity_refuses_counts_memory_cannot_take():
 
 
 def _mem(t_s: float = 0.0, slab: int = 1000) -> MemInfo:
-    return MemInfo(t_s=t_s, mem_available_kib=10_000_000, slab_kib=slab, sunreclaim_kib=slab,
-                   percpu_kib=10, netns_objects=40)
+    return MemInfo(
+        t_s=t_s, mem_available_kib=10_000_000, slab_kib=slab, sunreclaim_kib=slab, percpu_kib=10, netns_objects=40
+    )
 
 
 def _result() -> ScaleResult:
     config = ScaleConfig(count=500, mark=250, methods=(Method.NETLINK,), phases=(Phase.CREATE, Phase.SETNS))
-    settle = Settle(timeout_s=30, unreclaimable_s=0.4, mem_available_s=None, netns_objects_s=None,
-                    series=(_mem(0.0, 9000), _mem(0.4, 1000)))
-    run = CreationRun(method=Method.NETLINK, links=Links.NONE, namespaces=500, total_s=0.5,
-                      marks=marks_from([(250, 0.2), (500, 0.5)]), before=_mem(), after=_mem(slab=101_000),
-                      teardown=Teardown(namespaces=500, total_s=0.05, settle=settle))
-    point = SetnsPoint(namespaces=500, samples=100, round_trip_median_us=2.0, round_trip_p99_us=4.0,
-                       noop_median_us=1.0, noop_p99_us=2.0)
+    settle = Settle(
+        timeout_s=30,
+        unreclaimable_s=0.4,
+        mem_available_s=None,
+        netns_objects_s=None,
+        series=(_mem(0.0, 9000), _mem(0.4, 1000)),
+    )
+    run = CreationRun(
+        method=Method.NETLINK,
+        links=Links.NONE,
+        namespaces=500,
+        total_s=0.5,
+        marks=marks_from([(250, 0.2), (500, 0.5)]),
+        before=_mem(),
+        after=_mem(slab=101_000),
+        teardown=Teardown(namespaces=500, total_s=0.05, settle=settle),
+    )
+    point = SetnsPoint(
+        namespaces=500,
+        samples=100,
+        round_trip_median_us=2.0,
+        round_trip_p99_us=4.0,
+        noop_median_us=1.0,
+        noop_p99_us=2.0,
+    )
     return ScaleResult(config=config, run_id="3f0a", creation=(run,), setns=(point,), phases_done=("create",))
 
 
@@ -153,8 +181,24 @@ def test_tables_have_a_row_per_mark_and_per_method():
 def test_command_flags_become_a_config_or_a_one_line_error():
     top = argparse.ArgumentParser()
     add_parser(top.add_subparsers(dest="command"))
-    args = top.parse_args(["scale", "--count", "64", "--mark", "16", "--method", "netlink,ip-batch",
-                           "--links", "veth", "--up", "--phases", "create,setns", "--setns-counts", "1,8"])
+    args = top.parse_args(
+        [
+            "scale",
+            "--count",
+            "64",
+            "--mark",
+            "16",
+            "--method",
+            "netlink,ip-batch",
+            "--links",
+            "veth",
+            "--up",
+            "--phases",
+            "create,setns",
+            "--setns-counts",
+            "1,8",
+        ]
+    )
     config = config_from_args(args)
     assert config.methods == (Method.NETLINK, Method.IP_BATCH) and config.links is Links.VETH and config.up
     assert config.phases == (Phase.CREATE, Phase.SETNS) and config.setns_levels == (1, 8, 64)

@@ -82,7 +82,9 @@ def test_defaults():
         b'[[device]]\nname = "p1"\nkind = "veth"\nnetns = "a"\npeer = "p0"\n'
         b'[[device]]\nname = "m0"\nkind = "macvlan"\nparent = "p0"\nnetns = "b"\naddresses = ["198.18.0.1/24"]\n'
         b'[client]\nnetns = "b"\nipv4 = "198.18.0.1"\n[server]\nnetns = "b"\nipv4 = "127.0.0.1"\n',
-        "inline.toml", default_name="inline")
+        "inline.toml",
+        default_name="inline",
+    )
     assert spec.name == "inline" and spec.source == "inline.toml"
     assert spec.device("m0").mode == "bridge"
 
@@ -169,7 +171,7 @@ def test_a_file_name_with_control_characters_cannot_become_the_name(tmp_path):
 def test_names_and_descriptions_at_their_caps_load():
     base = (BUNDLED_DIR / "veth.toml").read_text()
     text = base.replace('name = "veth"', f'name = "{"n" * MAX_NAME_CHARS}"')
-    text = text.replace('description = ', f'description = "{"d" * 200}"\n# ')
+    text = text.replace("description = ", f'description = "{"d" * 200}"\n# ')
     spec = parse_topology(text, "caps.toml")
     assert len(spec.name) == MAX_NAME_CHARS and len(spec.description) == 200
     # Printable is not ASCII: names in other scripts are welcome.
@@ -180,8 +182,10 @@ def test_the_same_prefix_on_two_namespaces_or_on_one_device_is_no_overlap():
     base = (BUNDLED_DIR / "veth.toml").read_text()
     # veth's two ends share 198.18.0.0/24, but in different namespaces: one path, as intended.
     assert load_topology("veth")
-    text = base.replace('addresses = ["198.18.0.1/24", "2001:2::1/64"]',
-                        'addresses = ["198.18.0.1/24", "198.18.0.3/24", "2001:2::1/64"]')
+    text = base.replace(
+        'addresses = ["198.18.0.1/24", "2001:2::1/64"]',
+        'addresses = ["198.18.0.1/24", "198.18.0.3/24", "2001:2::1/64"]',
+    )
     assert len(parse_topology(text, "secondary.toml").device("c0").addresses) == 3
 
 

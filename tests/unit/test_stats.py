@@ -19,7 +19,7 @@ def test_every_value_falls_inside_its_bucket_and_buckets_are_narrow():
         low, high = histogram.bounds(b)
         assert low <= v <= high
         assert b >= last and b < histogram.BUCKETS
-        assert high - low <= max(0, v / 2 ** histogram.HALF_BITS)
+        assert high - low <= max(0, v / 2**histogram.HALF_BITS)
         last = b
 
 
@@ -36,8 +36,9 @@ def test_percentiles_are_ordered_and_bounded_by_min_and_max():
 
 def test_percentiles_of_a_known_distribution():
     # 1000 transactions: 900 at 10 µs, 90 at 100 µs, 10 at 1000 µs.
-    hist = histogram.merge([{histogram.index(10_000): 900}, {histogram.index(100_000): 90},
-                            {histogram.index(1_000_000): 10}])
+    hist = histogram.merge(
+        [{histogram.index(10_000): 900}, {histogram.index(100_000): 90}, {histogram.index(1_000_000): 10}]
+    )
     s = histogram.summary_us(hist)
     assert s["p50"] == pytest.approx(10, rel=0.01)
     assert s["p90"] == pytest.approx(10, rel=0.01)
@@ -79,13 +80,22 @@ def test_jain_index():
 
 
 def _metrics(rate: float, cpu: float) -> Metrics:
-    return Metrics(elapsed_s=1.0, throughput_mbps=rate, transactions_per_s=None, mean_latency_us=None,
-                   cpu_util_pct=cpu, softirq_pct=1.0, service_demand_us_per_kb=0.5, service_demand_us_per_tr=None)
+    return Metrics(
+        elapsed_s=1.0,
+        throughput_mbps=rate,
+        transactions_per_s=None,
+        mean_latency_us=None,
+        cpu_util_pct=cpu,
+        softirq_pct=1.0,
+        service_demand_us_per_kb=0.5,
+        service_demand_us_per_tr=None,
+    )
 
 
 def test_unmet_interval_is_flagged_and_a_tight_one_is_not():
-    cfg = TestConfig(test=TestName.TCP_STREAM, iterations_max=5, iterations_min=3,
-                     confidence_level_pct=99, confidence_width_pct=5)
+    cfg = TestConfig(
+        test=TestName.TCP_STREAM, iterations_max=5, iterations_min=3, confidence_level_pct=99, confidence_width_pct=5
+    )
     tight = confidence(cfg, [_metrics(1000.0 + d, 50.0 + d / 100) for d in (-1, 0, 1)])
     assert tight.met
     loose = confidence(cfg, [_metrics(r, 50.0) for r in (800.0, 1000.0, 1200.0)])

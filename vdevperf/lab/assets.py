@@ -80,8 +80,9 @@ def resolve_debian_package(package: str = DEBIAN_METAPACKAGE) -> tuple[str, str]
         try:
             record = _run([apt_cache, "show", "--no-all-versions", name], "lab")
         except VdevperfError:
-            raise LabUnavailable("lab", f"the kernel package {name} is unknown to apt; run apt-get update "
-                                        "(or pass --kernel PATH)") from None
+            raise LabUnavailable(
+                "lab", f"the kernel package {name} is unknown to apt; run apt-get update (or pass --kernel PATH)"
+            ) from None
         version = re.search(r"^Version:\s*(\S+)", record, re.MULTILINE)
         # A metapackage depends on the real package, pinned to a version.
         depends = re.search(r"^Depends:\s*(linux-image-[^\s,|]+)\s*(?:\(=\s*([^)\s]+)\))?", record, re.MULTILINE)
@@ -117,7 +118,7 @@ def _payload(bzimage: bytes) -> bytes | None:
     offset = int.from_bytes(bzimage[0x248:0x24C], "little")
     length = int.from_bytes(bzimage[0x24C:0x250], "little")
     start = (setup_sects + 1) * 512 + offset
-    blob = bzimage[start:start + length]
+    blob = bzimage[start : start + length]
     try:
         if blob.startswith(b"\xfd7zXZ\x00"):
             return lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(blob)
@@ -134,7 +135,7 @@ def _has_pvh_entry(elf: bytes) -> bool:
     """True if a 64-bit kernel ELF carries the Xen PVH entry note, so qemu can boot it as it is."""
     if elf[:5] != b"\x7fELF\x02" or elf[5] != 1:
         return False
-    phoff, = struct.unpack_from("<Q", elf, 0x20)
+    (phoff,) = struct.unpack_from("<Q", elf, 0x20)
     phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
     for i in range(phnum):
         p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", elf, phoff + i * phentsize)
@@ -143,7 +144,7 @@ def _has_pvh_entry(elf: bytes) -> bool:
         pos, end = p_offset, p_offset + p_filesz
         while pos + 12 <= end:
             namesz, descsz, note_type = struct.unpack_from("<III", elf, pos)
-            name = elf[pos + 12:pos + 12 + namesz].rstrip(b"\0")
+            name = elf[pos + 12 : pos + 12 + namesz].rstrip(b"\0")
             if name == b"Xen" and note_type == _XEN_ELFNOTE_PHYS32_ENTRY:
                 return True
             pos += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
@@ -217,8 +218,14 @@ def _fetch_debian(package: str, version: str, final: Path) -> None:
         deb.unlink()
         unpacked = temp / "unpacked"
         vmlinuz = unpacked / "boot" / f"vmlinuz-{release}"
-        modules = next((p for p in (unpacked / "lib" / "modules" / release, unpacked / "usr" / "lib" / "modules" /
-                                    release) if p.is_dir()), None)
+        modules = next(
+            (
+                p
+                for p in (unpacked / "lib" / "modules" / release, unpacked / "usr" / "lib" / "modules" / release)
+                if p.is_dir()
+            ),
+            None,
+        )
         if not vmlinuz.is_file() or modules is None:
             raise VdevperfError("lab", f"{package} holds no boot/vmlinuz-{release} or lib/modules/{release}")
         _boot_image(vmlinuz, temp)
@@ -232,8 +239,9 @@ def _fetch_debian(package: str, version: str, final: Path) -> None:
         (temp / "root" / "lib").mkdir(parents=True)
         os.symlink("../../modules", temp / "root" / "lib" / "modules")
         _run([depmod, "-b", str(temp / "root"), release], "lab")
-        (temp / "kernel.json").write_text(json.dumps({"release": release, "package": package, "version": version},
-                                                     indent=1) + "\n")
+        (temp / "kernel.json").write_text(
+            json.dumps({"release": release, "package": package, "version": version}, indent=1) + "\n"
+        )
         _publish(temp, final)
     finally:
         if temp.exists():
@@ -278,9 +286,12 @@ def _initramfs(kernel_dir: Path, release: str, modules_root: Path | None) -> Pat
     if path.is_file():
         return path
     entries = [cpio.directory(d) for d in ("bin", "dev", "proc", "sys", "lib", guest.MODULE_DIR)]
-    entries += [cpio.char_device("dev/console", 5, 1), cpio.file("bin/busybox", busybox, executable=True),
-                cpio.file("init", guest.INIT.encode(), executable=True),
-                cpio.file(guest.MODULE_LIST, "".join(f"{name}\n" for name, _ in blobs).encode())]
+    entries += [
+        cpio.char_device("dev/console", 5, 1),
+        cpio.file("bin/busybox", busybox, executable=True),
+        cpio.file("init", guest.INIT.encode(), executable=True),
+        cpio.file(guest.MODULE_LIST, "".join(f"{name}\n" for name, _ in blobs).encode()),
+    ]
     entries += [cpio.file(f"{guest.MODULE_DIR}/{name}", data) for name, data in blobs]
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=kernel_dir)
     try:
@@ -314,9 +325,15 @@ def debian_kernel(package: str = DEBIAN_METAPACKAGE, cache: Path | None = None) 
     if not cached:
         _fetch_debian(name, version, kernel_dir)
     initramfs = _initramfs(kernel_dir, release, kernel_dir / "root")
-    return KernelAssets(release=release, kernel=_kernel_file(kernel_dir), initramfs=initramfs,
-                        modules_dir=kernel_dir / "modules" / release, source=f"debian:{name}={version}",
-                        build_s=time.monotonic() - started, cached=cached)
+    return KernelAssets(
+        release=release,
+        kernel=_kernel_file(kernel_dir),
+        initramfs=initramfs,
+        modules_dir=kernel_dir / "modules" / release,
+        source=f"debian:{name}={version}",
+        build_s=time.monotonic() - started,
+        cached=cached,
+    )
 
 
 def _modules_root(release: str, modules: Path | None) -> Path | None:
@@ -326,8 +343,10 @@ def _modules_root(release: str, modules: Path | None) -> Path | None:
         if directory is not None and (directory / "modules.dep").is_file():
             return directory
     if modules is not None:
-        raise VdevperfError(f"--modules {modules}", "holds no modules.dep (run depmod, or give the "
-                                                    "lib/modules/<release> directory of this kernel)")
+        raise VdevperfError(
+            f"--modules {modules}",
+            "holds no modules.dep (run depmod, or give the lib/modules/<release> directory of this kernel)",
+        )
     return None
 
 
@@ -362,10 +381,23 @@ def custom_kernel(path: Path, modules: Path | None = None, cache: Path | None = 
             os.symlink(modules_dir.resolve(), link)
         host.tool("modprobe")
     initramfs = _initramfs(kernel_dir, release, root)
-    return KernelAssets(release=release, kernel=_kernel_file(kernel_dir), initramfs=initramfs,
-                        modules_dir=modules_dir.resolve() if modules_dir else None, source=f"file:{path.resolve()}",
-                        build_s=time.monotonic() - started, cached=cached)
+    return KernelAssets(
+        release=release,
+        kernel=_kernel_file(kernel_dir),
+        initramfs=initramfs,
+        modules_dir=modules_dir.resolve() if modules_dir else None,
+        source=f"file:{path.resolve()}",
+        build_s=time.monotonic() - started,
+        cached=cached,
+    )
 
 
-__all__ = ["KernelAssets", "LabUnavailable", "custom_kernel", "debian_kernel", "install_hint", "kernel_release",
-           "resolve_debian_package"]
+__all__ = [
+    "KernelAssets",
+    "LabUnavailable",
+    "custom_kernel",
+    "debian_kernel",
+    "install_hint",
+    "kernel_release",
+    "resolve_debian_package",
+]

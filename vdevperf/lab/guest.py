@@ -112,11 +112,15 @@ def job_script(job: Job) -> str:
     ]
     if job.modules_dir is not None:
         target = q(f"/lib/modules/{job.release}")
-        lines += [f"$bb mkdir -p {target} && $bb mount --bind {q(str(job.modules_dir))} {target} "
-                  f"|| fail 'cannot bind the guest kernel modules on /lib/modules/{job.release}'"]
+        lines += [
+            f"$bb mkdir -p {target} && $bb mount --bind {q(str(job.modules_dir))} {target} "
+            f"|| fail 'cannot bind the guest kernel modules on /lib/modules/{job.release}'"
+        ]
     for index, share in enumerate(job.shares):
-        lines += [f"$bb mount -t 9p -o {_P9} {share_tag(index)} {q(str(share))} "
-                  f"|| fail {q(f'cannot mount the writable share {share}')}"]
+        lines += [
+            f"$bb mount -t 9p -o {_P9} {share_tag(index)} {q(str(share))} "
+            f"|| fail {q(f'cannot mount the writable share {share}')}"
+        ]
     for module in job.preload:
         lines += [f"modprobe {q(module)} || fail {q(f'modprobe {module} failed')}"]
     env = {"PATH": GUEST_PATH, "HOME": "/root", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"} | job.env
@@ -124,8 +128,7 @@ def job_script(job: Job) -> str:
     lines += [
         "$bb cut -d ' ' -f 1 /proc/uptime > \"$ctl/booted\"",
         f"cd {q(str(job.cwd))} || fail {q(f'no directory {job.cwd} in the guest')}",
-        f"$bb env -i {assignments} {' '.join(map(q, job.argv))} "
-        '< /dev/null > "$ctl/stdout" 2> "$ctl/stderr"',
+        f'$bb env -i {assignments} {" ".join(map(q, job.argv))} < /dev/null > "$ctl/stdout" 2> "$ctl/stderr"',
         'echo $? > "$ctl/status.new" && $bb mv "$ctl/status.new" "$ctl/status"',
         "$bb sync",
         "$bb poweroff -f",

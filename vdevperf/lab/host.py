@@ -52,8 +52,11 @@ def static_busybox() -> Path:
     for candidate in (shutil.which("busybox"), "/bin/busybox", "/usr/bin/busybox"):
         if candidate and os.path.isfile(candidate) and not has_interpreter(Path(candidate)):
             return Path(candidate)
-    raise LabUnavailable("lab", "no statically linked busybox found (the initramfs needs one); install it with: "
-                                f"{install_hint('busybox-static')}")
+    raise LabUnavailable(
+        "lab",
+        "no statically linked busybox found (the initramfs needs one); install it with: "
+        f"{install_hint('busybox-static')}",
+    )
 
 
 def has_interpreter(path: Path) -> bool:
@@ -63,12 +66,14 @@ def has_interpreter(path: Path) -> bool:
         if head[:4] != b"\x7fELF" or head[4] != 2:  # not a 64-bit ELF: treat as unusable
             return True
         endian = "<" if head[5] == 1 else ">"
-        phoff, = struct.unpack_from(endian + "Q", head, 0x20)
+        (phoff,) = struct.unpack_from(endian + "Q", head, 0x20)
         phentsize, phnum = struct.unpack_from(endian + "HH", head, 0x36)
         f.seek(phoff)
         table = f.read(phentsize * phnum)
-    return any(struct.unpack_from(endian + "I", table, i * phentsize)[0] == 3  # PT_INTERP
-               for i in range(phnum))
+    return any(
+        struct.unpack_from(endian + "I", table, i * phentsize)[0] == 3  # PT_INTERP
+        for i in range(phnum)
+    )
 
 
 def cache_root() -> Path:

@@ -90,8 +90,14 @@ class _Guest:
         self.ctl = ctl
         self.started = time.monotonic()
         with open(ctl / "qemu.log", "wb") as log:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         process_group=0, preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+                preexec_fn=_die_with_parent,
+            )
 
     def stop(self) -> None:
         """Kill qemu (our child, by its pid) and reap it; the guest keeps nothing worth a clean shutdown."""
@@ -115,20 +121,43 @@ def qemu_version(qemu: str) -> str:
 def _virtfs(path: Path, tag: str, readonly: bool = False) -> str:
     # security_model=none: files are created as qemu's user, and chown/chmod failures are ignored.
     escaped = str(path).replace(",", ",,")
-    return (f"local,path={escaped},mount_tag={tag},security_model=none,multidevs=remap"
-            + (",readonly=on" if readonly else ""))
+    return f"local,path={escaped},mount_tag={tag},security_model=none,multidevs=remap" + (
+        ",readonly=on" if readonly else ""
+    )
 
 
 def qemu_argv(qemu: str, assets: KernelAssets, job: guest.Job, ctl: Path, config: VmConfig, accel: str) -> list[str]:
     """The qemu command line: no network, no display, console to a file, host root read-only."""
-    argv = [qemu, "-accel", accel, "-cpu", "host" if accel == "kvm" else "max",
-            "-m", str(config.mem_mib), "-smp", str(config.cpus),
-            "-nodefaults", "-no-user-config", "-display", "none", "-nic", "none", "-no-reboot",
-            "-serial", f"file:{ctl / 'console.log'}",
-            "-kernel", str(assets.kernel), "-initrd", str(assets.initramfs),
-            "-append", "console=ttyS0 panic=-1" + ("" if config.console else " quiet"),
-            "-virtfs", _virtfs(Path("/"), guest.ROOT_TAG, readonly=True),
-            "-virtfs", _virtfs(ctl, guest.CTL_TAG)]
+    argv = [
+        qemu,
+        "-accel",
+        accel,
+        "-cpu",
+        "host" if accel == "kvm" else "max",
+        "-m",
+        str(config.mem_mib),
+        "-smp",
+        str(config.cpus),
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-nic",
+        "none",
+        "-no-reboot",
+        "-serial",
+        f"file:{ctl / 'console.log'}",
+        "-kernel",
+        str(assets.kernel),
+        "-initrd",
+        str(assets.initramfs),
+        "-append",
+        "console=ttyS0 panic=-1" + ("" if config.console else " quiet"),
+        "-virtfs",
+        _virtfs(Path("/"), guest.ROOT_TAG, readonly=True),
+        "-virtfs",
+        _virtfs(ctl, guest.CTL_TAG),
+    ]
     for index, share in enumerate(job.shares):
         argv += ["-virtfs", _virtfs(share, guest.share_tag(index))]
     return argv
@@ -213,8 +242,10 @@ def _accels(config: VmConfig, cache: Path, key: str) -> tuple[list[str], str | N
         return ["tcg"], f"KVM unavailable ({why}); using TCG"
     verdict = _kvm_verdicts(cache).get(key)
     if verdict is not None and not verdict["works"]:
-        return ["tcg"], (f"KVM hung at boot on this host before ({verdict['why']}, remembered in "
-                         f"{cache / _KVM_VERDICTS}); using TCG; --accel kvm tries it again")
+        return ["tcg"], (
+            f"KVM hung at boot on this host before ({verdict['why']}, remembered in "
+            f"{cache / _KVM_VERDICTS}); using TCG; --accel kvm tries it again"
+        )
     return ["kvm", "tcg"], None
 
 
@@ -229,8 +260,9 @@ def _reset(ctl: Path) -> None:
     (ctl / "stderr").touch()
 
 
-def _watch(g: _Guest, config: VmConfig, accel: str, probing_kvm: bool,
-           out: BinaryIO, err: BinaryIO) -> tuple[float | None, float | None]:
+def _watch(
+    g: _Guest, config: VmConfig, accel: str, probing_kvm: bool, out: BinaryIO, err: BinaryIO
+) -> tuple[float | None, float | None]:
     """Stream output until qemu exits; the host time and guest uptime at which the root was ready."""
     tails = [_Tail(g.ctl / "stdout", out), _Tail(g.ctl / "stderr", err)]
     console = _Tail(g.ctl / "console.log", None)
@@ -260,13 +292,21 @@ def _watch(g: _Guest, config: VmConfig, accel: str, probing_kvm: bool,
         if boot_s is None and elapsed > config.boot_timeout_s:
             raise VdevperfError("lab", f"the guest ({accel}) did not boot within {config.boot_timeout_s:g} s")
         if config.timeout_s is not None and elapsed > config.timeout_s:
-            raise VdevperfError("lab", f"the guest command did not finish within {config.timeout_s:g} s "
-                                       "(--timeout); qemu was stopped")
+            raise VdevperfError(
+                "lab", f"the guest command did not finish within {config.timeout_s:g} s (--timeout); qemu was stopped"
+            )
         time.sleep(_POLL_S)
 
 
-def run(assets: KernelAssets, job: guest.Job, config: VmConfig, out: BinaryIO, err: BinaryIO,
-        notify: Callable[[str], None] = lambda message: None, cache: Path | None = None) -> Outcome:
+def run(
+    assets: KernelAssets,
+    job: guest.Job,
+    config: VmConfig,
+    out: BinaryIO,
+    err: BinaryIO,
+    notify: Callable[[str], None] = lambda message: None,
+    cache: Path | None = None,
+) -> Outcome:
     """Boot ``assets``, run ``job`` in the guest, stream its output to ``out``/``err``; its exit status."""
     qemu = host.tool("qemu-system-x86_64")
     cache = cache or host.cache_root()
@@ -289,8 +329,9 @@ def run(assets: KernelAssets, job: guest.Job, config: VmConfig, out: BinaryIO, e
             (ctl / "job.sh").write_text(guest.job_script(dataclasses.replace(job, env=env)))
             g = _Guest(qemu_argv(qemu, assets, job, ctl, config, accel), ctl)
             try:
-                boot_s, uptime = _watch(g, config, accel, probing_kvm=len(accels) > 1 and accel == "kvm",
-                                        out=out, err=err)
+                boot_s, uptime = _watch(
+                    g, config, accel, probing_kvm=len(accels) > 1 and accel == "kvm", out=out, err=err
+                )
             except _KvmHung as exc:
                 g.stop()
                 _remember_kvm(cache, key, False, str(exc))
@@ -304,9 +345,16 @@ def run(assets: KernelAssets, job: guest.Job, config: VmConfig, out: BinaryIO, e
             if not status_file.exists():
                 raise VdevperfError("lab", _why_stopped(ctl, g.proc.returncode))
             ok = True
-            return Outcome(status=int(status_file.read_text().strip()), accel=accel, qemu_version=version,
-                           boot_s=boot_s, guest_uptime_at_boot_s=uptime, total_s=time.monotonic() - started,
-                           lab=lab, kvm_note=note)
+            return Outcome(
+                status=int(status_file.read_text().strip()),
+                accel=accel,
+                qemu_version=version,
+                boot_s=boot_s,
+                guest_uptime_at_boot_s=uptime,
+                total_s=time.monotonic() - started,
+                lab=lab,
+                kvm_note=note,
+            )
         raise VdevperfError("lab", "no accelerator could boot the guest")
     except VdevperfError as exc:
         raise VdevperfError(exc.what, f"{exc.why} (guest console: {cache / LAST_CONSOLE})") from None

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from vdevperf.model import TestConfig
 
-SLOTS = ("bytes_sent", "bytes_received", "messages_sent", "messages_received", "transactions",
-         "connections", "errors")
+SLOTS = ("bytes_sent", "bytes_received", "messages_sent", "messages_received", "transactions", "connections", "errors")
 BYTES_SENT, BYTES_RECEIVED, MESSAGES_SENT, MESSAGES_RECEIVED, TRANSACTIONS, CONNECTIONS, ERRORS = range(len(SLOTS))
 
 

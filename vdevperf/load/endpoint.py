@@ -67,17 +67,17 @@ class Counters:
 
     def slots(self, index: int) -> memoryview:
         """The writable slots of endpoint ``index``."""
-        return self._view[index * self._stride:index * self._stride + len(SLOTS)]
+        return self._view[index * self._stride : index * self._stride + len(SLOTS)]
 
     def hist(self, index: int) -> memoryview:
         """The writable latency histogram of endpoint ``index`` (empty if none was allocated)."""
         start = self._slots_words + index * self.hist_buckets
-        return self._view[start:start + self.hist_buckets]
+        return self._view[start : start + self.hist_buckets]
 
     def read(self) -> list[int]:
         """A copy of every slot of every endpoint (not the histograms), endpoint after endpoint."""
-        words = self._view[:self._slots_words].tolist()
-        return [w for i in range(self.endpoints) for w in words[i * self._stride:i * self._stride + len(SLOTS)]]
+        words = self._view[: self._slots_words].tolist()
+        return [w for i in range(self.endpoints) for w in words[i * self._stride : i * self._stride + len(SLOTS)]]
 
     def read_hist(self, index: int) -> list[int]:
         """A copy of endpoint ``index``'s histogram."""
@@ -207,7 +207,7 @@ def _close_inherited(keep: set[int]) -> None:
     # Nor may a signal or a crash report write into a descriptor number reused here.
     signal.set_wakeup_fd(-1)
     faulthandler.disable()
-    top = max(min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 2 ** 31 - 1), max(keep) + 1)
+    top = max(min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 2**31 - 1), max(keep) + 1)
     low = 3
     for fd in sorted(keep):
         if fd >= low:
@@ -216,8 +216,9 @@ def _close_inherited(keep: set[int]) -> None:
     os.closerange(low, top)  # close_range(2): one system call, however high the limit
 
 
-def start(role: str, netns_path: str | None, cpu: int | None, body: RoleBody,
-          keep_fds: tuple[int, ...] = ()) -> Endpoint:
+def start(
+    role: str, netns_path: str | None, cpu: int | None, body: RoleBody, keep_fds: tuple[int, ...] = ()
+) -> Endpoint:
     """Fork an endpoint that runs ``body(channel)`` in ``netns_path`` pinned to ``cpu``; of the
     parent's descriptors it keeps only ``keep_fds`` (and stdin, stdout, stderr)."""
     pipes: list[int] = []

@@ -46,6 +46,9 @@ def reserve(flows: int, namespaces: int = 0) -> None:
         return
     if hard != resource.RLIM_INFINITY and need > hard:
         most = max((hard - (need - PER_FLOW * flows)) // PER_FLOW, 0)
-        raise VdevperfError("-P", f"{flows} flow(s) need about {need} open files, more than the hard limit of "
-                                  f"{hard} (ulimit -Hn); use at most {most} flows or raise the limit")
+        raise VdevperfError(
+            "-P",
+            f"{flows} flow(s) need about {need} open files, more than the hard limit of "
+            f"{hard} (ulimit -Hn); use at most {most} flows or raise the limit",
+        )
     resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))

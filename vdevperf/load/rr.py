@@ -192,4 +192,3 @@ def crr_response_loop(ctx: LoopContext) -> None:
     finally:
         slots[BYTES_RECEIVED] = done * want
         slots[BYTES_SENT] = done * cfg.response_size
-

@@ -143,9 +143,11 @@ def server_socket(tdef: TestDef, side: Side, family: int, cfg: TestConfig) -> so
     return sock
 
 
-def server_role(tdef: TestDef, sock: socket.socket, cfg: TestConfig, shared: Counters, index: int,
-                admit: Admit | None = None) -> endpoint.RoleBody:
+def server_role(
+    tdef: TestDef, sock: socket.socket, cfg: TestConfig, shared: Counters, index: int, admit: Admit | None = None
+) -> endpoint.RoleBody:
     """The body of a flow's server endpoint; ``admit`` (remote sessions) picks the data socket to serve."""
+
     def body(channel: Channel) -> None:
         if admit is not None:
             data = admit(sock)
@@ -157,11 +159,13 @@ def server_role(tdef: TestDef, sock: socket.socket, cfg: TestConfig, shared: Cou
             sock.close()
         ctx = LoopContext(data, cfg, shared.slots(index), shared.hist(index))
         _drive(channel, ctx, tdef.server_loop, cfg.server_cpu, _socket_facts(data))
+
     return body
 
 
-def _client(tdef: TestDef, address: tuple, family: int, cfg: TestConfig, shared: Counters,
-            index: int, greet: Greet | None) -> endpoint.RoleBody:
+def _client(
+    tdef: TestDef, address: tuple, family: int, cfg: TestConfig, shared: Counters, index: int, greet: Greet | None
+) -> endpoint.RoleBody:
     kind = socket.SOCK_DGRAM if tdef.name.is_udp else socket.SOCK_STREAM
 
     def new_socket() -> socket.socket:
@@ -193,6 +197,7 @@ def _client(tdef: TestDef, address: tuple, family: int, cfg: TestConfig, shared:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
             facts = _socket_facts(sock)
         _drive(channel, ctx, tdef.client_loop, cfg.client_cpu, facts)
+
     return body
 
 
@@ -240,8 +245,12 @@ class Watch:
         pending = self.remote.mark() if self.remote is not None else None
         counters = self.shared.read()
         if histograms:
-            self.histograms.append([self.shared.read_hist(endpoint_index(flow, "client"))
-                                    for flow in range(self.shared.endpoints // len(ROLES))])
+            self.histograms.append(
+                [
+                    self.shared.read_hist(endpoint_index(flow, "client"))
+                    for flow in range(self.shared.endpoints // len(ROLES))
+                ]
+            )
         machine = cpu.snapshot()
         local_cpu = self._proc_cpu()
         proc_cpu = [0.0] * self.shared.endpoints
@@ -254,11 +263,19 @@ class Watch:
                 self.remote_start = reading.t_s
             for flow, values in enumerate(reading.counters):
                 at = endpoint_index(flow, "server") * len(SLOTS)
-                counters[at:at + len(SLOTS)] = values
+                counters[at : at + len(SLOTS)] = values
                 proc_cpu[endpoint_index(flow, "server")] = reading.proc_cpu_s[flow]
             remote_cpu, remote_t_s = reading.cpu, reading.t_s - self.remote_start
-        self.samples.append(Sample(t_s=now - self.start, cpu=machine, counters=counters, proc_cpu_s=proc_cpu,
-                                   remote_cpu=remote_cpu, remote_t_s=remote_t_s))
+        self.samples.append(
+            Sample(
+                t_s=now - self.start,
+                cpu=machine,
+                counters=counters,
+                proc_cpu_s=proc_cpu,
+                remote_cpu=remote_cpu,
+                remote_t_s=remote_t_s,
+            )
+        )
         # This process does nothing but sample during the window: its CPU time is the cost of
         # measuring (process_time is exact; /proc's 10 ms ticks would hide it).
         self.own_cpu_s.append(time.process_time())
@@ -296,8 +313,13 @@ def finish(endpoints: list[Endpoint], tdef: TestDef, remote: RemoteServer | None
     return remote_reports or []
 
 
-def run(cfg: TestConfig, client: Side, server: Side | RemoteServer,
-        on_spawn: Callable[[int], None] = lambda pid: None, capture: CaptureSpec | None = None) -> RawRun:
+def run(
+    cfg: TestConfig,
+    client: Side,
+    server: Side | RemoteServer,
+    on_spawn: Callable[[int], None] = lambda pid: None,
+    capture: CaptureSpec | None = None,
+) -> RawRun:
     """Run ``cfg`` (all its flows) from ``client`` to ``server`` and return the raw measurements.
 
     ``server`` is a Side here or a RemoteServer elsewhere; ``on_spawn(pid)`` learns every
@@ -320,17 +342,22 @@ def run(cfg: TestConfig, client: Side, server: Side | RemoteServer,
             targets = []
             for flow, sock in enumerate(server_socks):
                 index = endpoint_index(flow, "server")
-                local[index] = ep = endpoint.start("server", server.netns_path, server.cpu,
-                                                   server_role(tdef, sock, cfg, shared, index),
-                                                   keep_fds=(sock.fileno(),))
+                local[index] = ep = endpoint.start(
+                    "server",
+                    server.netns_path,
+                    server.cpu,
+                    server_role(tdef, sock, cfg, shared, index),
+                    keep_fds=(sock.fileno(),),
+                )
                 on_spawn(ep.pid)
                 targets.append((server.address, sock.getsockname()[1]))
             for sock in server_socks:
                 sock.close()  # the server endpoints have their own copies
         for flow, address in enumerate(targets):
             index = endpoint_index(flow, "client")
-            local[index] = ep = endpoint.start("client", client.netns_path, client.cpu,
-                                               _client(tdef, address, family, cfg, shared, index, greet))
+            local[index] = ep = endpoint.start(
+                "client", client.netns_path, client.cpu, _client(tdef, address, family, cfg, shared, index, greet)
+            )
             on_spawn(ep.pid)
         deadline = time.monotonic() + SETUP_TIMEOUT_S
         ready = {index: local[index].receive(deadline) for index in sorted(local)}
@@ -374,25 +401,33 @@ def run(cfg: TestConfig, client: Side, server: Side | RemoteServer,
         flow, role = index // len(ROLES), ROLES[index % len(ROLES)]
         if index in local:
             observed = {str(cpu_num): n for cpu_num, n in watch.observed[index].items()}
-            counters = dict(zip(SLOTS, final[index * len(SLOTS):(index + 1) * len(SLOTS)], strict=True))
+            counters = dict(zip(SLOTS, final[index * len(SLOTS) : (index + 1) * len(SLOTS)], strict=True))
             pid = local[index].pid
             ready[index]["placement"]["migrations"] = moved[index]
         else:
             observed = remote_reports[flow]["observed_cpus"]
             counters = remote_reports[flow]["final_counters"]
             pid = ready[index]["pid"]
-        reports.append({
-            "flow": flow,
-            "role": role,
-            "pid": pid,
-            "placement": dict(ready[index]["placement"],
-                              observed_cpus=dict(sorted(observed.items(), key=lambda kn: int(kn[0])))),
-            "socket": ready[index]["socket"],
-            "final_counters": counters,
-        })
-    return RawRun(samples=watch.samples, endpoints=reports,
-                  histograms=_window_histograms(*watch.histograms) if tdef.latency else [],
-                  sampler_cpu_s=watch.own_cpu_s[-1] - watch.own_cpu_s[0], capture=captured, foreign=foreign)
+        reports.append(
+            {
+                "flow": flow,
+                "role": role,
+                "pid": pid,
+                "placement": dict(
+                    ready[index]["placement"], observed_cpus=dict(sorted(observed.items(), key=lambda kn: int(kn[0])))
+                ),
+                "socket": ready[index]["socket"],
+                "final_counters": counters,
+            }
+        )
+    return RawRun(
+        samples=watch.samples,
+        endpoints=reports,
+        histograms=_window_histograms(*watch.histograms) if tdef.latency else [],
+        sampler_cpu_s=watch.own_cpu_s[-1] - watch.own_cpu_s[0],
+        capture=captured,
+        foreign=foreign,
+    )
 
 
 def _grown(before: int | None, after: int | None) -> int | None:

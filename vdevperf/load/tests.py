@@ -38,15 +38,38 @@ class TestDef:
     default_send_size: int = 128 * 1024
 
 
-TESTS: dict[TestName, TestDef] = {t.name: t for t in (
-    TestDef(TestName.TCP_STREAM, stream.send_loop, stream.recv_loop, ("server", BYTES_RECEIVED), ("client",)),
-    TestDef(TestName.TCP_MAERTS, stream.recv_loop, stream.send_loop, ("client", BYTES_RECEIVED), ("server",)),
-    TestDef(TestName.UDP_STREAM, stream.send_loop, stream.recv_loop, ("server", BYTES_RECEIVED),
-            ("client", "server"), default_send_size=1472),
-    TestDef(TestName.TCP_RR, rr.request_loop, rr.response_loop, ("client", TRANSACTIONS), ("client",),
-            latency=True),
-    TestDef(TestName.TCP_CRR, rr.crr_request_loop, rr.crr_response_loop, ("client", TRANSACTIONS),
-            ("client", "server"), per_connection=True, latency=True),
-    TestDef(TestName.UDP_RR, rr.request_loop, rr.udp_response_loop, ("client", TRANSACTIONS),
-            ("client", "server"), latency=True),
-)}
+TESTS: dict[TestName, TestDef] = {
+    t.name: t
+    for t in (
+        TestDef(TestName.TCP_STREAM, stream.send_loop, stream.recv_loop, ("server", BYTES_RECEIVED), ("client",)),
+        TestDef(TestName.TCP_MAERTS, stream.recv_loop, stream.send_loop, ("client", BYTES_RECEIVED), ("server",)),
+        TestDef(
+            TestName.UDP_STREAM,
+            stream.send_loop,
+            stream.recv_loop,
+            ("server", BYTES_RECEIVED),
+            ("client", "server"),
+            default_send_size=1472,
+        ),
+        TestDef(
+            TestName.TCP_RR, rr.request_loop, rr.response_loop, ("client", TRANSACTIONS), ("client",), latency=True
+        ),
+        TestDef(
+            TestName.TCP_CRR,
+            rr.crr_request_loop,
+            rr.crr_response_loop,
+            ("client", TRANSACTIONS),
+            ("client", "server"),
+            per_connection=True,
+            latency=True,
+        ),
+        TestDef(
+            TestName.UDP_RR,
+            rr.request_loop,
+            rr.udp_response_loop,
+            ("client", TRANSACTIONS),
+            ("client", "server"),
+            latency=True,
+        ),
+    )
+}

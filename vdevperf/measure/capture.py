@@ -47,12 +47,24 @@ def _body(spec: CaptureSpec) -> endpoint.RoleBody:
         # conf.L2socket (not L2listen) drops the frames the device sends.
         sock = conf.L2socket(iface=spec.ifname, promisc=False)
         try:
-            sniff(opened_socket=sock, store=False, count=spec.max_frames, timeout=spec.max_seconds,
-                  prn=lambda pkt: sizes.append(len(pkt)))
+            sniff(
+                opened_socket=sock,
+                store=False,
+                count=spec.max_frames,
+                timeout=spec.max_seconds,
+                prn=lambda pkt: sizes.append(len(pkt)),
+            )
         finally:
             sock.close()
-        channel.send({"event": "done", "sizes": sizes, "cpu_s": time.process_time() - start_cpu,
-                      "seconds": time.monotonic() - start})
+        channel.send(
+            {
+                "event": "done",
+                "sizes": sizes,
+                "cpu_s": time.process_time() - start_cpu,
+                "seconds": time.monotonic() - start,
+            }
+        )
+
     return body
 
 

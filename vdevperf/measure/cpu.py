@@ -101,8 +101,9 @@ def delta(start: CpuSnapshot, end: CpuSnapshot, elapsed_s: float) -> CpuDelta:
         idle += diffs[_IDLE]
         softirq += diffs[_SOFTIRQ]
         steal += diffs[_STEAL]
-    return CpuDelta(total_s=elapsed_s * len(start), idle_s=idle, softirq_s=softirq, accounted_s=accounted,
-                    steal_s=steal)
+    return CpuDelta(
+        total_s=elapsed_s * len(start), idle_s=idle, softirq_s=softirq, accounted_s=accounted, steal_s=steal
+    )
 
 
 def breakdown(start: CpuSnapshot, end: CpuSnapshot, elapsed_s: float) -> dict:

@@ -41,8 +41,9 @@ def latency_fields(hist: dict[int, int]) -> dict[str, float | None]:
     return {f"{key}_latency_us": value for key, value in summary.items()}
 
 
-def _process_split(first: Sample, last: Sample, flows: int, used: cpu.CpuDelta,
-                   remote: cpu.CpuDelta | None) -> dict[str, float | None]:
+def _process_split(
+    first: Sample, last: Sample, flows: int, used: cpu.CpuDelta, remote: cpu.CpuDelta | None
+) -> dict[str, float | None]:
     """Busy CPU split into client processes, server processes and the rest, in % of the machine.
 
     With a remote server half, the server processes' share is of the server host (``remote``)
@@ -53,8 +54,7 @@ def _process_split(first: Sample, last: Sample, flows: int, used: cpu.CpuDelta,
     share = {}
     for role in ROLES:
         machine = remote if role == "server" and remote is not None else used
-        seconds = sum(last.proc_cpu_s[i] - first.proc_cpu_s[i]
-                      for i in (endpoint_index(f, role) for f in range(flows)))
+        seconds = sum(last.proc_cpu_s[i] - first.proc_cpu_s[i] for i in (endpoint_index(f, role) for f in range(flows)))
         share[f"{role}_cpu_pct"] = 100.0 * seconds / machine.total_s if machine.total_s > 0 else None
     servers_here = 0.0 if remote is not None else share["server_cpu_pct"]
     share["elsewhere_cpu_pct"] = used.util_pct - share["client_cpu_pct"] - servers_here
@@ -78,15 +78,23 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
     work = sum(per_flow)
     used = cpu.delta(first.cpu, last.cpu, elapsed)
     remote = _remote_delta(first, last)
-    common = {"elapsed_s": elapsed, "cpu_util_pct": used.util_pct, "softirq_pct": used.softirq_pct,
-              "steal_pct": used.steal_pct,
-              "sampler_cpu_pct": None if raw.sampler_cpu_s is None else 100.0 * raw.sampler_cpu_s / elapsed,
-              **_process_split(first, last, flows, used, remote)}
+    common = {
+        "elapsed_s": elapsed,
+        "cpu_util_pct": used.util_pct,
+        "softirq_pct": used.softirq_pct,
+        "steal_pct": used.steal_pct,
+        "sampler_cpu_pct": None if raw.sampler_cpu_s is None else 100.0 * raw.sampler_cpu_s / elapsed,
+        **_process_split(first, last, flows, used, remote),
+    }
     if remote is not None:
         # Remote service demand: the server host's busy time over the same work, as netperf's -C.
-        common |= {"remote_cpu_util_pct": remote.util_pct, "remote_softirq_pct": remote.softirq_pct,
-                   ("remote_service_demand_us_per_kb" if test.is_stream else "remote_service_demand_us_per_tr"):
-                   cpu.service_demand_us(remote, work / 1024 if test.is_stream else work)}
+        common |= {
+            "remote_cpu_util_pct": remote.util_pct,
+            "remote_softirq_pct": remote.softirq_pct,
+            (
+                "remote_service_demand_us_per_kb" if test.is_stream else "remote_service_demand_us_per_tr"
+            ): cpu.service_demand_us(remote, work / 1024 if test.is_stream else work),
+        }
     if test.is_stream:
         rates = [w * 8 / elapsed / 1e6 for w in per_flow]
         sender = "server" if role == "client" else "client"
@@ -101,8 +109,11 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
         if test.is_udp:
             sent = sum(_deltas(first, last, flows, sender, MESSAGES_SENT))
             received = sum(_deltas(first, last, flows, role, MESSAGES_RECEIVED))
-            extra |= {"messages_sent": sent, "messages_received": received,
-                      "loss_pct": 100.0 * max(sent - received, 0) / sent if sent else None}
+            extra |= {
+                "messages_sent": sent,
+                "messages_received": received,
+                "loss_pct": 100.0 * max(sent - received, 0) / sent if sent else None,
+            }
     else:
         rates = [w / elapsed for w in per_flow]
         extra = {
@@ -113,7 +124,8 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
             **latency_fields(histogram.merge(histograms)),
         }
     return Metrics(
-        **common, **extra,
+        **common,
+        **extra,
         flows=tuple(FlowMetrics(flow=i, rate=r) for i, r in enumerate(rates)),
         min_flow_rate=min(rates),
         max_flow_rate=max(rates),
@@ -143,8 +155,10 @@ def summarize(test: TestName, iterations: Sequence[Metrics], histograms: Sequenc
     for f in dataclasses.fields(Metrics):
         column = [getattr(m, f.name) for m in iterations]
         if f.name == "flows":
-            values["flows"] = tuple(FlowMetrics(flow=i, rate=statistics.fmean(fl.rate for fl in flows))
-                                    for i, flows in enumerate(zip(*column, strict=True)))
+            values["flows"] = tuple(
+                FlowMetrics(flow=i, rate=statistics.fmean(fl.rate for fl in flows))
+                for i, flows in enumerate(zip(*column, strict=True))
+            )
         elif all(isinstance(v, int | float) for v in column):
             values[f.name] = statistics.fmean(column)
         else:
@@ -159,10 +173,12 @@ def confidence(cfg: TestConfig, iterations: Sequence[Metrics]) -> Confidence:
     intervals = []
     for key in (rate_key(cfg.test), "cpu_util_pct"):
         ci = confidence_interval([getattr(m, key) for m in iterations], cfg.confidence_level_pct)
-        intervals.append(MetricInterval(metric=key, mean=ci.mean, half_width=ci.half_width,
-                                        met=ci.within(cfg.confidence_width_pct)))
-    return Confidence(level_pct=cfg.confidence_level_pct, width_pct=cfg.confidence_width_pct,
-                      intervals=tuple(intervals))
+        intervals.append(
+            MetricInterval(metric=key, mean=ci.mean, half_width=ci.half_width, met=ci.within(cfg.confidence_width_pct))
+        )
+    return Confidence(
+        level_pct=cfg.confidence_level_pct, width_pct=cfg.confidence_width_pct, intervals=tuple(intervals)
+    )
 
 
 def series(test: TestName, flows: int, samples: Sequence[Sample], names: Sequence[str]) -> list[dict[str, float]]:
@@ -179,6 +195,13 @@ def series(test: TestName, flows: int, samples: Sequence[Sample], names: Sequenc
         dt = b.t_s - a.t_s
         used = cpu.delta(a.cpu, b.cpu, dt)
         work = sum(b.counters[i] - a.counters[i] for i in indexes)
-        out.append({"t_s": b.t_s, "dt_s": dt, "rate": work * scale / dt if dt > 0 else 0.0,
-                    "cpu_util_pct": used.util_pct, "softirq_pct": used.softirq_pct})
+        out.append(
+            {
+                "t_s": b.t_s,
+                "dt_s": dt,
+                "rate": work * scale / dt if dt > 0 else 0.0,
+                "cpu_util_pct": used.util_pct,
+                "softirq_pct": used.softirq_pct,
+            }
+        )
     return out

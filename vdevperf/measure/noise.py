@@ -60,8 +60,8 @@ def _stat(pid: str) -> tuple[tuple[int, int], Proc] | None:
             raw = f.read().decode(errors="replace")
     except OSError:
         return None  # exited meanwhile
-    name = raw[raw.find("(") + 1:raw.rfind(")")]
-    fields = raw[raw.rfind(")") + 2:].split()
+    name = raw[raw.find("(") + 1 : raw.rfind(")")]
+    fields = raw[raw.rfind(")") + 2 :].split()
     if int(fields[6]) & _PF_KTHREAD:
         return None
     # utime + stime, and cutime + cstime: what its children used, once it reaped them.
@@ -90,8 +90,9 @@ def _tree(table: ProcessTable, root: int) -> set[int]:
     return tree
 
 
-def foreign_cpu(start: ProcessTable, end: ProcessTable, elapsed_s: float, cpus: int,
-                root: int | None = None, top: int = 3) -> dict:
+def foreign_cpu(
+    start: ProcessTable, end: ProcessTable, elapsed_s: float, cpus: int, root: int | None = None, top: int = 3
+) -> dict:
     """CPU that processes outside ``root``'s tree (default: this process) used between two tables,
     in % of the machine, with the ``top`` largest users; a process that started in between counts whole."""
     ours = _tree(end, os.getpid() if root is None else root) | _tree(start, os.getpid() if root is None else root)
@@ -106,8 +107,10 @@ def foreign_cpu(start: ProcessTable, end: ProcessTable, elapsed_s: float, cpus: 
     total = elapsed_s * cpus
     used.sort(reverse=True)
     pct = 100.0 * sum(s for s, _, _ in used) / total if total > 0 else 0.0
-    return {"cpu_pct": pct,
-            "top": [{"pid": pid, "name": name, "cpu_pct": 100.0 * s / total} for s, pid, name in used[:top]]}
+    return {
+        "cpu_pct": pct,
+        "top": [{"pid": pid, "name": name, "cpu_pct": 100.0 * s / total} for s, pid, name in used[:top]],
+    }
 
 
 def migrations(pid: int) -> int | None:

@@ -151,15 +151,27 @@ class PairedCell:
     def to_json(self) -> dict:
         """The cell as a result file stores it."""
         e = self.judged.estimate
-        return {"arm": self.arm, "test": self.test, "metric": self.metric, "rounds": list(self.rounds),
-                "values": list(self.values), "baseline_values": list(self.baseline_values),
-                "ratios": list(e.ratios), "geomean": e.geomean, "low": e.low, "high": e.high,
-                "half_width_pct": e.half_width_pct, "p_value": e.p_value, "p_adjusted": self.judged.p_adjusted,
-                "verdict": self.judged.verdict}
+        return {
+            "arm": self.arm,
+            "test": self.test,
+            "metric": self.metric,
+            "rounds": list(self.rounds),
+            "values": list(self.values),
+            "baseline_values": list(self.baseline_values),
+            "ratios": list(e.ratios),
+            "geomean": e.geomean,
+            "low": e.low,
+            "high": e.high,
+            "half_width_pct": e.half_width_pct,
+            "p_value": e.p_value,
+            "p_adjusted": self.judged.p_adjusted,
+            "verdict": self.judged.verdict,
+        }
 
 
-def analyse(runs: Sequence[RunResult], arm: Callable[[RunResult], str], baseline: str,
-            alpha: float) -> list[PairedCell]:
+def analyse(
+    runs: Sequence[RunResult], arm: Callable[[RunResult], str], baseline: str, alpha: float
+) -> list[PairedCell]:
     """Every measured run against the baseline arm's run of the same config, round by round, judged as
     one family (Holm). Rounds that either side lacks or has flagged as noisy (measure.noise), or where a
     figure is missing or zero, are left out."""
@@ -177,16 +189,27 @@ def analyse(runs: Sequence[RunResult], arm: Callable[[RunResult], str], baseline
             for it in run.iterations:
                 if it.round not in theirs or _flagged(it):
                     continue
-                ours_v, base_v = figure(run.config.test, metric, it.metrics), figure(run.config.test, metric,
-                                                                                     theirs[it.round])
+                ours_v, base_v = (
+                    figure(run.config.test, metric, it.metrics),
+                    figure(run.config.test, metric, theirs[it.round]),
+                )
                 if ours_v and base_v and ours_v > 0 and base_v > 0:
                     pairs.append((it.round, ours_v, base_v))
             if pairs:
                 found.append((run, metric, pairs))
     judged = verdicts([estimate(metric, [v / b for _, v, b in pairs], alpha) for _, metric, pairs in found], alpha)
-    return [PairedCell(arm(run), str(run.config.test), metric, tuple(r for r, _, _ in pairs),
-                       tuple(v for _, v, _ in pairs), tuple(b for _, _, b in pairs), verdict)
-            for (run, metric, pairs), verdict in zip(found, judged, strict=True)]
+    return [
+        PairedCell(
+            arm(run),
+            str(run.config.test),
+            metric,
+            tuple(r for r, _, _ in pairs),
+            tuple(v for _, v, _ in pairs),
+            tuple(b for _, _, b in pairs),
+            verdict,
+        )
+        for (run, metric, pairs), verdict in zip(found, judged, strict=True)
+    ]
 
 
 def _flagged(it: Iteration) -> bool:
@@ -196,8 +219,9 @@ def _flagged(it: Iteration) -> bool:
 def converged(cells: Sequence[PairedCell], width_pct: float) -> bool:
     """True when every target metric's interval is within ±width_pct % (and there is at least one)."""
     targets = [c for c in cells if c.metric in TARGET_METRICS]
-    return bool(targets) and all(c.judged.estimate.half_width_pct is not None
-                                 and c.judged.estimate.half_width_pct <= width_pct for c in targets)
+    return bool(targets) and all(
+        c.judged.estimate.half_width_pct is not None and c.judged.estimate.half_width_pct <= width_pct for c in targets
+    )
 
 
 def resolvable_pct(ratios: Sequence[float], alpha: float, family: int) -> float | None:

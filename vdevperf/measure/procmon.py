@@ -157,8 +157,9 @@ class Monitor:
         return Row(timestamp=time.time(), dt_s=self.elapsed_s, occupancy_pct=occ)
 
 
-def watch(monitor: Monitor, interval_s: float, until: float | None = None,
-          running: Callable[[], bool] = lambda: True) -> Iterator[Row]:
+def watch(
+    monitor: Monitor, interval_s: float, until: float | None = None, running: Callable[[], bool] = lambda: True
+) -> Iterator[Row]:
     """Rows every ``interval_s`` until the monotonic time ``until`` or ``running()`` turns false."""
     next_tick = time.monotonic() + interval_s
     while True:

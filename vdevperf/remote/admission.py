@@ -61,7 +61,7 @@ def normalized(address: str) -> str:
 def _program(address: str) -> list[tuple[int, int, int, int]]:
     """Accept a packet whose IP source is ``address``, drop any other."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    words = [int.from_bytes(ip.packed[i:i + 4], "big") for i in range(0, len(ip.packed), 4)]
+    words = [int.from_bytes(ip.packed[i : i + 4], "big") for i in range(0, len(ip.packed), 4)]
     source = 12 if ip.version == 4 else 8  # offset of the source address in the IP header
     program = []
     for i, word in enumerate(words):
@@ -172,6 +172,7 @@ def _admit_udp(sock: socket.socket, token: bytes, deadline: float) -> socket.soc
 
 def admitter(per_connection: bool, token: bytes, timeout_s: float) -> Admit:
     """What a server endpoint does with its socket before its loop: wait for the data token."""
+
     def admit(sock: socket.socket) -> socket.socket:
         deadline = time.monotonic() + timeout_s
         if per_connection:
@@ -179,11 +180,13 @@ def admitter(per_connection: bool, token: bytes, timeout_s: float) -> Admit:
         if sock.type == socket.SOCK_DGRAM:
             return _admit_udp(sock, token, deadline)
         return _admit_tcp(sock, token, deadline)
+
     return admit
 
 
 def greeter(token: bytes, timeout_s: float) -> Greet:
     """What a client sends on its connected data socket before its loop: the data token."""
+
     def greet(sock: socket.socket) -> None:
         if sock.type == socket.SOCK_STREAM:
             sock.sendall(token)
@@ -200,4 +203,5 @@ def greeter(token: bytes, timeout_s: float) -> Greet:
                         return
                 except ConnectionRefusedError:
                     pass  # the server endpoint's socket is not there yet: send again
+
     return greet

@@ -98,16 +98,18 @@ class RemoteSession:
     def __enter__(self) -> RemoteSession:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     # ---- messages
 
     def _send(self, kind: str, **fields: object) -> None:
         try:
-            protocol.send(self.sock, protocol.encode(kind, limit=protocol.MAX_FRAME, **fields),
-                          time.monotonic() + REPLY_TIMEOUT_S)
+            protocol.send(
+                self.sock, protocol.encode(kind, limit=protocol.MAX_FRAME, **fields), time.monotonic() + REPLY_TIMEOUT_S
+            )
         except PeerGone as exc:
             raise RemoteError(self.what, f"control connection lost ({exc.why})") from None
         except PeerTimeout:
@@ -115,11 +117,14 @@ class RemoteSession:
 
     def _receive(self, kind: str, timeout_s: float) -> dict:
         try:
-            message = protocol.receive(self.sock, time.monotonic() + timeout_s, SERVER_TYPES,
-                                       protocol.MAX_REPLY_FRAME)
+            message = protocol.receive(self.sock, time.monotonic() + timeout_s, SERVER_TYPES, protocol.MAX_REPLY_FRAME)
         except VersionMismatch as exc:
-            raise RemoteError(self.what, f"protocol version mismatch: this client speaks protocol "
-                                         f"{protocol.VERSION}, the server sent {exc.theirs}", code="version") from None
+            raise RemoteError(
+                self.what,
+                f"protocol version mismatch: this client speaks protocol "
+                f"{protocol.VERSION}, the server sent {exc.theirs}",
+                code="version",
+            ) from None
         except PeerGone as exc:
             raise RemoteError(self.what, f"closed the control connection ({exc.why})") from None
         except PeerTimeout:
@@ -139,17 +144,21 @@ class RemoteSession:
         server_nonce = bytes.fromhex(challenge["server_nonce"])
         # The server proves itself first: to one that cannot, this client reveals nothing.
         if not protocol.proofs_match(challenge["mac"], protocol.server_mac(token, client_nonce, server_nonce)):
-            raise RemoteError(self.what, "authentication failed: it did not prove it holds this client's token "
-                                         "(the tokens differ, or it is not the vdevperf server expected)",
-                              code="auth")
+            raise RemoteError(
+                self.what,
+                "authentication failed: it did not prove it holds this client's token "
+                "(the tokens differ, or it is not the vdevperf server expected)",
+                code="auth",
+            )
         self._send("auth", mac=protocol.client_mac(token, server_nonce, client_nonce).hex())
         welcome = self._receive("welcome", REPLY_TIMEOUT_S)
         self.facts, self.limits = welcome["server"], welcome["limits"]
 
     def _per_flow(self, items: list, what: str) -> list:
         if self._cfg is None or len(items) != self._cfg.flows:
-            raise RemoteError(self.what, f"sent {len(items)} {what} for a test of "
-                                         f"{self._cfg.flows if self._cfg else 0} flow(s)")
+            raise RemoteError(
+                self.what, f"sent {len(items)} {what} for a test of {self._cfg.flows if self._cfg else 0} flow(s)"
+            )
         return items
 
     # ---- runner.RemoteServer
@@ -167,8 +176,9 @@ class RemoteSession:
     def start(self) -> list[dict]:
         """Release the server endpoints once they are ready; per flow their pid, placement and socket."""
         self._send("start")
-        return self._per_flow(self._receive("started", runner.SETUP_TIMEOUT_S + REPLY_TIMEOUT_S)["endpoints"],
-                              "endpoints")
+        return self._per_flow(
+            self._receive("started", runner.SETUP_TIMEOUT_S + REPLY_TIMEOUT_S)["endpoints"], "endpoints"
+        )
 
     def mark(self) -> Callable[[], runner.RemoteReading]:
         """Ask for the server's reading now; the returned function waits for it."""
@@ -179,15 +189,21 @@ class RemoteSession:
             counters = self._per_flow(marked["counters"], "counter sets")
             if any(len(c) != len(SLOTS) for c in counters):
                 raise RemoteError(self.what, "sent counters of another layout")
-            return runner.RemoteReading(t_s=marked["t_s"], cpu=marked["cpu"], counters=counters,
-                                        proc_cpu_s=self._per_flow(marked["proc_cpu_s"], "CPU times"))
+            return runner.RemoteReading(
+                t_s=marked["t_s"],
+                cpu=marked["cpu"],
+                counters=counters,
+                proc_cpu_s=self._per_flow(marked["proc_cpu_s"], "CPU times"),
+            )
+
         return reading
 
     def stop(self) -> list[dict]:
         """End the server endpoints; per flow where each ran and its final counters."""
         self._send("stop")
-        return self._per_flow(self._receive("stopped", runner.FINISH_TIMEOUT_S + REPLY_TIMEOUT_S)["endpoints"],
-                              "endpoint reports")
+        return self._per_flow(
+            self._receive("stopped", runner.FINISH_TIMEOUT_S + REPLY_TIMEOUT_S)["endpoints"], "endpoint reports"
+        )
 
     def close(self) -> None:
         """Say bye (the server then ends the session at once) and close."""

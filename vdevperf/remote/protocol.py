@@ -61,8 +61,19 @@ MAX_SOCKBUF_BYTES = 256 * 1024 * 1024
 MAX_SECONDS = 7 * 24 * 3600.0
 _HEADER = 4
 
-ERROR_CODES = ("version", "auth", "busy", "protocol", "bad-request", "limit", "idle", "duration", "load",
-               "shutdown", "internal")
+ERROR_CODES = (
+    "version",
+    "auth",
+    "busy",
+    "protocol",
+    "bad-request",
+    "limit",
+    "idle",
+    "duration",
+    "load",
+    "shutdown",
+    "internal",
+)
 CLIENT_TYPES = frozenset({"hello", "auth", "test", "start", "mark", "stop", "bye"})
 SERVER_TYPES = frozenset({"challenge", "welcome", "ready", "started", "marked", "stopped", "error"})
 
@@ -142,8 +153,11 @@ class Num:
 
     def check(self, value: object, where: str) -> float:
         """``value`` if valid, else ProtocolError naming ``where``."""
-        if (type(value) not in (int, float) or (type(value) is float and not math.isfinite(value))
-                or not self.lo <= value <= self.hi):
+        if (
+            type(value) not in (int, float)
+            or (type(value) is float and not math.isfinite(value))
+            or not self.lo <= value <= self.hi
+        ):
             raise ProtocolError(f"{where} must be a number in {self.lo:g}..{self.hi:g}, not {_show(value)}")
         return value
 
@@ -260,56 +274,68 @@ class Table:
 
 Spec = Int | Num | Text | Hex | OneOf | Maybe | Seq | Record | Table
 
-_COUNT = Int(0, 2 ** 63 - 1)
+_COUNT = Int(0, 2**63 - 1)
 _SECONDS = Num(0, 1e12)
-_PID = Int(1, 2 ** 31 - 1)
+_PID = Int(1, 2**31 - 1)
 _CPU = Int(0, MAX_CPUS - 1)
 _SIZE = Int(1, MAX_MESSAGE_BYTES)
 _BUF = Maybe(Int(1, MAX_SOCKBUF_BYTES))
 
 # The part of a TestConfig the server needs: the client keeps its own half (client CPU and
 # buffers, interval, iterations) to itself.
-CONFIG = Record({
-    "test": Text(16, tuple(t.value for t in TestName)),
-    "duration_s": Num(0.001, MAX_SECONDS),
-    "warmup_s": Num(0, MAX_SECONDS),
-    "send_size": _SIZE,
-    "recv_size": _SIZE,
-    "request_size": _SIZE,
-    "response_size": _SIZE,
-    "ip_version": OneOf((4, 6)),
-    "server_cpu": Maybe(_CPU),
-    "flows": Int(1, MAX_FLOWS),
-    "server_sndbuf": _BUF,
-    "server_rcvbuf": _BUF,
-})
+CONFIG = Record(
+    {
+        "test": Text(16, tuple(t.value for t in TestName)),
+        "duration_s": Num(0.001, MAX_SECONDS),
+        "warmup_s": Num(0, MAX_SECONDS),
+        "send_size": _SIZE,
+        "recv_size": _SIZE,
+        "request_size": _SIZE,
+        "response_size": _SIZE,
+        "ip_version": OneOf((4, 6)),
+        "server_cpu": Maybe(_CPU),
+        "flows": Int(1, MAX_FLOWS),
+        "server_sndbuf": _BUF,
+        "server_rcvbuf": _BUF,
+    }
+)
 
-SERVER_FACTS = Record({
-    "software": Text(64),
-    "hostname": Text(255),
-    "kernel": Text(255),
-    "cpu_model": Maybe(Text(255)),
-    "cpu_count": Int(1, MAX_CPUS),
-})
+SERVER_FACTS = Record(
+    {
+        "software": Text(64),
+        "hostname": Text(255),
+        "kernel": Text(255),
+        "cpu_model": Maybe(Text(255)),
+        "cpu_count": Int(1, MAX_CPUS),
+    }
+)
 
-LIMITS = Record({
-    "max_duration_s": Num(0, MAX_SECONDS),
-    "max_flows": Int(1, MAX_FLOWS),
-    "idle_timeout_s": Num(0, MAX_SECONDS),
-    "max_session_s": Num(0, MAX_SECONDS),
-})
+LIMITS = Record(
+    {
+        "max_duration_s": Num(0, MAX_SECONDS),
+        "max_flows": Int(1, MAX_FLOWS),
+        "idle_timeout_s": Num(0, MAX_SECONDS),
+        "max_session_s": Num(0, MAX_SECONDS),
+    }
+)
 
-_READY_ENDPOINT = Record({
-    "pid": _PID,
-    "placement": Record({"requested_cpu": Maybe(_CPU), "affinity": Seq(_CPU, 1, MAX_CPUS)}),
-    "socket": Record({"sndbuf_bytes": Int(0, 2 ** 31 - 1), "rcvbuf_bytes": Int(0, 2 ** 31 - 1),
-                      "congestion_control": Text(16)}, optional=frozenset({"congestion_control"})),
-})
+_READY_ENDPOINT = Record(
+    {
+        "pid": _PID,
+        "placement": Record({"requested_cpu": Maybe(_CPU), "affinity": Seq(_CPU, 1, MAX_CPUS)}),
+        "socket": Record(
+            {"sndbuf_bytes": Int(0, 2**31 - 1), "rcvbuf_bytes": Int(0, 2**31 - 1), "congestion_control": Text(16)},
+            optional=frozenset({"congestion_control"}),
+        ),
+    }
+)
 
-_STOPPED_ENDPOINT = Record({
-    "observed_cpus": Table(Int(0, 2 ** 31 - 1), MAX_CPUS),
-    "final_counters": Record(dict.fromkeys(SLOTS, _COUNT)),
-})
+_STOPPED_ENDPOINT = Record(
+    {
+        "observed_cpus": Table(Int(0, 2**31 - 1), MAX_CPUS),
+        "final_counters": Record(dict.fromkeys(SLOTS, _COUNT)),
+    }
+)
 
 MESSAGES: dict[str, Record] = {
     "hello": Record({"client_nonce": Hex(NONCE_BYTES), "software": Text(64)}),
@@ -321,12 +347,14 @@ MESSAGES: dict[str, Record] = {
     "start": Record({}),
     "started": Record({"endpoints": Seq(_READY_ENDPOINT, 1, MAX_FLOWS)}),
     "mark": Record({}),
-    "marked": Record({
-        "t_s": _SECONDS,
-        "cpu": Seq(Seq(_SECONDS, len(FIELDS), len(FIELDS)), 1, MAX_CPUS),
-        "counters": Seq(Seq(_COUNT, len(SLOTS), len(SLOTS)), 1, MAX_FLOWS),
-        "proc_cpu_s": Seq(_SECONDS, 1, MAX_FLOWS),
-    }),
+    "marked": Record(
+        {
+            "t_s": _SECONDS,
+            "cpu": Seq(Seq(_SECONDS, len(FIELDS), len(FIELDS)), 1, MAX_CPUS),
+            "counters": Seq(Seq(_COUNT, len(SLOTS), len(SLOTS)), 1, MAX_FLOWS),
+            "proc_cpu_s": Seq(_SECONDS, 1, MAX_FLOWS),
+        }
+    ),
     "stop": Record({}),
     "stopped": Record({"endpoints": Seq(_STOPPED_ENDPOINT, 1, MAX_FLOWS)}),
     "bye": Record({}),
@@ -424,14 +452,12 @@ def send(sock: socket.socket, frame: bytes, deadline: float) -> None:
 
 def client_mac(token: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
     """The client's proof that it holds ``token``, bound to both nonces of this connection."""
-    return hmac.new(token, f"vdevperf/{VERSION} client".encode() + server_nonce + client_nonce,
-                    hashlib.sha256).digest()
+    return hmac.new(token, f"vdevperf/{VERSION} client".encode() + server_nonce + client_nonce, hashlib.sha256).digest()
 
 
 def server_mac(token: bytes, client_nonce: bytes, server_nonce: bytes) -> bytes:
     """The server's proof that it holds ``token``: other label, nonces in the other order."""
-    return hmac.new(token, f"vdevperf/{VERSION} server".encode() + client_nonce + server_nonce,
-                    hashlib.sha256).digest()
+    return hmac.new(token, f"vdevperf/{VERSION} server".encode() + client_nonce + server_nonce, hashlib.sha256).digest()
 
 
 def proofs_match(received_hex: str, expected: bytes) -> bool:

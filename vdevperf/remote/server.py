@@ -43,8 +43,7 @@ from vdevperf.topology import netns
 
 DEFAULT_PORT = 12866
 # accept() failures that mean "not now" rather than "broken": wait a little and go on.
-_TRANSIENT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO,
-              errno.EPERM}
+_TRANSIENT = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
 
 
 def _check(cond: bool, message: str) -> None:
@@ -90,12 +89,16 @@ class ServerConfig:
         _check(1 <= self.max_flows <= MAX_FLOWS, f"max_flows: must be 1-{MAX_FLOWS}")
         _check(self.handshake_timeout_s > 0 and self.grace_s > 0, "timeouts must be positive")
         _check(1 <= self.max_pending <= 1024, "--max-pending: must be 1-1024")
-        _check(1 <= self.max_pending_per_address <= self.max_pending,
-               "--max-pending-per-address: must be 1 to --max-pending")
+        _check(
+            1 <= self.max_pending_per_address <= self.max_pending,
+            "--max-pending-per-address: must be 1 to --max-pending",
+        )
         _check(0 <= self.auth_backoff_s <= 60, "--auth-backoff: must be 0-60 s (0: none)")
         _check(1 <= self.max_endpoints <= 4096, "--max-endpoints: must be 1-4096")
-        _check(self.max_duration_s <= self.max_session_s <= MAX_SECONDS,
-               f"--max-session-time: must be from --max-duration ({self.max_duration_s:g} s) to {MAX_SECONDS:g} s")
+        _check(
+            self.max_duration_s <= self.max_session_s <= MAX_SECONDS,
+            f"--max-session-time: must be from --max-duration ({self.max_duration_s:g} s) to {MAX_SECONDS:g} s",
+        )
 
 
 def address_label(address: tuple) -> str:
@@ -107,10 +110,13 @@ def address_label(address: tuple) -> str:
 def server_facts() -> dict:
     """What a server tells its clients about itself (stored with their results)."""
     env = environment()
-    return {"software": f"vdevperf {env['packages'].get('vdevperf') or 'unknown'}",
-            "hostname": str(env["hostname"])[:255], "kernel": str(env["kernel"])[:255],
-            "cpu_model": None if env["cpu_model"] is None else str(env["cpu_model"])[:255],
-            "cpu_count": len(cpu.snapshot())}
+    return {
+        "software": f"vdevperf {env['packages'].get('vdevperf') or 'unknown'}",
+        "hostname": str(env["hostname"])[:255],
+        "kernel": str(env["kernel"])[:255],
+        "cpu_model": None if env["cpu_model"] is None else str(env["cpu_model"])[:255],
+        "cpu_count": len(cpu.snapshot()),
+    }
 
 
 class Server:
@@ -119,11 +125,14 @@ class Server:
     def __init__(self, config: ServerConfig, log: Callable[[str], None] = lambda line: None) -> None:
         self.config = config
         self.log = log
-        self.limits = SessionLimits(max_duration_s=config.max_duration_s,
-                                    max_flows=min(config.max_flows, config.max_endpoints),
-                                    idle_timeout_s=config.idle_timeout_s,
-                                    handshake_timeout_s=config.handshake_timeout_s, grace_s=config.grace_s,
-                                    max_session_s=config.max_session_s)
+        self.limits = SessionLimits(
+            max_duration_s=config.max_duration_s,
+            max_flows=min(config.max_flows, config.max_endpoints),
+            idle_timeout_s=config.idle_timeout_s,
+            handshake_timeout_s=config.handshake_timeout_s,
+            grace_s=config.grace_s,
+            max_session_s=config.max_session_s,
+        )
         self._pending: HandshakeSlots[Session] = HandshakeSlots(config.max_pending, config.max_pending_per_address)
         self._backoff = AuthBackoff(config.auth_backoff_s)
         self._budget = EndpointBudget(config.max_endpoints)
@@ -148,8 +157,9 @@ class Server:
         what = "vdevperf server"
         self._facts = server_facts()
         if self._facts["cpu_count"] > MAX_CPUS:
-            raise RemoteError(what, f"this machine has {self._facts['cpu_count']} CPUs; the protocol reports "
-                                    f"at most {MAX_CPUS}")
+            raise RemoteError(
+                what, f"this machine has {self._facts['cpu_count']} CPUs; the protocol reports at most {MAX_CPUS}"
+            )
         host = self.config.bind
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
         try:
@@ -197,23 +207,37 @@ class Server:
         wait = self._backoff.remaining(key, now)
         if wait > 0:
             if count := self._backoff_tally.add(now):
-                self.log(f"{label}: turned away: {key} backs off after a failed authentication "
-                         f"({count} connection(s) turned away since the last such line)")
+                self.log(
+                    f"{label}: turned away: {key} backs off after a failed authentication "
+                    f"({count} connection(s) turned away since the last such line)"
+                )
             _turn_away(conn, backing_off(wait))
             return
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # marks are small and time-critical
-            session = Session(conn, label, key, self.config.token, self.limits, self._facts, self.log,
-                              self._backoff, self._budget, self.config.netns_path)
+            session = Session(
+                conn,
+                label,
+                key,
+                self.config.token,
+                self.limits,
+                self._facts,
+                self.log,
+                self._backoff,
+                self._budget,
+                self.config.netns_path,
+            )
         except OSError:  # reset before it could be served
             conn.close()
             return
         for oldest in self._pending.take(session, key):
             oldest.drop()
             if count := self._dropped_tally.add(now):
-                self.log(f"{oldest.label}: dropped: its handshake slot went to a newer connection "
-                         f"({count} dropped since the last such line; at most {self.config.max_pending} pending, "
-                         f"{self.config.max_pending_per_address} per address)")
+                self.log(
+                    f"{oldest.label}: dropped: its handshake slot went to a newer connection "
+                    f"({count} dropped since the last such line; at most {self.config.max_pending} pending, "
+                    f"{self.config.max_pending_per_address} per address)"
+                )
         thread = threading.Thread(target=self._serve, args=(session,), name=f"vdevperf {label}", daemon=True)
         with self._lock:
             self._threads.add(thread)
@@ -236,8 +260,11 @@ class Server:
                 session.dropped = True  # displaced just as it finished: answered below
                 raise PeerGone("dropped")
             if not self._clients.acquire(blocking=False):
-                raise RemoteError("refused", f"busy: serving its maximum of {self.config.max_clients} client(s); "
-                                             "try again later", code="busy")
+                raise RemoteError(
+                    "refused",
+                    f"busy: serving its maximum of {self.config.max_clients} client(s); try again later",
+                    code="busy",
+                )
             claimed = True
             with self._lock:
                 self._active += 1
@@ -245,8 +272,12 @@ class Server:
             session.serve()
         except RemoteError as exc:
             if session.dropped:
-                session.refuse(RemoteError("refused", "busy: too many connections are authenticating; try again "
-                                                      "later", code="busy"), quiet=True)
+                session.refuse(
+                    RemoteError(
+                        "refused", "busy: too many connections are authenticating; try again later", code="busy"
+                    ),
+                    quiet=True,
+                )
             else:
                 session.refuse(exc)
         except VdevperfError as exc:  # the load failed (an endpoint, a data connection)

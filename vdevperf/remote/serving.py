@@ -50,15 +50,22 @@ class ServerRun:
                 # Some kernels allow filters on TCP sockets only with CAP_NET_ADMIN. The data
                 # token still admits a connection; a test with none has nothing else to go by.
                 if self.tdef.per_connection:
-                    raise RemoteError("refused", f"{self.cfg.test} needs CAP_NET_ADMIN on the server host: its "
-                                                 "connections are admitted by a socket filter, which this kernel "
-                                                 "allows only with it", code="load") from None
+                    raise RemoteError(
+                        "refused",
+                        f"{self.cfg.test} needs CAP_NET_ADMIN on the server host: its "
+                        "connections are admitted by a socket filter, which this kernel "
+                        "allows only with it",
+                        code="load",
+                    ) from None
         for flow, sock in enumerate(self._socks):
             index = endpoint_index(flow, "server")
-            self.endpoints[index] = endpoint.start("server", self.side.netns_path, self.side.cpu,
-                                                   runner.server_role(self.tdef, sock, self.cfg, self.shared,
-                                                                      index, admit),
-                                                   keep_fds=(sock.fileno(),))
+            self.endpoints[index] = endpoint.start(
+                "server",
+                self.side.netns_path,
+                self.side.cpu,
+                runner.server_role(self.tdef, sock, self.cfg, self.shared, index, admit),
+                keep_fds=(sock.fileno(),),
+            )
         ports = [sock.getsockname()[1] for sock in self._socks]
         for sock in self._socks:
             sock.close()  # the endpoints have their own copies
@@ -71,17 +78,20 @@ class ServerRun:
         self.watch = runner.Watch(self.shared, self.endpoints)
         for ep in self.endpoints.values():
             ep.go()
-        return [{"pid": pid, "placement": message["placement"], "socket": message["socket"]}
-                for pid, message in ready]
+        return [{"pid": pid, "placement": message["placement"], "socket": message["socket"]} for pid, message in ready]
 
     def mark(self) -> dict:
         """This host's clock, per-CPU times, and per flow its endpoint's counters and CPU seconds."""
         now = time.monotonic()
         counters, machine, proc_cpu = self.watch.read()
-        per_flow = [counters[i * len(SLOTS):(i + 1) * len(SLOTS)] for i in sorted(self.endpoints)]
+        per_flow = [counters[i * len(SLOTS) : (i + 1) * len(SLOTS)] for i in sorted(self.endpoints)]
         # /proc/stat counts in 10 ms ticks: two decimals lose nothing and keep the message short.
-        return {"t_s": now, "cpu": [[round(v, 2) for v in row] for row in machine], "counters": per_flow,
-                "proc_cpu_s": proc_cpu}
+        return {
+            "t_s": now,
+            "cpu": [[round(v, 2) for v in row] for row in machine],
+            "counters": per_flow,
+            "proc_cpu_s": proc_cpu,
+        }
 
     def stop(self) -> list[dict]:
         """End the endpoints as the test prescribes; per flow where it ran and its final counters."""
@@ -89,9 +99,13 @@ class ServerRun:
         runner.finish(ordered, self.tdef)
         final = self.shared.read()
         observed = self.watch.observed if self.watch is not None else {}
-        return [{"observed_cpus": {str(cpu): n for cpu, n in sorted(observed.get(i, {}).items())},
-                 "final_counters": dict(zip(SLOTS, final[i * len(SLOTS):(i + 1) * len(SLOTS)], strict=True))}
-                for i in sorted(self.endpoints)]
+        return [
+            {
+                "observed_cpus": {str(cpu): n for cpu, n in sorted(observed.get(i, {}).items())},
+                "final_counters": dict(zip(SLOTS, final[i * len(SLOTS) : (i + 1) * len(SLOTS)], strict=True)),
+            }
+            for i in sorted(self.endpoints)
+        ]
 
     def close(self) -> None:
         """Kill and reap every endpoint that still runs, and close the sockets."""

@@ -92,15 +92,19 @@ class Session:
     def _send(self, kind: str, **fields: object) -> None:
         protocol.send(self.conn, protocol.encode(kind, **fields), time.monotonic() + SEND_TIMEOUT_S)
 
-    def _receive(self, deadline: float, expected: tuple[str, ...], on_timeout: RemoteError,
-                 code: str = "protocol") -> dict:
+    def _receive(
+        self, deadline: float, expected: tuple[str, ...], on_timeout: RemoteError, code: str = "protocol"
+    ) -> dict:
         try:
             message = protocol.receive(self.conn, deadline, CLIENT_TYPES)
         except PeerTimeout:
             raise on_timeout from None
         except protocol.VersionMismatch as exc:
-            raise RemoteError("refused", f"protocol version mismatch: server speaks protocol {protocol.VERSION}, "
-                                         f"client sent {exc.theirs}", code="version") from None
+            raise RemoteError(
+                "refused",
+                f"protocol version mismatch: server speaks protocol {protocol.VERSION}, client sent {exc.theirs}",
+                code="version",
+            ) from None
         if message["type"] not in expected:
             wanted = " or ".join(f"'{kind}'" for kind in expected)
             raise RemoteError("refused", f"expected {wanted}, got '{message['type']}'", code=code)
@@ -115,13 +119,17 @@ class Session:
         hello = self._receive(deadline, ("hello",), late)
         client_nonce = bytes.fromhex(hello["client_nonce"])
         server_nonce = secrets.token_bytes(protocol.NONCE_BYTES)
-        self._send("challenge", server_nonce=server_nonce.hex(),
-                   mac=protocol.server_mac(self.token, client_nonce, server_nonce).hex())
+        self._send(
+            "challenge",
+            server_nonce=server_nonce.hex(),
+            mac=protocol.server_mac(self.token, client_nonce, server_nonce).hex(),
+        )
         try:
             auth = self._receive(deadline, ("auth",), late, code="auth")
         except RemoteError as exc:
-            self._failed("no proof before its slot went to a newer connection" if self.dropped
-                         else f"no proof ({exc.why})")
+            self._failed(
+                "no proof before its slot went to a newer connection" if self.dropped else f"no proof ({exc.why})"
+            )
             raise
         wait = self.backoff.remaining(self.key, time.monotonic())
         if wait > 0:
@@ -130,8 +138,7 @@ class Session:
         if not protocol.proofs_match(auth["mac"], protocol.client_mac(self.token, server_nonce, client_nonce)):
             delay = self._failed("wrong proof")
             self._wake.wait(min(delay, FAILURE_REPLY_DELAY_MAX_S))
-            raise RemoteError("refused", "authentication failed: the client's token is not this server's",
-                              code="auth")
+            raise RemoteError("refused", "authentication failed: the client's token is not this server's", code="auth")
         self.backoff.succeeded(self.key)
         self.software = hello["software"]
 
@@ -139,17 +146,24 @@ class Session:
         if self.interrupted:
             return 0.0  # the server is closing: that is no failure of the client's
         delay = self.backoff.failed(self.key, time.monotonic())
-        self.log(f"{self.label}: authentication failed: {how}"
-                 + (f"; {self.key} backs off for {delay:g} s" if delay else ""))
+        self.log(
+            f"{self.label}: authentication failed: {how}" + (f"; {self.key} backs off for {delay:g} s" if delay else "")
+        )
         return delay
 
     def welcome(self) -> None:
         """Admit the authenticated client: its session's clock starts now."""
         self.ends_at = time.monotonic() + self.limits.max_session_s
-        self._send("welcome", server=self.facts,
-                   limits={"max_duration_s": self.limits.max_duration_s, "max_flows": self.limits.max_flows,
-                           "idle_timeout_s": self.limits.idle_timeout_s,
-                           "max_session_s": self.limits.max_session_s})
+        self._send(
+            "welcome",
+            server=self.facts,
+            limits={
+                "max_duration_s": self.limits.max_duration_s,
+                "max_flows": self.limits.max_flows,
+                "idle_timeout_s": self.limits.idle_timeout_s,
+                "max_session_s": self.limits.max_session_s,
+            },
+        )
         self.log(f"{self.label}: authenticated ({self.software})")
 
     # ---- requests
@@ -158,8 +172,12 @@ class Session:
         """Answer test requests until the client says bye or closes the connection, or its time is up."""
         idle = self.limits.idle_timeout_s
         silent = RemoteError("refused", f"idle for {idle:g} s: session closed", code="idle")
-        over = RemoteError("refused", f"session reached this server's --max-session-time of "
-                                      f"{self.limits.max_session_s:g} s; connect again to go on", code="limit")
+        over = RemoteError(
+            "refused",
+            f"session reached this server's --max-session-time of "
+            f"{self.limits.max_session_s:g} s; connect again to go on",
+            code="limit",
+        )
         while True:
             deadline = time.monotonic() + idle
             if self.ends_at < deadline:
@@ -177,24 +195,40 @@ class Session:
     def _check(self, cfg: TestConfig) -> None:
         total = cfg.duration_s + cfg.warmup_s
         if total > self.limits.max_duration_s:
-            raise RemoteError("refused", f"test of {total:g} s ({cfg.duration_s:g} s + {cfg.warmup_s:g} s warm-up) "
-                                         f"exceeds this server's --max-duration of {self.limits.max_duration_s:g} s",
-                              code="limit")
+            raise RemoteError(
+                "refused",
+                f"test of {total:g} s ({cfg.duration_s:g} s + {cfg.warmup_s:g} s warm-up) "
+                f"exceeds this server's --max-duration of {self.limits.max_duration_s:g} s",
+                code="limit",
+            )
         left = self.ends_at - time.monotonic()
         if total > left:
-            raise RemoteError("refused", f"test of {total:g} s would end past this session's --max-session-time "
-                                         f"of {self.limits.max_session_s:g} s ({max(left, 0):.1f} s left); "
-                                         "connect again for a new session", code="limit")
+            raise RemoteError(
+                "refused",
+                f"test of {total:g} s would end past this session's --max-session-time "
+                f"of {self.limits.max_session_s:g} s ({max(left, 0):.1f} s left); "
+                "connect again for a new session",
+                code="limit",
+            )
         if cfg.flows > self.limits.max_flows:
-            raise RemoteError("refused", f"{cfg.flows} flows exceed this server's limit of {self.limits.max_flows}",
-                              code="limit")
+            raise RemoteError(
+                "refused", f"{cfg.flows} flows exceed this server's limit of {self.limits.max_flows}", code="limit"
+            )
         if cfg.ip_version != self.ip_version:
-            raise RemoteError("refused", f"-{cfg.ip_version}: the control connection is IPv{self.ip_version}, and "
-                                         "data flows take the control connection's path", code="bad-request")
+            raise RemoteError(
+                "refused",
+                f"-{cfg.ip_version}: the control connection is IPv{self.ip_version}, and "
+                "data flows take the control connection's path",
+                code="bad-request",
+            )
         allowed = os.sched_getaffinity(0)
         if cfg.server_cpu is not None and cfg.server_cpu not in allowed:
-            raise RemoteError("refused", f"-T: CPU {cfg.server_cpu} is not available on the server "
-                                         f"(it has {', '.join(map(str, sorted(allowed)))})", code="bad-request")
+            raise RemoteError(
+                "refused",
+                f"-T: CPU {cfg.server_cpu} is not available on the server "
+                f"(it has {', '.join(map(str, sorted(allowed)))})",
+                code="bad-request",
+            )
 
     def _test(self, cfg: TestConfig) -> None:
         self._check(cfg)
@@ -206,10 +240,12 @@ class Session:
 
     def _run_test(self, cfg: TestConfig) -> None:
         if not self.budget.claim(cfg.flows):
-            raise RemoteError("refused", f"busy: running its maximum of {self.budget.limit} endpoint processes; "
-                                         "try again later", code="busy")
-        self.log(f"{self.label}: {cfg.test}, {cfg.flows} flow(s), {cfg.duration_s:g} s + "
-                 f"{cfg.warmup_s:g} s warm-up")
+            raise RemoteError(
+                "refused",
+                f"busy: running its maximum of {self.budget.limit} endpoint processes; try again later",
+                code="busy",
+            )
+        self.log(f"{self.label}: {cfg.test}, {cfg.flows} flow(s), {cfg.duration_s:g} s + {cfg.warmup_s:g} s warm-up")
         self.run = run = ServerRun(cfg, self.local_address, self.peer_address, self.netns_path)
         try:
             try:
@@ -222,8 +258,12 @@ class Session:
                 raise PeerGone("said bye")
             self._send("started", endpoints=run.start())
             allowed = cfg.warmup_s + cfg.duration_s
-            overrun = RemoteError("refused", f"the test ran past its {allowed:g} s and {self.limits.grace_s:g} s of "
-                                             "grace without a stop: its endpoints were killed", code="duration")
+            overrun = RemoteError(
+                "refused",
+                f"the test ran past its {allowed:g} s and {self.limits.grace_s:g} s of "
+                "grace without a stop: its endpoints were killed",
+                code="duration",
+            )
             end = time.monotonic() + allowed + self.limits.grace_s
             while True:
                 request = self._receive(end, ("mark", "stop", "bye"), overrun)
@@ -292,4 +332,3 @@ class Session:
         except OSError:
             pass
         self.conn.close()
-

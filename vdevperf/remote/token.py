@@ -49,9 +49,11 @@ def check_token(token: bytes) -> None:
     if len(token) > MAX_TOKEN_BYTES:
         raise ValueError(f"holds more than {MAX_TOKEN_BYTES} bytes; a token is a short secret")
     if token_bits(token) < MIN_TOKEN_BITS:
-        raise ValueError(f"holds a token of at most {token_bits(token)} bits of secret ({len(token)} bytes); "
-                         f"use at least {MIN_TOKEN_BITS}: 32 hex digits, 22 other printable characters or 16 "
-                         f"random bytes (e.g. {MAKE_ONE})")
+        raise ValueError(
+            f"holds a token of at most {token_bits(token)} bits of secret ({len(token)} bytes); "
+            f"use at least {MIN_TOKEN_BITS}: 32 hex digits, 22 other printable characters or 16 "
+            f"random bytes (e.g. {MAKE_ONE})"
+        )
 
 
 def _open(path: Path, what: str) -> int:
@@ -77,8 +79,9 @@ def read_token(path: Path) -> bytes:
         if info.st_uid not in (os.geteuid(), 0):
             raise RemoteError(what, f"belongs to user {info.st_uid}, not to this user ({os.geteuid()}) or root")
         if info.st_mode & 0o077:
-            raise RemoteError(what, f"is accessible to group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
-                                    "run chmod 600 on it")
+            raise RemoteError(
+                what, f"is accessible to group or others (mode {stat.S_IMODE(info.st_mode):04o}); run chmod 600 on it"
+            )
         raw = b""
         while len(raw) <= MAX_TOKEN_BYTES + 2 and (chunk := os.read(fd, MAX_TOKEN_BYTES + 3 - len(raw))):
             raw += chunk

@@ -19,8 +19,15 @@ from vdevperf.measure.paired import METRIC_WORDS, NO_DIFFERENCE, UNTESTED, WORSE
 from vdevperf.model import Metrics, RunResult, RunStatus
 
 # Config fields that do not change what is measured, only how long or how often.
-_TIMING_FIELDS = {"duration_s", "warmup_s", "interval_s", "iterations_max", "iterations_min",
-                  "confidence_level_pct", "confidence_width_pct"}
+_TIMING_FIELDS = {
+    "duration_s",
+    "warmup_s",
+    "interval_s",
+    "iterations_max",
+    "iterations_min",
+    "confidence_level_pct",
+    "confidence_width_pct",
+}
 # Metrics compared (their verdict words are compare's, measure.paired.METRIC_WORDS).
 COMPARED: tuple[str, ...] = tuple(METRIC_WORDS)
 UNTESTED_DIFF = UNTESTED.replace("round", "iteration")
@@ -107,8 +114,9 @@ def diff(base: Sequence[RunResult], new: Sequence[RunResult], alpha: float = 0.0
             rows.append(DiffRow(run.topology, str(run.config.test), (), note))
             continue
         used.add(key)
-        rows.append(DiffRow(run.topology, str(run.config.test),
-                            tuple(_change(name, partner, run, alpha) for name in COMPARED)))
+        rows.append(
+            DiffRow(run.topology, str(run.config.test), tuple(_change(name, partner, run, alpha) for name in COMPARED))
+        )
     for key, run in by_key.items():
         if key not in used:
             rows.append(DiffRow(run.topology, str(run.config.test), (), "only in BASE"))
@@ -117,5 +125,9 @@ def diff(base: Sequence[RunResult], new: Sequence[RunResult], alpha: float = 0.0
 
 def regressions(rows: Sequence[DiffRow], threshold_pct: float) -> list[tuple[DiffRow, Change]]:
     """Significant changes for the worse larger than ``threshold_pct``."""
-    return [(row, c) for row in rows for c in row.changes
-            if c.regression and c.change_pct is not None and abs(c.change_pct) > threshold_pct]
+    return [
+        (row, c)
+        for row in rows
+        for c in row.changes
+        if c.regression and c.change_pct is not None and abs(c.change_pct) > threshold_pct
+    ]

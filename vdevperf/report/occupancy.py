@@ -42,10 +42,13 @@ def _occ(value: float | None) -> str:
 def header(labels: Sequence[str]) -> str:
     """The labels and the three header lines."""
     keys = [f"L{i}" for i in range(len(labels))]
-    lines = ["Labels:", *(f"   {k}: {printable(name)}" for k, name in zip(keys, labels, strict=True)),
-             _line("-", "-", "-", keys),
-             _line("date", "time", "dt", ["occ"] * len(keys)),
-             _line("yyyy/mm/dd", "hh:mm:ss.dec", "(s)", ["(%)"] * len(keys))]
+    lines = [
+        "Labels:",
+        *(f"   {k}: {printable(name)}" for k, name in zip(keys, labels, strict=True)),
+        _line("-", "-", "-", keys),
+        _line("date", "time", "dt", ["occ"] * len(keys)),
+        _line("yyyy/mm/dd", "hh:mm:ss.dec", "(s)", ["(%)"] * len(keys)),
+    ]
     return "\n".join(lines)
 
 
@@ -73,10 +76,19 @@ def to_csv(labels: Sequence[str], rows: Sequence[Row], total: Row) -> str:
 
 def to_json(labels: Sequence[str], interval_s: float, rows: Sequence[Row], total: Row) -> str:
     """The table as JSON, with times in ISO 8601 and occupancy in % of one CPU (null: no process)."""
+
     def record(r: Row) -> dict:
-        return {"time": datetime.datetime.fromtimestamp(r.timestamp).isoformat(timespec="milliseconds"),
-                "dt_s": r.dt_s, "occupancy_pct": list(r.occupancy_pct)}
-    document = {"labels": list(labels), "interval_s": interval_s, "unit": "% of one CPU",
-                "rows": [record(r) for r in rows], "total": {"dt_s": total.dt_s,
-                                                             "occupancy_pct": list(total.occupancy_pct)}}
+        return {
+            "time": datetime.datetime.fromtimestamp(r.timestamp).isoformat(timespec="milliseconds"),
+            "dt_s": r.dt_s,
+            "occupancy_pct": list(r.occupancy_pct),
+        }
+
+    document = {
+        "labels": list(labels),
+        "interval_s": interval_s,
+        "unit": "% of one CPU",
+        "rows": [record(r) for r in rows],
+        "total": {"dt_s": total.dt_s, "occupancy_pct": list(total.occupancy_pct)},
+    }
     return json.dumps(document, indent=1) + "\n"

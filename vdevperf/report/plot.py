@@ -63,12 +63,18 @@ def bars(runs: Sequence[RunResult], out: Path) -> None:
         chosen = [r for r in measured if str(r.config.test) == test]
         names = [r.topology for r in chosen]
         rows = [row(r) for r in chosen]
-        ax_rate.bar(names, [r.rate for r in rows], yerr=[_error(r, "rate") for r in chosen], capsize=4,
-                    color="tab:blue")
+        ax_rate.bar(
+            names, [r.rate for r in rows], yerr=[_error(r, "rate") for r in chosen], capsize=4, color="tab:blue"
+        )
         ax_rate.set_title(f"{test}: {'throughput' if chosen[0].config.test.is_stream else 'transaction rate'}")
         ax_rate.set_ylabel(rows[0].rate_units)
-        ax_demand.bar(names, [r.service_demand for r in rows], yerr=[_error(r, "service_demand") for r in chosen],
-                      capsize=4, color="tab:orange")
+        ax_demand.bar(
+            names,
+            [r.service_demand for r in rows],
+            yerr=[_error(r, "service_demand") for r in chosen],
+            capsize=4,
+            color="tab:orange",
+        )
         ax_demand.set_title(f"{test}: service demand (CPU cost per unit of work)")
         ax_demand.set_ylabel(rows[0].demand_units)
         for ax in (ax_rate, ax_demand):
@@ -138,8 +144,12 @@ def scale(documents: Sequence[dict], out: Path) -> None:
         for method in doc.get("methods", []):
             marks = method.get("marks", [])
             if marks:
-                ax.plot([m["count"] for m in marks], [m["rate_per_s"] for m in marks], marker="o",
-                        label=method.get("method", "?"))
+                ax.plot(
+                    [m["count"] for m in marks],
+                    [m["rate_per_s"] for m in marks],
+                    marker="o",
+                    label=method.get("method", "?"),
+                )
                 drawn += 1
     if not drawn:
         raise VdevperfError("plot", "no scale marks to draw (the files hold no vdevperf scale results)")

@@ -79,14 +79,18 @@ def footnotes(runs: Sequence[RunResult]) -> list[str]:
         c = run.confidence
         if run.unstable and c is not None:
             spans = ", ".join(f"{i.metric} ±{_relative_pct(i) or 0:.1f} %" for i in c.intervals)
-            notes.append(f"! {run.topology} {run.config.test}: unstable, {c.level_pct:g} % confidence interval "
-                         f"not within ±{c.width_pct / 2:g} % after {len(run.iterations)} iterations ({spans})")
+            notes.append(
+                f"! {run.topology} {run.config.test}: unstable, {c.level_pct:g} % confidence interval "
+                f"not within ±{c.width_pct / 2:g} % after {len(run.iterations)} iterations ({spans})"
+            )
     notes += noise_notes(runs)
     for run in runs:
         if run.offload and run.offload["changed"]:
             changed = "; ".join(f"{dev}: {', '.join(names)}" for dev, names in run.offload["changed"].items() if names)
-            notes.append(f"{run.topology} {run.config.test} offload {' '.join(run.offload['requested'])}: "
-                         f"changed {changed or 'nothing'}")
+            notes.append(
+                f"{run.topology} {run.config.test} offload {' '.join(run.offload['requested'])}: "
+                f"changed {changed or 'nothing'}"
+            )
         probe = run.iterations[-1].capture if run.iterations else None
         if probe:
             notes.append(capture_note(run.topology, str(run.config.test), probe))
@@ -108,8 +112,10 @@ def noise_notes(runs: Sequence[RunResult]) -> list[str]:
                 parts.append(f"{retried} noisy attempt(s) measured again")
             flagged = sum(1 for it in run.iterations if noise.distorted((it.noise or {}).get("flags")))
             left_out = f" ({flagged} left out of the ratios)" if flagged else ""
-            notes.append(f"~ {run.topology} {run.config.test}: of {len(run.iterations)} iteration(s){left_out}: "
-                         + "; ".join(parts))
+            notes.append(
+                f"~ {run.topology} {run.config.test}: of {len(run.iterations)} iteration(s){left_out}: "
+                + "; ".join(parts)
+            )
     return notes
 
 
@@ -117,10 +123,12 @@ def capture_note(topology: str, test: str, probe: dict) -> str:
     """One line on what the frame-size probe saw."""
     if not probe["frames"]:
         return f"{topology} {test} frames at {probe['device']}: none captured in {probe['seconds']:.2f} s"
-    return (f"{topology} {test} frames at {probe['device']}: {probe['frames']} captured, "
-            f"p50 {probe['p50_bytes']:,.0f} B, max {probe['max_bytes']:,} B, "
-            f"{probe['above_mtu_pct']:.1f} % above MTU {probe['mtu']} "
-            f"(probe: {probe['seconds']:.2f} s, {probe['cpu_s']:.2f} s CPU, before the window)")
+    return (
+        f"{topology} {test} frames at {probe['device']}: {probe['frames']} captured, "
+        f"p50 {probe['p50_bytes']:,.0f} B, max {probe['max_bytes']:,} B, "
+        f"{probe['above_mtu_pct']:.1f} % above MTU {probe['mtu']} "
+        f"(probe: {probe['seconds']:.2f} s, {probe['cpu_s']:.2f} s CPU, before the window)"
+    )
 
 
 def _relative_pct(interval: MetricInterval) -> float | None:
@@ -136,8 +144,9 @@ def row(run: RunResult) -> Row:
     units = ("10^6bits/s", "us/KB") if stream else ("Trans/s", "us/Tr")
     m = run.metrics
     if run.status is not RunStatus.OK or m is None:
-        return Row(run.topology, str(run.config.test), None, units[0], None, None, None, units[1],
-                   note=NOTES[run.status])
+        return Row(
+            run.topology, str(run.config.test), None, units[0], None, None, None, units[1], note=NOTES[run.status]
+        )
     ci = None
     if run.confidence is not None:
         interval = next((i for i in run.confidence.intervals if i.metric == rate_key(run.config.test)), None)
@@ -169,12 +178,15 @@ def row(run: RunResult) -> Row:
 
 
 # Row field holding each paired metric's comparison.
-VERSUS_FIELDS = {"rate": "rate_vs", "cpu_util_pct": "cpu_vs", "service_demand": "demand_vs",
-                 "p99_latency_us": "p99_vs"}
+VERSUS_FIELDS = {"rate": "rate_vs", "cpu_util_pct": "cpu_vs", "service_demand": "demand_vs", "p99_latency_us": "p99_vs"}
 
 
-def relative_rows(runs: Sequence[RunResult], baseline: str, cells: Sequence[dict],
-                  arm: Callable[[RunResult], str] = lambda run: run.topology) -> list[Row]:
+def relative_rows(
+    runs: Sequence[RunResult],
+    baseline: str,
+    cells: Sequence[dict],
+    arm: Callable[[RunResult], str] = lambda run: run.topology,
+) -> list[Row]:
     """Rows with every paired metric against the ``baseline`` arm: ``cells`` are a result's
     comparison cells (measure.paired.PairedCell.to_json)."""
     by_key = {(c["arm"], c["test"], c["metric"]): c for c in cells}

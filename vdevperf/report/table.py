@@ -67,12 +67,18 @@ def _columns(baseline: str | None) -> list[Column]:
         Column("Units", lambda r: r.demand_units),
         Column(f"vs {baseline}", lambda r: _versus(r, r.demand_vs), lambda r: relative),
         Column("remote CPU %", lambda r: _num(r.remote_cpu_util_pct), lambda r: r.remote_cpu_util_pct is not None),
-        Column("remote svc demand", lambda r: _num(r.remote_service_demand, 3),
-               lambda r: r.remote_service_demand is not None),
+        Column(
+            "remote svc demand",
+            lambda r: _num(r.remote_service_demand, 3),
+            lambda r: r.remote_service_demand is not None,
+        ),
         Column("p50 us", lambda r: _num(r.p50_latency_us, 1), lambda r: r.p50_latency_us is not None),
         Column("p99 us", lambda r: _num(r.p99_latency_us, 1), lambda r: r.p99_latency_us is not None),
-        Column(f"vs {baseline}", lambda r: _versus(r, r.p99_vs, r.p99_latency_us is not None),
-               lambda r: relative and r.p99_latency_us is not None),
+        Column(
+            f"vs {baseline}",
+            lambda r: _versus(r, r.p99_vs, r.p99_latency_us is not None),
+            lambda r: relative and r.p99_latency_us is not None,
+        ),
         Column("Loss %", lambda r: _num(r.loss_pct, 3), lambda r: r.loss_pct is not None),
         Column("Flows", lambda r: str(r.flows), lambda r: r.flows > 1),
         Column("Min flow", lambda r: _num(r.min_flow_rate), lambda r: r.flows > 1),
@@ -89,8 +95,13 @@ def _render(rows: list[Row], runs: Sequence[RunResult], baseline: str | None, fm
             body.append([r.topology, r.test, r.note] + [""] * (len(columns) - 1))
         else:
             body.append([r.topology, r.test] + [c.cell(r) for c in columns])
-    table = tabulate(body, headers=["Topology", "Test"] + [c.header for c in columns], tablefmt=fmt,
-                     disable_numparse=True, colalign=("left", "left") + ("right",) * len(columns))
+    table = tabulate(
+        body,
+        headers=["Topology", "Test"] + [c.header for c in columns],
+        tablefmt=fmt,
+        disable_numparse=True,
+        colalign=("left", "left") + ("right",) * len(columns),
+    )
     return "\n".join([table, *footnotes(runs)])
 
 
@@ -113,10 +124,12 @@ def comparison_header(comparison: dict, runs: Sequence[RunResult]) -> str:
     lengths = sorted({f"{r.config.duration_s:g}" for r in runs if r.iterations})
     rounds = len(comparison["orders"])
     target = f", target ±{plan['target_ci_pct']:g} %" if plan["target_ci_pct"] else ""
-    return (f"{rounds} interleaved round(s) of {'/'.join(lengths) or '?'} s (seed {plan['seed']}{target}; "
-            f"{comparison['stopped']}); placement {where.get('label', 'unpinned')}; intervals "
-            f"{100 * (1 - comparison['alpha']):g} %, verdicts Holm-corrected over {len(comparison['cells'])} "
-            f"cells; windows with steal above {plan['max_steal_pct']:g} % measured again")
+    return (
+        f"{rounds} interleaved round(s) of {'/'.join(lengths) or '?'} s (seed {plan['seed']}{target}; "
+        f"{comparison['stopped']}); placement {where.get('label', 'unpinned')}; intervals "
+        f"{100 * (1 - comparison['alpha']):g} %, verdicts Holm-corrected over {len(comparison['cells'])} "
+        f"cells; windows with steal above {plan['max_steal_pct']:g} % measured again"
+    )
 
 
 BREAKDOWN_FIELDS = ("user", "nice", "system", "irq", "softirq", "iowait", "steal", "unaccounted", "idle")
@@ -136,8 +149,13 @@ def cpu_table(runs: Sequence[RunResult], fmt: str = "simple") -> str:
         for n, shares in enumerate(parts["per_cpu"]):
             body.append(["", f"cpu{n}", *(_num(shares[f"{f}_pct"]) for f in BREAKDOWN_FIELDS), "", "", ""])
     headers = ["Run", "CPU", *(f"{f} %" for f in BREAKDOWN_FIELDS), "client %", "server %", "elsewhere %"]
-    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True,
-                    colalign=("left", "left") + ("right",) * (len(headers) - 2))
+    return tabulate(
+        body,
+        headers=headers,
+        tablefmt=fmt,
+        disable_numparse=True,
+        colalign=("left", "left") + ("right",) * (len(headers) - 2),
+    )
 
 
 def _combination(run: RunResult) -> str:
@@ -151,15 +169,35 @@ def matrix_table(runs: Sequence[RunResult], comparison: dict, fmt: str = "simple
     body = []
     for run, r in zip(runs, rows, strict=True):
         probe = run.iterations[-1].capture if run.iterations else None
-        body.append([_combination(run), _num(r.rate) + ("~" if r.flagged else ""), r.rate_units,
-                     _versus(r, r.rate_vs), _num(r.cpu_util_pct), _num(r.service_demand, 3), r.demand_units,
-                     _versus(r, r.demand_vs),
-                     _num(probe["p50_bytes"], 0) if probe and probe["frames"] else "",
-                     _num(probe["above_mtu_pct"], 1) if probe and probe["frames"] else ""])
-    headers = ["Offloads", "Result", "Units", "vs all on", "CPU util %", "Svc demand", "Units", "vs all on",
-               "p50 frame B", "> MTU %"]
-    table = tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True,
-                     colalign=("left",) + ("right",) * (len(headers) - 1))
+        body.append(
+            [
+                _combination(run),
+                _num(r.rate) + ("~" if r.flagged else ""),
+                r.rate_units,
+                _versus(r, r.rate_vs),
+                _num(r.cpu_util_pct),
+                _num(r.service_demand, 3),
+                r.demand_units,
+                _versus(r, r.demand_vs),
+                _num(probe["p50_bytes"], 0) if probe and probe["frames"] else "",
+                _num(probe["above_mtu_pct"], 1) if probe and probe["frames"] else "",
+            ]
+        )
+    headers = [
+        "Offloads",
+        "Result",
+        "Units",
+        "vs all on",
+        "CPU util %",
+        "Svc demand",
+        "Units",
+        "vs all on",
+        "p50 frame B",
+        "> MTU %",
+    ]
+    table = tabulate(
+        body, headers=headers, tablefmt=fmt, disable_numparse=True, colalign=("left",) + ("right",) * (len(headers) - 1)
+    )
     title = f"{runs[0].topology} {runs[0].config.test}, offload matrix" if runs else "offload matrix"
     return "\n".join([title, comparison_header(comparison, runs), table, *noise_notes(runs)])
 
@@ -177,18 +215,41 @@ def diff_table(rows: Sequence[DiffRow], fmt: str = "simple") -> str:
             continue
         by_name = {c.metric: c for c in r.changes}
         rate, cpu, demand, p99 = (by_name[m] for m in ("rate", "cpu_util_pct", "service_demand", "p99_latency_us"))
-        body.append([r.topology, r.test, rate.verdict, _num(rate.base), _num(rate.new), _pct(rate.change_pct),
-                     f"{_pct(cpu.change_pct)} {cpu.verdict if cpu.verdict != rate.verdict else ''}".strip(),
-                     f"{_pct(demand.change_pct)} {demand.verdict}".strip() if demand.change_pct is not None else "",
-                     f"{_pct(p99.change_pct)} {p99.verdict}".strip() if p99.change_pct is not None else "",
-                     "" if rate.p_value is None else f"{rate.p_value:.3g}"])
-    headers = ["Topology", "Test", "Verdict", "Base", "New", "Rate", "CPU util", "Svc demand", "p99 latency",
-               "p (rate)"]
+        body.append(
+            [
+                r.topology,
+                r.test,
+                rate.verdict,
+                _num(rate.base),
+                _num(rate.new),
+                _pct(rate.change_pct),
+                f"{_pct(cpu.change_pct)} {cpu.verdict if cpu.verdict != rate.verdict else ''}".strip(),
+                f"{_pct(demand.change_pct)} {demand.verdict}".strip() if demand.change_pct is not None else "",
+                f"{_pct(p99.change_pct)} {p99.verdict}".strip() if p99.change_pct is not None else "",
+                "" if rate.p_value is None else f"{rate.p_value:.3g}",
+            ]
+        )
+    headers = [
+        "Topology",
+        "Test",
+        "Verdict",
+        "Base",
+        "New",
+        "Rate",
+        "CPU util",
+        "Svc demand",
+        "p99 latency",
+        "p (rate)",
+    ]
     return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
-_METRIC_NAMES = {"rate": "rate", "cpu_util_pct": "CPU util", "service_demand": "service demand",
-                 "p99_latency_us": "p99 latency"}
+_METRIC_NAMES = {
+    "rate": "rate",
+    "cpu_util_pct": "CPU util",
+    "service_demand": "service demand",
+    "p99_latency_us": "p99 latency",
+}
 
 
 def noise_floor(comparison: dict) -> str:
@@ -196,12 +257,18 @@ def noise_floor(comparison: dict) -> str:
     would read as a difference at these rounds (see measure.paired.resolvable_pct)."""
     cells = comparison.get("cells", [])
     family = sum(1 for c in cells if c["p_value"] is not None)
-    lines = [f"noise floor ({len(comparison.get('orders', []))} rounds, alpha {comparison.get('alpha')}, "
-             f"{family} cells): smallest change this machine resolves, and the A/A verdicts"]
+    lines = [
+        f"noise floor ({len(comparison.get('orders', []))} rounds, alpha {comparison.get('alpha')}, "
+        f"{family} cells): smallest change this machine resolves, and the A/A verdicts"
+    ]
     for c in cells:
         floor = resolvable_pct(c["ratios"], comparison["alpha"], family)
-        lines.append(f"  {c['test']:<11} {_METRIC_NAMES.get(c['metric'], c['metric']):<15} "
-                     f"{'' if floor is None else _half_width(floor):>9}   A/A {c['geomean']:.3f}x: {c['verdict']}")
-    lines.append("A real difference smaller than the floor reads 'no significant difference'; any other verdict "
-                 "here is a false positive (expected in at most alpha of A/A runs).")
+        lines.append(
+            f"  {c['test']:<11} {_METRIC_NAMES.get(c['metric'], c['metric']):<15} "
+            f"{'' if floor is None else _half_width(floor):>9}   A/A {c['geomean']:.3f}x: {c['verdict']}"
+        )
+    lines.append(
+        "A real difference smaller than the floor reads 'no significant difference'; any other verdict "
+        "here is a false positive (expected in at most alpha of A/A runs)."
+    )
     return "\n".join(lines)

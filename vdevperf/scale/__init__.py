@@ -22,5 +22,17 @@ from vdevperf.scale.model import (
 )
 from vdevperf.scale.runner import run_scale
 
-__all__ = ["Contention", "CreationRun", "Links", "Mark", "MemoryCost", "Method", "Phase", "ScaleConfig",
-           "ScaleResult", "SetnsPoint", "Teardown", "run_scale"]
+__all__ = [
+    "Contention",
+    "CreationRun",
+    "Links",
+    "Mark",
+    "MemoryCost",
+    "Method",
+    "Phase",
+    "ScaleConfig",
+    "ScaleResult",
+    "SetnsPoint",
+    "Teardown",
+    "run_scale",
+]

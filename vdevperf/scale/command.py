@@ -34,8 +34,10 @@ def _choices(kind: type[Method] | type[Phase]) -> Callable[[str], tuple]:
                 values.append(kind(part.strip().lower()))
             except ValueError:
                 raise argparse.ArgumentTypeError(
-                    f"unknown '{part}' (known: {', '.join(k.value for k in kind)})") from None
+                    f"unknown '{part}' (known: {', '.join(k.value for k in kind)})"
+                ) from None
         return tuple(values)
+
     return parse
 
 
@@ -48,25 +50,49 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``scale`` and its flags on cli's subparsers; returns the new parser."""
     p = subparsers.add_parser("scale", help="create and destroy many namespaces: rates, memory, setns, contention")
     p.add_argument("--count", type=whole(1), default=1000, help="namespaces to create (default 1000)")
-    p.add_argument("--mark", type=whole(1), default=250,
-                   help="report the creation rate every this many namespaces (default 250)")
-    p.add_argument("--method", dest="methods", type=_choices(Method), default=tuple(Method),
-                   help="creation methods to compare, comma-separated: netlink (vdevperf's own, no fork), ip "
-                        "(an ip process per command), ip-batch, unshare (a forked process per namespace) "
-                        "(default: all)")
-    p.add_argument("--links", type=Links, choices=list(Links), default=Links.NONE,
-                   help="none, or a veth pair from each namespace to a hub namespace (default none)")
+    p.add_argument(
+        "--mark", type=whole(1), default=250, help="report the creation rate every this many namespaces (default 250)"
+    )
+    p.add_argument(
+        "--method",
+        dest="methods",
+        type=_choices(Method),
+        default=tuple(Method),
+        help="creation methods to compare, comma-separated: netlink (vdevperf's own, no fork), ip "
+        "(an ip process per command), ip-batch, unshare (a forked process per namespace) "
+        "(default: all)",
+    )
+    p.add_argument(
+        "--links",
+        type=Links,
+        choices=list(Links),
+        default=Links.NONE,
+        help="none, or a veth pair from each namespace to a hub namespace (default none)",
+    )
     p.add_argument("--bridge", action="store_true", help="put the hub ends on a bridge in the hub (--links veth)")
-    p.add_argument("--addresses", action="store_true",
-                   help="an IPv4 address on each namespace's veth end (--links veth)")
+    p.add_argument(
+        "--addresses", action="store_true", help="an IPv4 address on each namespace's veth end (--links veth)"
+    )
     p.add_argument("--up", action="store_true", help="bring lo and both veth ends up")
-    p.add_argument("--phases", type=_choices(Phase), default=tuple(Phase),
-                   help="create, memory, setns, contention, comma-separated (default: all)")
-    p.add_argument("--setns-counts", type=_counts, default=DEFAULT_SETNS_COUNTS,
-                   help="namespace counts at which to time setns, besides --count (default 1,16,64,512)")
+    p.add_argument(
+        "--phases",
+        type=_choices(Phase),
+        default=tuple(Phase),
+        help="create, memory, setns, contention, comma-separated (default: all)",
+    )
+    p.add_argument(
+        "--setns-counts",
+        type=_counts,
+        default=DEFAULT_SETNS_COUNTS,
+        help="namespace counts at which to time setns, besides --count (default 1,16,64,512)",
+    )
     p.add_argument("--setns-samples", type=whole(2), default=2000, help="setns samples per count (default 2000)")
-    p.add_argument("--settle-timeout", type=seconds, default=30.0,
-                   help="seconds to wait after a teardown for the kernel to free the namespaces (default 30)")
+    p.add_argument(
+        "--settle-timeout",
+        type=seconds,
+        default=30.0,
+        help="seconds to wait after a teardown for the kernel to free the namespaces (default 30)",
+    )
     p.add_argument("-o", "--output", type=Path, help="result JSON file (default results/vdevperf-scale-<time>.json)")
     p.add_argument("--json", action="store_true", help="print the result document as JSON instead of tables")
     return p
@@ -75,10 +101,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def config_from_args(args: argparse.Namespace) -> ScaleConfig:
     """The ScaleConfig the flags ask for; VdevperfError naming the flag if they do not fit together."""
     try:
-        return ScaleConfig(count=args.count, mark=args.mark, methods=tuple(args.methods), links=args.links,
-                           bridge=args.bridge, addresses=args.addresses, up=args.up, phases=tuple(args.phases),
-                           setns_counts=tuple(args.setns_counts), setns_samples=args.setns_samples,
-                           settle_timeout_s=args.settle_timeout)
+        return ScaleConfig(
+            count=args.count,
+            mark=args.mark,
+            methods=tuple(args.methods),
+            links=args.links,
+            bridge=args.bridge,
+            addresses=args.addresses,
+            up=args.up,
+            phases=tuple(args.phases),
+            setns_counts=tuple(args.setns_counts),
+            setns_samples=args.setns_samples,
+            settle_timeout_s=args.settle_timeout,
+        )
     except ValueError as exc:
         flag, _, why = str(exc).partition(": ")
         raise VdevperfError(flag, why) from None
@@ -89,10 +124,12 @@ def section(result: ScaleResult, phase: str) -> str:
     config = result.config
     if phase.startswith("create "):
         run = result.creation[-1]
-        extras = [flag for flag, on in (("bridge", config.bridge), ("addresses", config.addresses),
-                                        ("up", config.up)) if on]
-        title = (f"create: {run.method.value}, {run.namespaces:,} namespaces, links {run.links.value}"
-                 + (f" ({', '.join(extras)})" if extras else ""))
+        extras = [
+            flag for flag, on in (("bridge", config.bridge), ("addresses", config.addresses), ("up", config.up)) if on
+        ]
+        title = f"create: {run.method.value}, {run.namespaces:,} namespaces, links {run.links.value}" + (
+            f" ({', '.join(extras)})" if extras else ""
+        )
         lines = [title, table.marks_table(run)]
         if run.teardown is not None:
             lines.append(table.teardown_line(run.teardown))
@@ -104,8 +141,13 @@ def section(result: ScaleResult, phase: str) -> str:
     if phase == "memory" and result.memory is not None:
         return "memory\n" + table.memory_table(result.memory) + "\n"
     if phase == "contention" and result.contention is not None:
-        return ("contention\n" + table.contention_table(result.contention) + "\n"
-                + table.teardown_line(result.contention.teardown) + "\n")
+        return (
+            "contention\n"
+            + table.contention_table(result.contention)
+            + "\n"
+            + table.teardown_line(result.contention.teardown)
+            + "\n"
+        )
     if phase == "teardown" and result.build_teardown is not None:
         return table.teardown_line(result.build_teardown) + "\n"
     return ""

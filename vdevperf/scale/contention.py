@@ -27,8 +27,7 @@ def stats(samples_ms: list[float]) -> LatencyStats:
     """Median, p99 and max of latencies in ms (zeros if there are none)."""
     if not samples_ms:
         return LatencyStats((), 0.0, 0.0, 0.0)
-    return LatencyStats(tuple(samples_ms), statistics.median(samples_ms), percentile(samples_ms, 99),
-                        max(samples_ms))
+    return LatencyStats(tuple(samples_ms), statistics.median(samples_ms), percentile(samples_ms, 99), max(samples_ms))
 
 
 def probe_once(session: Session) -> float:

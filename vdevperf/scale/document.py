@@ -41,8 +41,12 @@ def _teardown(down: Teardown | None) -> dict | None:
     settle = dataclasses.asdict(down.settle)
     settle["settled"] = down.settle.settled
     settle["settled_s"] = down.settle.settled_s
-    return {"namespaces": down.namespaces, "total_s": down.total_s, "per_namespace_ms": down.per_namespace_ms,
-            "settle": settle}
+    return {
+        "namespaces": down.namespaces,
+        "total_s": down.total_s,
+        "per_namespace_ms": down.per_namespace_ms,
+        "settle": settle,
+    }
 
 
 def _per_ns(pair: tuple[float, float] | None) -> dict | None:
@@ -50,21 +54,31 @@ def _per_ns(pair: tuple[float, float] | None) -> dict | None:
 
 
 def _creation(run: CreationRun) -> dict:
-    return {"method": run.method.value, "links": run.links.value, "namespaces": run.namespaces,
-            "total_s": run.total_s, "rate_per_s": run.rate_per_s,
-            "memory_per_namespace": _per_ns(run.memory_kib),
-            "marks": [dataclasses.asdict(m) for m in run.marks],
-            "before": dataclasses.asdict(run.before), "after": dataclasses.asdict(run.after),
-            "teardown": _teardown(run.teardown)}
+    return {
+        "method": run.method.value,
+        "links": run.links.value,
+        "namespaces": run.namespaces,
+        "total_s": run.total_s,
+        "rate_per_s": run.rate_per_s,
+        "memory_per_namespace": _per_ns(run.memory_kib),
+        "marks": [dataclasses.asdict(m) for m in run.marks],
+        "before": dataclasses.asdict(run.before),
+        "after": dataclasses.asdict(run.after),
+        "teardown": _teardown(run.teardown),
+    }
 
 
 def _memory(cost: MemoryCost | None) -> dict | None:
     if cost is None:
         return None
-    return {"namespaces": cost.namespaces, "per_namespace": _per_ns(cost.netns_kib),
-            "per_veth_pair": _per_ns(cost.veth_kib),
-            "baseline": dataclasses.asdict(cost.baseline), "with_namespaces": dataclasses.asdict(cost.with_namespaces),
-            "with_veth": None if cost.with_veth is None else dataclasses.asdict(cost.with_veth)}
+    return {
+        "namespaces": cost.namespaces,
+        "per_namespace": _per_ns(cost.netns_kib),
+        "per_veth_pair": _per_ns(cost.veth_kib),
+        "baseline": dataclasses.asdict(cost.baseline),
+        "with_namespaces": dataclasses.asdict(cost.with_namespaces),
+        "with_veth": None if cost.with_veth is None else dataclasses.asdict(cost.with_veth),
+    }
 
 
 def _setns(point: SetnsPoint) -> dict:
@@ -120,8 +134,14 @@ class ScaleFile:
 
     def document(self) -> dict:
         """The whole file as JSON data; ``complete`` is false until every phase has run."""
-        doc = {"kind": KIND, "schema_version": SCHEMA_VERSION, "created": self.created, "command": self.command,
-               "environment": self.environment, "complete": self.complete}
+        doc = {
+            "kind": KIND,
+            "schema_version": SCHEMA_VERSION,
+            "created": self.created,
+            "command": self.command,
+            "environment": self.environment,
+            "complete": self.complete,
+        }
         if self.result is not None:
             doc.update(to_json(self.result))
         return doc
@@ -159,11 +179,13 @@ def load(path: Path) -> dict:
     """A stored scale document; ResultError if unreadable, not a scale file, or from a newer vdevperf."""
     document = results.read_json(path)
     if not isinstance(document, dict) or document.get("kind") != KIND:
-        raise ResultError(str(path), "not a scale result (no \"kind\": \"scale\")")
+        raise ResultError(str(path), 'not a scale result (no "kind": "scale")')
     version = document.get("schema_version")
     if not isinstance(version, int) or version < 1:
         raise ResultError(str(path), f"schema_version {version!r} is not a positive integer")
     if version > SCHEMA_VERSION:
-        raise ResultError(str(path), f"schema_version {version} is newer than this vdevperf reads "
-                          f"({SCHEMA_VERSION}); upgrade vdevperf")
+        raise ResultError(
+            str(path),
+            f"schema_version {version} is newer than this vdevperf reads ({SCHEMA_VERSION}); upgrade vdevperf",
+        )
     return document

@@ -72,10 +72,14 @@ def snapshot(t0: float | None = None) -> MemInfo:
     """Memory figures now; ``t_s`` is seconds since ``t0`` (a time.monotonic() value) or 0."""
     now = time.monotonic()
     info = _meminfo()
-    return MemInfo(t_s=0.0 if t0 is None else now - t0,
-                   mem_available_kib=psutil.virtual_memory().available // 1024,
-                   slab_kib=info.get("Slab", 0), sunreclaim_kib=info.get("SUnreclaim", 0),
-                   percpu_kib=info.get("Percpu", 0), netns_objects=netns_objects())
+    return MemInfo(
+        t_s=0.0 if t0 is None else now - t0,
+        mem_available_kib=psutil.virtual_memory().available // 1024,
+        slab_kib=info.get("Slab", 0),
+        sunreclaim_kib=info.get("SUnreclaim", 0),
+        percpu_kib=info.get("Percpu", 0),
+        netns_objects=netns_objects(),
+    )
 
 
 def estimate_kib(config: ScaleConfig) -> int:
@@ -99,21 +103,27 @@ def check_capacity(config: ScaleConfig) -> None:
     if need > available // 2:
         per = need // config.count
         fits = max(0, (available // 2) // per)
-        raise VdevperfError("--count", f"{config.count:,} namespaces need about {need / 1024:,.0f} MiB "
-                            f"(~{per} KiB each), more than half of the {available / 1024:,.0f} MiB available "
-                            f"(MemAvailable); use --count {fits:,} or less")
+        raise VdevperfError(
+            "--count",
+            f"{config.count:,} namespaces need about {need / 1024:,.0f} MiB "
+            f"(~{per} KiB each), more than half of the {available / 1024:,.0f} MiB available "
+            f"(MemAvailable); use --count {fits:,} or less",
+        )
     limit = _read_int(MAX_NET_NAMESPACES)
     if limit is not None and config.count + 2 > limit:
-        raise VdevperfError("--count", f"{config.count:,} namespaces (plus the hub and a probe) exceed "
-                            f"user.max_net_namespaces ({limit:,})")
+        raise VdevperfError(
+            "--count",
+            f"{config.count:,} namespaces (plus the hub and a probe) exceed user.max_net_namespaces ({limit:,})",
+        )
 
 
 def _within(value: float, baseline: float, added: float, floor: float) -> bool:
     return value - baseline <= max(floor, _TOLERANCE_SHARE * max(added, 0))
 
 
-def wait_settled(baseline: MemInfo, peak: MemInfo, timeout_s: float,
-                 sleep: Callable[[float], None] = time.sleep) -> Settle:
+def wait_settled(
+    baseline: MemInfo, peak: MemInfo, timeout_s: float, sleep: Callable[[float], None] = time.sleep
+) -> Settle:
     """Poll until SUnreclaim is back near ``baseline`` (taken before creation), or ``timeout_s``.
 
     ``peak`` is the snapshot with everything created; tolerances scale with
@@ -126,19 +136,35 @@ def wait_settled(baseline: MemInfo, peak: MemInfo, timeout_s: float,
     while True:
         snap = snapshot(t0)
         series.append(snap)
-        if unreclaimable_s is None and _within(snap.sunreclaim_kib, baseline.sunreclaim_kib,
-                                               peak.sunreclaim_kib - baseline.sunreclaim_kib, _UNRECLAIMABLE_FLOOR_KIB):
+        if unreclaimable_s is None and _within(
+            snap.sunreclaim_kib,
+            baseline.sunreclaim_kib,
+            peak.sunreclaim_kib - baseline.sunreclaim_kib,
+            _UNRECLAIMABLE_FLOOR_KIB,
+        ):
             unreclaimable_s = snap.t_s
-        if objects_s is None and None not in (snap.netns_objects, baseline.netns_objects, peak.netns_objects) \
-                and _within(snap.netns_objects, baseline.netns_objects, peak.netns_objects - baseline.netns_objects,
-                            _OBJECTS_FLOOR):
+        if (
+            objects_s is None
+            and None not in (snap.netns_objects, baseline.netns_objects, peak.netns_objects)
+            and _within(
+                snap.netns_objects, baseline.netns_objects, peak.netns_objects - baseline.netns_objects, _OBJECTS_FLOOR
+            )
+        ):
             objects_s = snap.t_s
-        if available_s is None and _within(baseline.mem_available_kib, snap.mem_available_kib,
-                                           baseline.mem_available_kib - peak.mem_available_kib,
-                                           _AVAILABLE_FLOOR_KIB):
+        if available_s is None and _within(
+            baseline.mem_available_kib,
+            snap.mem_available_kib,
+            baseline.mem_available_kib - peak.mem_available_kib,
+            _AVAILABLE_FLOOR_KIB,
+        ):
             available_s = snap.t_s
         if unreclaimable_s is not None or snap.t_s >= timeout_s:
             break
         sleep(_POLL_S)
-    return Settle(timeout_s=timeout_s, unreclaimable_s=unreclaimable_s, mem_available_s=available_s,
-                  netns_objects_s=objects_s, series=tuple(series))
+    return Settle(
+        timeout_s=timeout_s,
+        unreclaimable_s=unreclaimable_s,
+        mem_available_s=available_s,
+        netns_objects_s=objects_s,
+        series=tuple(series),
+    )

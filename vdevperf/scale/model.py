@@ -73,10 +73,11 @@ class ScaleConfig:
         _check(len(set(self.methods)) == len(self.methods), "--method: a method is named twice")
         _check(bool(self.phases), "--phases: at least one phase is needed")
         needs_veth = [flag for flag, on in (("--bridge", self.bridge), ("--addresses", self.addresses)) if on]
-        _check(self.links is Links.VETH or not needs_veth, f"{needs_veth[0] if needs_veth else ''}: "
-               "needs --links veth")
-        _check(not self.bridge or self.count <= MAX_BRIDGE_PORTS,
-               f"--bridge: a bridge has at most {MAX_BRIDGE_PORTS} ports; --count {self.count} is too many")
+        _check(self.links is Links.VETH or not needs_veth, f"{needs_veth[0] if needs_veth else ''}: needs --links veth")
+        _check(
+            not self.bridge or self.count <= MAX_BRIDGE_PORTS,
+            f"--bridge: a bridge has at most {MAX_BRIDGE_PORTS} ports; --count {self.count} is too many",
+        )
         _check(all(c >= 1 for c in self.setns_counts), "--setns-counts: counts must be >= 1")
         _check(self.setns_samples >= 2, "--setns-samples: at least 2 samples are needed")
         _check(self.settle_timeout_s > 0, "--settle-timeout: must be a positive number of seconds")
@@ -157,8 +158,7 @@ class Teardown:
 
 def per_namespace_kib(before: MemInfo, after: MemInfo, count: int) -> tuple[float, float]:
     """(MemAvailable drop, Slab growth) per namespace between two snapshots, in KiB."""
-    return ((before.mem_available_kib - after.mem_available_kib) / count,
-            (after.slab_kib - before.slab_kib) / count)
+    return ((before.mem_available_kib - after.mem_available_kib) / count, (after.slab_kib - before.slab_kib) / count)
 
 
 @dataclass(frozen=True)

@@ -140,8 +140,11 @@ class Rtnl:
     def addr_add(self, index: int, interface: ipaddress.IPv4Interface) -> None:
         """Queue: add IPv4 address ``interface`` to link ``index``."""
         packed = interface.ip.packed
-        body = (_IFADDRMSG.pack(socket.AF_INET, interface.network.prefixlen, 0, 0, index)
-                + _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed))
+        body = (
+            _IFADDRMSG.pack(socket.AF_INET, interface.network.prefixlen, 0, 0, index)
+            + _attr(IFA_LOCAL, packed)
+            + _attr(IFA_ADDRESS, packed)
+        )
         self._queue_msg(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"add address {interface}")
 
     def commit(self) -> None:
@@ -149,7 +152,7 @@ class Rtnl:
         queue, self._queue = self._queue, []
         first: RtnlError | None = None
         for start in range(0, len(queue), _BATCH):
-            batch = queue[start:start + _BATCH]
+            batch = queue[start : start + _BATCH]
             self._sock.send(b"".join(batch))
             error = self._acks(len(batch))
             first = first or error

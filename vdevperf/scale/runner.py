@@ -53,8 +53,9 @@ def marks_from(times_s: list[tuple[int, float]]) -> tuple[Mark, ...]:
     prev_n, prev_t = 0, 0.0
     for n, t in times_s:
         interval = t - prev_t
-        marks.append(Mark(count=n, elapsed_s=t, rate_per_s=(n - prev_n) / max(interval, 1e-9),
-                          cumulative_rate_per_s=n / t))
+        marks.append(
+            Mark(count=n, elapsed_s=t, rate_per_s=(n - prev_n) / max(interval, 1e-9), cumulative_rate_per_s=n / t)
+        )
         prev_n, prev_t = n, t
     return tuple(marks)
 
@@ -83,8 +84,15 @@ def creation_run(session: Session, method: Method) -> CreationRun:
     before = memory.snapshot()
     total_s, marks = create_with_marks(session, method, config.links)
     after = memory.snapshot()
-    run = CreationRun(method=method, links=config.links, namespaces=config.count, total_s=total_s, marks=marks,
-                      before=before, after=after)
+    run = CreationRun(
+        method=method,
+        links=config.links,
+        namespaces=config.count,
+        total_s=total_s,
+        marks=marks,
+        before=before,
+        after=after,
+    )
     return dataclasses.replace(run, teardown=teardown(session, config.count, before, after))
 
 
@@ -112,18 +120,21 @@ def _build(session: Session, result: ScaleResult, on_phase: OnPhase) -> ScaleRes
                 session.configure_existing(i, Links.VETH)
             session.configure_hub(chunk, Links.VETH)
         peak = memory.snapshot()
-        cost = MemoryCost(namespaces=config.count, baseline=baseline, with_namespaces=with_namespaces,
-                          with_veth=peak)
+        cost = MemoryCost(namespaces=config.count, baseline=baseline, with_namespaces=with_namespaces, with_veth=peak)
         result = dataclasses.replace(result, memory=cost, phases_done=result.phases_done + ("memory",))
         on_phase(result, "memory")
     if Phase.CONTENTION in config.phases:
         idle = contention.idle(session, config.contention_baseline_samples, config.probe_interval_s)
-        during, down = contention.during(session, config.probe_interval_s,
-                                         lambda: teardown(session, config.count, baseline, peak))
+        during, down = contention.during(
+            session, config.probe_interval_s, lambda: teardown(session, config.count, baseline, peak)
+        )
         assert isinstance(down, Teardown)
         result = dataclasses.replace(
-            result, build_teardown=down, phases_done=result.phases_done + ("contention",),
-            contention=Contention(namespaces=config.count, idle=idle, during=during, teardown=down))
+            result,
+            build_teardown=down,
+            phases_done=result.phases_done + ("contention",),
+            contention=Contention(namespaces=config.count, idle=idle, during=during, teardown=down),
+        )
         on_phase(result, "contention")
     else:
         down = teardown(session, config.count, baseline, peak)
@@ -132,8 +143,11 @@ def _build(session: Session, result: ScaleResult, on_phase: OnPhase) -> ScaleRes
     return result
 
 
-def run_scale(config: ScaleConfig, on_phase: OnPhase = lambda result, phase: None,
-              notice: Callable[[str], None] = lambda line: None) -> ScaleResult:
+def run_scale(
+    config: ScaleConfig,
+    on_phase: OnPhase = lambda result, phase: None,
+    notice: Callable[[str], None] = lambda line: None,
+) -> ScaleResult:
     """Run every phase of ``config``; ``on_phase(result so far, phase name)`` after each one,
     ``notice(line)`` once if the sweep of dead runs before it removed something."""
     memory.check_capacity(config)

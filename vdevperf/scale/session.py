@@ -97,8 +97,9 @@ class Session:
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def open(self) -> None:
@@ -239,8 +240,9 @@ class Session:
             self._closed = True
             failure = self._teardown()
         if failure is not None:
-            raise VdevperfError("scale", f"teardown incomplete: {failure}; the ledger is kept for "
-                                "'vdevperf cleanup'") from failure
+            raise VdevperfError(
+                "scale", f"teardown incomplete: {failure}; the ledger is kept for 'vdevperf cleanup'"
+            ) from failure
 
     def _teardown(self) -> BaseException | None:
         failure: BaseException | None = None

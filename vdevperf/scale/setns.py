@@ -73,6 +73,11 @@ def measure(target_path: str, namespaces: int, samples: int) -> SetnsPoint:
         os.close(own_fd)
     rt_us = [ns / 1000 for ns in round_trip]
     noop_us = [ns / 1000 for ns in noop]
-    return SetnsPoint(namespaces=namespaces, samples=samples,
-                      round_trip_median_us=statistics.median(rt_us), round_trip_p99_us=percentile(rt_us, 99),
-                      noop_median_us=statistics.median(noop_us), noop_p99_us=percentile(noop_us, 99))
+    return SetnsPoint(
+        namespaces=namespaces,
+        samples=samples,
+        round_trip_median_us=statistics.median(rt_us),
+        round_trip_p99_us=percentile(rt_us, 99),
+        noop_median_us=statistics.median(noop_us),
+        noop_p99_us=percentile(noop_us, 99),
+    )

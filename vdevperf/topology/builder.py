@@ -105,9 +105,12 @@ class Topology:
         return f"topology {self.spec.name}"
 
     def _site(self, end: EndpointSpec) -> Site:
-        return Site(end.netns, self.netns_path(end.netns),
-                    None if end.ipv4 is None else str(end.ipv4),
-                    None if end.ipv6 is None else str(end.ipv6))
+        return Site(
+            end.netns,
+            self.netns_path(end.netns),
+            None if end.ipv4 is None else str(end.ipv4),
+            None if end.ipv6 is None else str(end.ipv6),
+        )
 
     def netns_name(self, short: str) -> str:
         """The real name of topology namespace ``short``."""
@@ -132,8 +135,9 @@ class Topology:
     def __enter__(self) -> Topology:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     # ---- build
@@ -176,15 +180,22 @@ class Topology:
         where = dev.netns
         if dev.kind is DeviceKind.VETH:
             peer = self.spec.device(dev.peer)
-            ctx = LinkContext(ifname=ctx.ifname, peer=peer, peer_ifname=self.ifname(peer.name),
-                              peer_netns_fd=None if peer.netns == dev.netns else self.netns_fd(peer.netns))
+            ctx = LinkContext(
+                ifname=ctx.ifname,
+                peer=peer,
+                peer_ifname=self.ifname(peer.name),
+                peer_netns_fd=None if peer.netns == dev.netns else self.netns_fd(peer.netns),
+            )
         elif dev.kind in STACKED_KINDS:
             parent = self.spec.device(dev.parent)
             # Created next to its parent (the kernel finds the lower device there) and
             # placed into its own namespace by the same request.
             where = parent.netns
-            ctx = LinkContext(ifname=ctx.ifname, parent_index=self._index[parent.name],
-                              netns_fd=None if parent.netns == dev.netns else self.netns_fd(dev.netns))
+            ctx = LinkContext(
+                ifname=ctx.ifname,
+                parent_index=self._index[parent.name],
+                netns_fd=None if parent.netns == dev.netns else self.netns_fd(dev.netns),
+            )
         try:
             self.ipr(where).link("add", **kind.build(dev, ctx))
         except NetlinkError as exc:
@@ -192,8 +203,9 @@ class Topology:
             # (an unknown mode of a known kind is EINVAL), so the mode is not named.
             if exc.code == errno.EOPNOTSUPP:
                 raise UnsupportedKind(self.what, dev.kind.value, kind.config) from exc
-            raise TopologyError(self.what, f"device '{dev.name}' ({dev.kind}): cannot create: "
-                                f"{_strerror(exc)}") from exc
+            raise TopologyError(
+                self.what, f"device '{dev.name}' ({dev.kind}): cannot create: {_strerror(exc)}"
+            ) from exc
         self._lookup(dev)
         if dev.kind is DeviceKind.VETH:
             self._lookup(self.spec.device(dev.peer))
@@ -211,8 +223,13 @@ class Topology:
                 ipr.link("set", index=index, state="up")
             for iface in dev.addresses:
                 step = f"add address {iface}"
-                ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen,
-                         flags=IFA_F_NODAD if iface.version == 6 else 0)
+                ipr.addr(
+                    "add",
+                    index=index,
+                    address=str(iface.ip),
+                    prefixlen=iface.network.prefixlen,
+                    flags=IFA_F_NODAD if iface.version == 6 else 0,
+                )
         except NetlinkError as exc:
             raise TopologyError(self.what, f"device '{dev.name}': cannot {step}: {_strerror(exc)}") from exc
 
@@ -222,8 +239,10 @@ class Topology:
             for msg in ipr.get_addr(family=socket.AF_INET6):
                 flags = msg.get("IFA_FLAGS") or msg["flags"]
                 if flags & IFA_F_DADFAILED:
-                    raise TopologyError(self.what, f"address {msg.get('IFA_ADDRESS')} in namespace "
-                                        f"'{short}' failed duplicate address detection")
+                    raise TopologyError(
+                        self.what,
+                        f"address {msg.get('IFA_ADDRESS')} in namespace '{short}' failed duplicate address detection",
+                    )
                 if flags & IFA_F_TENTATIVE:
                     bad.append(f"{msg.get('IFA_ADDRESS')} in namespace '{short}' is still tentative")
         return bad
@@ -250,8 +269,10 @@ class Topology:
                 conn.close()
         except OSError as exc:
             shown = f"[{server_addr}]" if version == 6 else server_addr
-            return (f"TCP from [client] in '{self.client.netns}' to {shown} in '{self.server.netns}' "
-                    f"failed: {exc.strerror or exc}")
+            return (
+                f"TCP from [client] in '{self.client.netns}' to {shown} in '{self.server.netns}' "
+                f"failed: {exc.strerror or exc}"
+            )
         finally:
             listener.close()
         return None
@@ -271,7 +292,7 @@ class Topology:
                 else:
                     return
                 # The connection that worked need not be retried.
-                versions = versions[versions.index(version):]
+                versions = versions[versions.index(version) :]
             if time.monotonic() >= deadline:
                 raise TopologyError(self.what, f"not ready after {READY_TIMEOUT_S:g} s: {problems[0]}")
             time.sleep(_READY_POLL_S)
@@ -287,8 +308,9 @@ class Topology:
             self._closed = True
             failure = self._teardown()
         if failure is not None:
-            raise TopologyError(self.what, f"teardown incomplete: {failure}; "
-                                "the ledger is kept for 'vdevperf cleanup'") from failure
+            raise TopologyError(
+                self.what, f"teardown incomplete: {failure}; the ledger is kept for 'vdevperf cleanup'"
+            ) from failure
 
     def _teardown(self) -> BaseException | None:
         failure: BaseException | None = None

@@ -65,8 +65,10 @@ class CleanupReport:
             if self.killed_pids:
                 lines.append(f"  killed pids: {', '.join(map(str, self.killed_pids))}")
         if self.kept_runs:
-            lines.append(f"left alone, not proven the dead runs' own: {self._unproven()}; the ledgers of "
-                         f"{', '.join(self.kept_runs)} stay until these are gone")
+            lines.append(
+                f"left alone, not proven the dead runs' own: {self._unproven()}; the ledgers of "
+                f"{', '.join(self.kept_runs)} stay until these are gone"
+            )
         if self.live_runs:
             lines.append(f"left alone (owner alive): {', '.join(self.live_runs)}")
         if self.unreadable:
@@ -76,8 +78,10 @@ class CleanupReport:
     def line(self) -> str:
         """One line for the sweep that starts a run: what was removed, and what was not proven ours."""
         dead = [*self.runs, *self.kept_runs]
-        text = (f"removed what {len(dead)} dead run(s) left ({', '.join(dead)}): "
-                f"{len(self.namespaces)} namespace(s), {len(self.killed_pids)} process(es)")
+        text = (
+            f"removed what {len(dead)} dead run(s) left ({', '.join(dead)}): "
+            f"{len(self.namespaces)} namespace(s), {len(self.killed_pids)} process(es)"
+        )
         if self.kept_runs:
             text += f"; left alone, not proven theirs: {self._unproven()}"
         return text
@@ -209,8 +213,16 @@ def cleanup(directory: Path = ledger_mod.LEDGER_DIR) -> CleanupReport:
             ledger_mod.remove_files(path)
             runs.append(record.run_id)
     _remove_stale_temporaries(directory)
-    return CleanupReport(tuple(runs), tuple(namespaces), tuple(killed), tuple(live), tuple(unreadable),
-                         tuple(unproven), tuple(spared), tuple(kept))
+    return CleanupReport(
+        tuple(runs),
+        tuple(namespaces),
+        tuple(killed),
+        tuple(live),
+        tuple(unreadable),
+        tuple(unproven),
+        tuple(spared),
+        tuple(kept),
+    )
 
 
 def sweep(directory: Path = ledger_mod.LEDGER_DIR) -> CleanupReport | None:

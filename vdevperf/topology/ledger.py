@@ -244,8 +244,9 @@ class Ledger:
     @property
     def record(self) -> LedgerRecord:
         """The current content of the ledger (its journal included)."""
-        return dataclasses.replace(self._record, created=MappingProxyType(self._created),
-                                   pids=self._record.pids + tuple(self._pids))
+        return dataclasses.replace(
+            self._record, created=MappingProxyType(self._created), pids=self._record.pids + tuple(self._pids)
+        )
 
     @property
     def run_id(self) -> str:
@@ -350,8 +351,10 @@ def remove_files(path: Path) -> None:
 
 def journal_hook(ledger: Ledger, name: str) -> Callable[[os.stat_result], None]:
     """A ``before_mount`` for netns.create that journals the new namespace as ``name``."""
+
     def hook(st: os.stat_result) -> None:
         ledger.record_created(name, Identity(st.st_dev, st.st_ino))
+
     return hook
 
 

@@ -86,8 +86,12 @@ def create_mountpoint_source(name: str) -> str:
     return target
 
 
-def create(name: str, inside: Callable[[], None] | None = None, link_from: str | None = None,
-           before_mount: Callable[[os.stat_result], None] | None = None) -> str:
+def create(
+    name: str,
+    inside: Callable[[], None] | None = None,
+    link_from: str | None = None,
+    before_mount: Callable[[os.stat_result], None] | None = None,
+) -> str:
     """Create namespace ``name`` (it must not exist) and return its path.
 
     ``inside``, if given, runs with the calling thread still in the new
@@ -127,8 +131,9 @@ def create(name: str, inside: Callable[[], None] | None = None, link_from: str |
     return target
 
 
-def create_here(name: str, link_from: str | None = None,
-                before_mount: Callable[[os.stat_result], None] | None = None) -> str:
+def create_here(
+    name: str, link_from: str | None = None, before_mount: Callable[[os.stat_result], None] | None = None
+) -> str:
     """Move the calling thread into a new namespace for good and mount it as ``name``; return its path.
 
     For a process that exists to make one namespace (e.g. a forked child that

@@ -36,9 +36,15 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "rx": ("rx-checksum",),
 }
 # ethtool's long names are accepted too.
-LONG_NAMES = {"tcp-segmentation-offload": "tso", "generic-segmentation-offload": "gso",
-              "generic-receive-offload": "gro", "large-receive-offload": "lro", "scatter-gather": "sg",
-              "tx-checksumming": "tx", "rx-checksumming": "rx"}
+LONG_NAMES = {
+    "tcp-segmentation-offload": "tso",
+    "generic-segmentation-offload": "gso",
+    "generic-receive-offload": "gro",
+    "large-receive-offload": "lro",
+    "scatter-gather": "sg",
+    "tx-checksumming": "tx",
+    "rx-checksumming": "rx",
+}
 # What a feature needs on: said when the kernel refuses to turn it on.
 NEEDS = {"tso": ("sg", "tx"), "gso": ("sg",), "sg": ("tx",)}
 
@@ -97,8 +103,7 @@ def group_states(features: dict) -> dict[str, GroupState]:
     states = {}
     for group in GROUPS:
         present = [features[m] for m in members(group, features)]
-        states[group] = GroupState(active=any(f.enable for f in present),
-                                   fixed=not any(f.available for f in present))
+        states[group] = GroupState(active=any(f.enable for f in present), fixed=not any(f.available for f in present))
     return states
 
 
@@ -132,16 +137,19 @@ class Offloads:
 
     def state(self) -> dict[str, dict[str, dict[str, bool]]]:
         """Per device, per short name: active and fixed, as JSON data."""
-        return {d.name: {g: {"active": s.active, "fixed": s.fixed} for g, s in group_states(self.read(d)).items()}
-                for d in self.devices}
+        return {
+            d.name: {g: {"active": s.active, "fixed": s.fixed} for g, s in group_states(self.read(d)).items()}
+            for d in self.devices
+        }
 
     def _targets(self, requests: Iterable[OffloadRequest]) -> dict[str, dict[str, bool]]:
         by_name = {d.name: d for d in self.devices}
         wanted: dict[str, dict[str, bool]] = {}
         for req in requests:
             if req.device is not None and req.device not in by_name:
-                raise VdevperfError("--offload", f"no device '{req.device}' in this topology "
-                                                 f"(devices: {', '.join(by_name)})")
+                raise VdevperfError(
+                    "--offload", f"no device '{req.device}' in this topology (devices: {', '.join(by_name)})"
+                )
             for dev in self.devices if req.device is None else [by_name[req.device]]:
                 wanted.setdefault(dev.name, {})[req.feature] = req.enable
         return wanted
@@ -170,9 +178,11 @@ class Offloads:
         where = f"device '{device.name}' ({device.ifname})"
         for group, enable in wanted.items():
             if groups[group].fixed and groups[group].active != enable:
-                raise VdevperfError(f"--offload {group}={'on' if enable else 'off'}",
-                                    f"{where}: {group} is fixed {'on' if groups[group].active else 'off'} "
-                                    "by its driver and cannot change")
+                raise VdevperfError(
+                    f"--offload {group}={'on' if enable else 'off'}",
+                    f"{where}: {group} is fixed {'on' if groups[group].active else 'off'} "
+                    "by its driver and cannot change",
+                )
             for member in members(group, current.features):
                 feature = current.features[member]
                 if feature.available:
@@ -185,8 +195,10 @@ class Offloads:
             if now[group].active != enable:
                 needs = NEEDS.get(group, ())
                 hint = f" (it needs {' and '.join(needs)} on)" if enable and needs else ""
-                raise VdevperfError(f"--offload {group}={'on' if enable else 'off'}",
-                                    f"{where}: the kernel left {group} {'on' if now[group].active else 'off'}{hint}")
+                raise VdevperfError(
+                    f"--offload {group}={'on' if enable else 'off'}",
+                    f"{where}: the kernel left {group} {'on' if now[group].active else 'off'}{hint}",
+                )
         return sorted(name for name, f in after.items() if f.enable != before.get(name))
 
     def restore(self) -> None:

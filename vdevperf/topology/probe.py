@@ -71,8 +71,9 @@ def has_privileges() -> bool:
 def require_privileges(what: str) -> None:
     """Raise PrivilegeError naming ``what`` unless has_privileges()."""
     if not has_privileges():
-        raise PrivilegeError(what, "needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create namespaces "
-                             "and devices; run it with sudo")
+        raise PrivilegeError(
+            what, "needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to create namespaces and devices; run it with sudo"
+        )
 
 
 def _reason(exc: NetlinkError, config: str) -> str:
@@ -107,8 +108,9 @@ def _probe_in(ipr: IPRoute, tool: Ethtool, run_id: str) -> list[KindSupport]:
     results = []
     veth = DeviceSpec(name=_PARENT, kind=DeviceKind.VETH, netns=_PROBE_NS, peer=_PARENT_PEER)
     veth_ok, veth_reason = _try(ipr, veth, LinkContext(ifname=names[_PARENT], peer_ifname=names[_PARENT_PEER]))
-    results.append(KindSupport(DeviceKind.VETH, None, veth_ok, veth_reason,
-                               _features(tool, names[_PARENT]) if veth_ok else None))
+    results.append(
+        KindSupport(DeviceKind.VETH, None, veth_ok, veth_reason, _features(tool, names[_PARENT]) if veth_ok else None)
+    )
     parent_index = ipr.link_lookup(ifname=names[_PARENT])[0] if veth_ok else None
     for kind in DeviceKind:
         if kind is DeviceKind.VETH:
@@ -214,7 +216,11 @@ def doctor_report() -> str:
         label = support.kind.value if support.mode is None else f"{support.kind.value} mode {support.mode}"
         lines.append(f"{label}: {'ok' if support.supported else support.reason}")
         if support.features:
-            lines.append("    offloads: " + ", ".join(
-                f"{name} {'on' if state.active else 'off'}{' [fixed]' if state.fixed else ''}"
-                for name, state in support.features.items()))
+            lines.append(
+                "    offloads: "
+                + ", ".join(
+                    f"{name} {'on' if state.active else 'off'}{' [fixed]' if state.fixed else ''}"
+                    for name, state in support.features.items()
+                )
+            )
     return "\n".join(lines)

@@ -60,8 +60,13 @@ _HANDLER_FAMILY = {DeviceKind.MACVLAN: "macvlan", DeviceKind.MACVTAP: "macvlan",
 MAX_FILE_BYTES = 256 * 1024
 # How much of an offending value an error message quotes.
 _QUOTED_CHARS = 40
-_FILE_TYPES = {stat.S_IFDIR: "a directory", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
-               stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
+_FILE_TYPES = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def bundled_topologies() -> list[str]:
@@ -115,8 +120,9 @@ def read_regular(path: Path, label: str, limit: int = MAX_FILE_BYTES) -> bytes:
     finally:
         os.close(fd)
     if size > limit:
-        raise TopologyError(label, f"cannot read the file: larger than {limit // 1024} KiB, the most a topology "
-                                   "file may be")
+        raise TopologyError(
+            label, f"cannot read the file: larger than {limit // 1024} KiB, the most a topology file may be"
+        )
     return b"".join(chunks)
 
 
@@ -177,8 +183,15 @@ class _Parser:
         server = self.endpoint(doc, "server", namespaces, devices)
         self.check_endpoint_pair(client, server)
         try:
-            return TopologySpec(name=name, namespaces=namespaces, devices=devices, client=client,
-                                server=server, description=description, source=self.label)
+            return TopologySpec(
+                name=name,
+                namespaces=namespaces,
+                devices=devices,
+                client=client,
+                server=server,
+                description=description,
+                source=self.label,
+            )
         except ValueError as exc:
             self.fail(str(exc))
 
@@ -243,14 +256,18 @@ class _Parser:
                 self.fail(f"{where}: mode '{mode}' is not one of {', '.join(KIND_MODES[kind])} for kind '{kind}'")
         elif kind in KIND_MODES:
             mode = KIND_MODES[kind][0]
-        fields = {key: self.typed(table[key], str, f"{where}: {key}")
-                  for key in ("netns", "peer", "parent", "master") if key in table}
+        fields = {
+            key: self.typed(table[key], str, f"{where}: {key}")
+            for key in ("netns", "peer", "parent", "master")
+            if key in table
+        }
         mtu = self.typed(table["mtu"], int, f"{where}: mtu") if "mtu" in table else None
         addresses = self.addresses(table.get("addresses", []), where)
         offload = self.offload(table.get("offload", {}), where)
         try:
-            return DeviceSpec(name=table["name"], kind=kind, mode=mode, mtu=mtu, addresses=addresses,
-                              offload=offload, **fields)
+            return DeviceSpec(
+                name=table["name"], kind=kind, mode=mode, mtu=mtu, addresses=addresses, offload=offload, **fields
+            )
         except ValueError as exc:
             self.fail(str(exc))
 
@@ -263,7 +280,7 @@ class _Parser:
             except ValueError as exc:
                 self.fail(f"{where}: offload: {exc}")
             if value not in (True, False, "on", "off"):
-                self.fail(f"{where}: offload {name} = {value!r}: use true/false or \"on\"/\"off\"")
+                self.fail(f'{where}: offload {name} = {value!r}: use true/false or "on"/"off"')
             settings.append((feature, value in (True, "on")))
         return tuple(settings)
 
@@ -282,8 +299,10 @@ class _Parser:
                 self.fail(f"{where}: '{value}' is not a valid IPv4 or IPv6 address with prefix length")
             if iface.ip.is_loopback:
                 # The local routing table sends it to lo whatever device holds it.
-                self.fail(f"{where}: address {iface} is a loopback address, which every namespace has on lo; "
-                          "traffic to it would never cross the device")
+                self.fail(
+                    f"{where}: address {iface} is a loopback address, which every namespace has on lo; "
+                    "traffic to it would never cross the device"
+                )
             result.append(iface)
         return tuple(result)
 
@@ -295,8 +314,9 @@ class _Parser:
             by_name[dev.name] = dev
         for dev in devices:
             if dev.netns not in namespaces:
-                self.fail(f"device '{dev.name}': namespace '{dev.netns}' is not declared "
-                          f"(declared: {', '.join(namespaces)})")
+                self.fail(
+                    f"device '{dev.name}': namespace '{dev.netns}' is not declared (declared: {', '.join(namespaces)})"
+                )
         for dev in devices:
             self.check_peer(dev, by_name)
             self.check_parent(dev, by_name)
@@ -312,8 +332,10 @@ class _Parser:
             self.fail(f"{where}: a veth cannot be its own peer")
         peer = by_name.get(dev.peer)
         if peer is None:
-            self.fail(f"{where}: peer '{dev.peer}' is not a device of this topology "
-                      "(declare the other end as its own [[device]])")
+            self.fail(
+                f"{where}: peer '{dev.peer}' is not a device of this topology "
+                "(declare the other end as its own [[device]])"
+            )
         if peer.kind is not DeviceKind.VETH:
             self.fail(f"{where}: peer '{peer.name}' is a {peer.kind}, not a veth")
         if peer.peer != dev.name:
@@ -325,17 +347,23 @@ class _Parser:
         where = f"device '{dev.name}'"
         parent = by_name.get(dev.parent)
         if parent is None:
-            self.fail(f"{where}: parent '{dev.parent}' is not a device of this topology; stacked devices sit "
-                      "only on devices in namespaces the topology owns, never on a root-namespace interface")
+            self.fail(
+                f"{where}: parent '{dev.parent}' is not a device of this topology; stacked devices sit "
+                "only on devices in namespaces the topology owns, never on a root-namespace interface"
+            )
         if parent.kind in STACKED_KINDS:
             self.fail(f"{where}: parent '{parent.name}' is a {parent.kind}; the parent must be a veth or a bridge")
         if parent.master is not None:
-            self.fail(f"{where}: parent '{parent.name}' is a port of bridge '{parent.master}' "
-                      "and cannot also carry stacked devices")
+            self.fail(
+                f"{where}: parent '{parent.name}' is a port of bridge '{parent.master}' "
+                "and cannot also carry stacked devices"
+            )
         for other in by_name.values():
             if other.parent == parent.name and _HANDLER_FAMILY[other.kind] != _HANDLER_FAMILY[dev.kind]:
-                self.fail(f"{where}: parent '{parent.name}' also carries {other.kind} '{other.name}'; "
-                          "the kernel allows ipvlan or macvlan/macvtap on one parent, not both")
+                self.fail(
+                    f"{where}: parent '{parent.name}' also carries {other.kind} '{other.name}'; "
+                    "the kernel allows ipvlan or macvlan/macvtap on one parent, not both"
+                )
 
     def check_master(self, dev: DeviceSpec, by_name: dict[str, DeviceSpec]) -> None:
         if dev.master is None:
@@ -349,16 +377,20 @@ class _Parser:
         if dev.kind is DeviceKind.BRIDGE:
             self.fail(f"{where}: a bridge cannot be a port of bridge '{master.name}'")
         if master.netns != dev.netns:
-            self.fail(f"{where}: master '{master.name}' is in namespace '{master.netns}', "
-                      f"not in '{dev.netns}' like the device")
+            self.fail(
+                f"{where}: master '{master.name}' is in namespace '{master.netns}', "
+                f"not in '{dev.netns}' like the device"
+            )
 
     def check_unique_addresses(self, devices: tuple[DeviceSpec, ...]) -> None:
         owner: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str] = {}
         for dev in devices:
             for iface in dev.addresses:
                 if iface.ip in owner:
-                    self.fail(f"device '{dev.name}': address {iface.ip} is already assigned to "
-                              f"device '{owner[iface.ip]}'; addresses must be unique in a topology")
+                    self.fail(
+                        f"device '{dev.name}': address {iface.ip} is already assigned to "
+                        f"device '{owner[iface.ip]}'; addresses must be unique in a topology"
+                    )
                 owner[iface.ip] = dev.name
 
     def check_overlaps(self, devices: tuple[DeviceSpec, ...]) -> None:
@@ -370,12 +402,15 @@ class _Parser:
                 others = held.setdefault((dev.netns, iface.version), [])
                 for other, owner in others:
                     if owner != dev.name and other.network.overlaps(iface.network):
-                        self.fail(f"device '{dev.name}': {iface} overlaps {other} of device '{owner}' in namespace "
-                                  f"'{dev.netns}'; the route the kernel picks would decide the path measured")
+                        self.fail(
+                            f"device '{dev.name}': {iface} overlaps {other} of device '{owner}' in namespace "
+                            f"'{dev.netns}'; the route the kernel picks would decide the path measured"
+                        )
                 others.append((iface, dev.name))
 
-    def endpoint(self, doc: dict, role: str, namespaces: tuple[str, ...],
-                 devices: tuple[DeviceSpec, ...]) -> EndpointSpec:
+    def endpoint(
+        self, doc: dict, role: str, namespaces: tuple[str, ...], devices: tuple[DeviceSpec, ...]
+    ) -> EndpointSpec:
         if role not in doc:
             self.fail(f"missing table [{role}] (keys: {', '.join(_ENDPOINT_KEYS)})")
         table = self.typed(doc[role], dict, f"'{role}'")
@@ -394,8 +429,10 @@ class _Parser:
             try:
                 addr = cls(text)
             except ValueError:
-                self.fail(f"[{role}]: {key} '{text}' is not an {'IPv4' if key == 'ipv4' else 'IPv6'} "
-                          "address (write it without prefix length)")
+                self.fail(
+                    f"[{role}]: {key} '{text}' is not an {'IPv4' if key == 'ipv4' else 'IPv6'} "
+                    "address (write it without prefix length)"
+                )
             # The loopback addresses exist in every namespace.
             if not addr.is_loopback and addr not in present:
                 self.fail(f"[{role}]: {key} {addr} is not assigned to any device in namespace '{ns}'")
@@ -414,10 +451,17 @@ class _Parser:
                 for v in (4, 6):
                     addr = end.address(v)
                     if addr is not None and addr.is_loopback:
-                        self.fail(f"[{role}]: ipv{v} {addr} is a loopback address, which cannot reach "
-                                  "another namespace; client and server are in different namespaces")
+                        self.fail(
+                            f"[{role}]: ipv{v} {addr} is a loopback address, which cannot reach "
+                            "another namespace; client and server are in different namespaces"
+                        )
 
 
 _TYPE_NAMES: dict[type, str] = {
-    str: "a string", int: "an integer", list: "a list", dict: "a table", bool: "a boolean", float: "a number",
+    str: "a string",
+    int: "an integer",
+    list: "a list",
+    dict: "a table",
+    bool: "a boolean",
+    float: "a number",
 }
