@@ -40,9 +40,10 @@ def match_key(run: RunResult) -> tuple:
     return (run.topology, str(run.config.test), options, offload)
 
 
-def metric(run: RunResult, name: str, m: Metrics) -> float | None:
-    """One compared metric of a run's metrics (rate and service demand in the test's units)."""
-    return figure(run.config.test, name, m)
+def metric(run: RunResult, name: str, m: Metrics | None) -> float | None:
+    """One compared metric of a run's metrics (rate and service demand in the test's units);
+    None for a run without figures."""
+    return None if m is None else figure(run.config.test, name, m)
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:

@@ -95,7 +95,7 @@ def timeseries(runs: Sequence[RunResult], out: Path) -> None:
     rate_axes = dict(zip(units, axes, strict=False))
     ax_cpu = axes[-1]
     for run in measured:
-        series = run.iterations[-1].series
+        series = run.iterations[-1].series or []  # never empty: `measured` has a series
         t = [s["t_s"] for s in series]
         label = f"{run.topology} {run.config.test}"
         rate_axes[row(run).rate_units].plot(t, [s["rate"] for s in series], marker="o", markersize=3, label=label)
@@ -119,7 +119,8 @@ def offload(runs: Sequence[RunResult], out: Path) -> None:
     swept = [r for r in runs if r.status is RunStatus.OK and r.offload and "combination" in r.offload]
     if not swept:
         raise VdevperfError("plot", "no offload-matrix runs to draw (run with --offload-matrix)")
-    labels = ["\n".join(f"{f}={'on' if on else 'off'}" for f, on in r.offload["combination"].items()) for r in swept]
+    combos = [(r.offload or {})["combination"] for r in swept]
+    labels = ["\n".join(f"{f}={'on' if on else 'off'}" for f, on in combo.items()) for combo in combos]
     rows = [row(r) for r in swept]
     fig, (ax_rate, ax_demand) = plt.subplots(2, 1, figsize=(min(max(7, 1.1 * len(swept) + 2), 16), 8), sharex=True)
     ax_rate.bar(range(len(rows)), [r.rate for r in rows], color="tab:blue")

@@ -143,14 +143,10 @@ def wait_settled(
             _UNRECLAIMABLE_FLOOR_KIB,
         ):
             unreclaimable_s = snap.t_s
-        if (
-            objects_s is None
-            and None not in (snap.netns_objects, baseline.netns_objects, peak.netns_objects)
-            and _within(
-                snap.netns_objects, baseline.netns_objects, peak.netns_objects - baseline.netns_objects, _OBJECTS_FLOOR
-            )
-        ):
-            objects_s = snap.t_s
+        objects = (snap.netns_objects, baseline.netns_objects, peak.netns_objects)
+        if objects_s is None and objects[0] is not None and objects[1] is not None and objects[2] is not None:
+            if _within(objects[0], objects[1], objects[2] - objects[1], _OBJECTS_FLOOR):
+                objects_s = snap.t_s
         if available_s is None and _within(
             baseline.mem_available_kib,
             snap.mem_available_kib,
