@@ -35,7 +35,17 @@ _LAZY = {
     "TestName": "vdevperf.model",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "Ratio",
+    "Results",
+    "RunResult",
+    "TestConfig",
+    "TestName",
+    "VdevperfError",
+    "compare",
+    "load_results",
+    "run",
+]
 
 
 def __getattr__(name: str) -> object:

@@ -99,3 +99,12 @@ def test_an_unwritable_output_is_refused_before_anything_is_built(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ResultError):
         vdevperf.run("veth", "TCP_RR", output=tmp_path / "file" / "r.json")
+
+
+def test_every_public_name_resolves_to_what_its_module_defines():
+    from vdevperf import api, errors, model
+
+    assert sorted(vdevperf.__all__) == sorted(vdevperf._LAZY)
+    for name in vdevperf.__all__:
+        home = {"vdevperf.api": api, "vdevperf.errors": errors, "vdevperf.model": model}[vdevperf._LAZY[name]]
+        assert getattr(vdevperf, name) is getattr(home, name)

@@ -1,10 +1,6 @@
 """What every command shares: the parser class, notes on stderr, the progress line, the result file of a
-measuring command and how it is printed, supervising a child, and the error and signal handling of main.
-
-Exit status: 0 success, 2 bad input or an expected failure (one line on
-stderr, ``vdevperf: <what>: <why>``), 1 reserved for regressions found by a
-later ``diff``. On SIGINT/SIGTERM everything is torn down, then the process
-dies by the same signal, so callers see how it ended.
+measuring command and how it is printed, supervising a child, and ``dispatch``: the exit codes and signal
+handling described in ``vdevperf.cli``.
 """
 
 from __future__ import annotations
