@@ -57,3 +57,9 @@ class Interrupted(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(f"interrupted by signal {signum}")
         self.signum = signum
+
+
+def refused(exc: ValueError) -> VdevperfError:
+    """A model's ``ValueError("FIELD: why")`` (a config it refuses) as the one-line error users see."""
+    what, _, why = str(exc).partition(": ")
+    return VdevperfError(what, why)

@@ -77,6 +77,8 @@ from vdevperf.model import (
 )
 
 SCHEMA_VERSION = 6
+# Where a command stores its result file when no -o names one (relative to the working directory).
+DEFAULT_RESULTS_DIR = Path("results")
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics))
 CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TestConfig) if f.name != "test"}
 

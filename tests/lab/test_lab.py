@@ -36,7 +36,7 @@ VM_TIMEOUT_S = 170
 
 def lab(*args: str, timeout: float = VM_TIMEOUT_S, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "vdevperf.lab", *args], capture_output=True, text=True, timeout=timeout, **kwargs
+        [sys.executable, "-m", "vdevperf", "lab", *args], capture_output=True, text=True, timeout=timeout, **kwargs
     )
 
 
@@ -300,7 +300,7 @@ def _wait_for_qemu(proc: subprocess.Popen, before: set[int], timeout: float = 30
 def test_sigint_kills_qemu_and_dies_by_the_signal(kernel, ipvlan_run):
     before = lab_qemus()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vdevperf.lab", "--accel", "tcg", "--exec", "--", "sleep", "60"],
+        [sys.executable, "-m", "vdevperf", "lab", "--accel", "tcg", "--exec", "--", "sleep", "60"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

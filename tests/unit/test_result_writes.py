@@ -15,10 +15,11 @@ import pytest
 from test_results import _measured_run
 
 from vdevperf import bench, cli, results
+from vdevperf.cli import monitor as monitor_command
+from vdevperf.cli import scale as scale_command
 from vdevperf.errors import ResultError, VdevperfError
 from vdevperf.measure.env import environment
 from vdevperf.results import ResultFile, create_exclusive, load
-from vdevperf.scale import command as scale_command
 
 
 def _create_many(directory: str, worker: int, count: int, queue) -> None:
@@ -73,7 +74,7 @@ def _forbid_measuring(monkeypatch) -> None:
     for name in ("build", "run", "compare", "offload_matrix", "run_remote"):
         monkeypatch.setattr(bench, name, boom)
     monkeypatch.setattr(scale_command, "run_scale", boom)
-    monkeypatch.setattr(cli, "watch", boom)
+    monkeypatch.setattr(monitor_command, "watch", boom)
 
 
 def _unwritable(tmp_path: Path) -> list[tuple[Path, str]]:

@@ -10,9 +10,9 @@ import pytest
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
+from vdevperf.cli.scale import add_parser, config_from_args
 from vdevperf.errors import ResultError, VdevperfError
 from vdevperf.scale import document, memory, table
-from vdevperf.scale.command import add_parser, config_from_args
 from vdevperf.scale.model import (
     MAX_COUNT,
     CreationRun,

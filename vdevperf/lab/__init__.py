@@ -7,7 +7,7 @@ kernel lacks (ipvlan, dummy, 802.1q, vrf, netem, fq on this project's CI).
 Layers: ``host`` (tools, cache, /dev/kvm), ``assets`` (kernel and initramfs,
 built on demand into the cache), ``cpio`` (the initramfs archive), ``guest``
 (the guest's /init and job script), ``vm`` (qemu, output streaming, KVM/TCG),
-``record`` (lab facts next to the results), ``command`` (the CLI flags).
+``record`` (lab facts next to the results); the CLI flags are in ``vdevperf.cli.lab``.
 Figures measured under TCG are emulated: functional checks, not performance.
 """
 

@@ -17,7 +17,7 @@ import platform
 from collections.abc import Sequence
 from pathlib import Path
 
-from vdevperf.results import write_text_atomic
+from vdevperf.results import DEFAULT_RESULTS_DIR, write_text_atomic
 
 ENV_VAR = "VDEVPERF_LAB"
 SIDECAR_SUFFIX = ".lab"
@@ -25,7 +25,6 @@ SIDECAR_SUFFIX = ".lab"
 _OUTPUT_FLAGS = ("-o", "--output", "--resume")
 # Commands that write a result file under results/ when given no -o.
 _DEFAULT_RESULTS = ("run", "compare")
-DEFAULT_RESULTS_DIR = Path("results")
 
 
 def facts(accel: str, release: str, source: str, qemu_version: str, mem_mib: int, cpus: int) -> dict:

@@ -3,8 +3,8 @@
 Layers: model.py (typed config and results), session.py (names, ledger, hub,
 teardown), rtnl.py (batched rtnetlink), methods.py (the four creation
 methods), memory.py (meminfo, estimate, settling), setns.py, contention.py,
-runner.py (the phases), document.py (the JSON file), table.py (text tables),
-command.py (the CLI subcommand).
+runner.py (the phases), document.py (the JSON file), table.py (text tables);
+the CLI subcommand is vdevperf/cli/scale.py.
 """
 
 from vdevperf.scale.model import (

@@ -1,6 +1,6 @@
 """``vdevperf scale``: flags to a ScaleConfig, run_scale, a table per phase, the JSON file.
 
-cli.py wires it in with ``add_parser(sub)`` and ``COMMANDS["scale"] = cmd_scale``.
+``vdevperf.cli`` wires it in with ``add_parser(sub)`` and ``COMMANDS["scale"] = cmd_scale``.
 Bad flags raise VdevperfError (one line, exit 2) through the parser class cli
 gives its subparsers; SIGINT/SIGTERM reach run_scale as errors.Interrupted,
 whose teardown has run by the time cli sees it. The result file is rewritten
@@ -11,42 +11,20 @@ after each phase, so an interrupted run keeps what it measured
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from vdevperf.argtypes import seconds, whole
-from vdevperf.errors import VdevperfError
+from vdevperf.cli.argtypes import counts, members, seconds, whole
+from vdevperf.cli.common import Subparsers, note, print_document
+from vdevperf.errors import refused
+from vdevperf.results import DEFAULT_RESULTS_DIR
 from vdevperf.scale import table
 from vdevperf.scale.document import ScaleFile
 from vdevperf.scale.model import DEFAULT_SETNS_COUNTS, Links, Method, Phase, ScaleConfig, ScaleResult
 from vdevperf.scale.runner import run_scale
 
-DEFAULT_RESULTS_DIR = Path("results")
 
-
-def _choices(kind: type[Method] | type[Phase]) -> Callable[[str], tuple]:
-    def parse(text: str) -> tuple:
-        values = []
-        for part in text.split(","):
-            try:
-                values.append(kind(part.strip().lower()))
-            except ValueError:
-                raise argparse.ArgumentTypeError(
-                    f"unknown '{part}' (known: {', '.join(k.value for k in kind)})"
-                ) from None
-        return tuple(values)
-
-    return parse
-
-
-def _counts(text: str) -> tuple[int, ...]:
-    parse = whole(1)
-    return tuple(parse(part.strip()) for part in text.split(","))
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     """Register ``scale`` and its flags on cli's subparsers; returns the new parser."""
     p = subparsers.add_parser("scale", help="create and destroy many namespaces: rates, memory, setns, contention")
     p.add_argument("--count", type=whole(1), default=1000, help="namespaces to create (default 1000)")
@@ -56,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--method",
         dest="methods",
-        type=_choices(Method),
+        type=members(Method, str.lower),
         default=tuple(Method),
         help="creation methods to compare, comma-separated: netlink (vdevperf's own, no fork), ip "
         "(an ip process per command), ip-batch, unshare (a forked process per namespace) "
@@ -76,13 +54,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--up", action="store_true", help="bring lo and both veth ends up")
     p.add_argument(
         "--phases",
-        type=_choices(Phase),
+        type=members(Phase, str.lower),
         default=tuple(Phase),
         help="create, memory, setns, contention, comma-separated (default: all)",
     )
     p.add_argument(
         "--setns-counts",
-        type=_counts,
+        type=counts,
         default=DEFAULT_SETNS_COUNTS,
         help="namespace counts at which to time setns, besides --count (default 1,16,64,512)",
     )
@@ -115,8 +93,7 @@ def config_from_args(args: argparse.Namespace) -> ScaleConfig:
             settle_timeout_s=args.settle_timeout,
         )
     except ValueError as exc:
-        flag, _, why = str(exc).partition(": ")
-        raise VdevperfError(flag, why) from None
+        raise refused(exc) from None
 
 
 def section(result: ScaleResult, phase: str) -> str:
@@ -153,19 +130,10 @@ def section(result: ScaleResult, phase: str) -> str:
     return ""
 
 
-def _note(line: str) -> None:
-    print(f"vdevperf: {line}", file=sys.stderr)
-
-
-def _print_document(results: ScaleFile) -> None:
-    json.dump(results.document(), sys.stdout, indent=1)
-    print(flush=True)
-
-
 def cmd_scale(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Create, measure and destroy many namespaces; print a table per phase and store JSON."""
     config = config_from_args(args)
-    results = ScaleFile(path=None, command=["vdevperf", *argv], notice=_note)
+    results = ScaleFile(path=None, command=["vdevperf", *argv], notice=note)
     results.claim(args.output, DEFAULT_RESULTS_DIR)  # before any namespace exists
 
     def on_phase(result: ScaleResult, phase: str) -> None:
@@ -176,15 +144,15 @@ def cmd_scale(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 print(text, flush=True)
 
     try:
-        result = run_scale(config, on_phase, lambda line: print(f"vdevperf: {line}", file=sys.stderr, flush=True))
+        result = run_scale(config, on_phase, note)
         results.update(result, complete=True)
     except BaseException:
         results.release()
         if results.unwritten and results.result is not None:  # measured, and no file took it
-            _print_document(results)
+            print_document(results)
         raise
     if args.json or results.unwritten:
-        _print_document(results)
+        print_document(results)
     else:
         print(f"results: {results.path}")
     return 0

@@ -1,6 +1,6 @@
 """``vdevperf lab``: the flags, and the command that boots the guest and runs a vdevperf command in it.
 
-``cli.py`` adds the subcommand with ``add_parser(subparsers)`` and dispatches
+``vdevperf.cli`` adds the subcommand with ``add_parser(subparsers)`` and dispatches
 to ``cmd_lab``. Like the other commands this is a thin layer: flags become an
 ``assets`` call and a ``vm.VmConfig``, the guest's output is streamed through,
 and the guest command's exit status is returned.
@@ -16,21 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import vdevperf
-from vdevperf.argtypes import seconds, whole
-from vdevperf.errors import VdevperfError
+from vdevperf.cli.argtypes import modules, seconds, whole
+from vdevperf.cli.common import Subparsers
+from vdevperf.errors import VdevperfError, refused
 from vdevperf.lab import assets, guest, record, vm
 
 HELP = "run a vdevperf command under another kernel, in a qemu VM (Debian's kernel by default)"
 
 
-def _modules(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    if not names or not all(n.replace("_", "").replace("-", "").isalnum() for n in names):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of module names")
-    return names
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     """Add the ``lab`` subcommand to ``subparsers``; the parser added."""
     p = subparsers.add_parser(
         "lab",
@@ -75,7 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument(
         "--modprobe",
-        type=_modules,
+        type=modules,
         default=[],
         metavar="MOD[,MOD]",
         help="load these modules before the command (device kinds are also loaded on demand)",
@@ -133,14 +127,12 @@ def cmd_lab(args: argparse.Namespace, argv: Sequence[str]) -> int:
             mem_mib=args.mem, cpus=args.cpus, accel=args.accel, timeout_s=args.timeout, console=args.console
         )
     except ValueError as exc:
-        flag, _, why = str(exc).partition(": ")
-        raise VdevperfError(flag, why) from None
+        raise refused(exc) from None
     cwd = Path.cwd()
     try:
         shares = record.shares_for([] if args.exec else command, cwd, args.share)
     except ValueError as exc:
-        flag, _, why = str(exc).partition(": ")
-        raise VdevperfError(flag, why) from None
+        raise refused(exc) from None
     built = _assets(args)
     note(
         f"kernel {built.release} ({built.source}), {'cached' if built.cached else 'built'} in "
