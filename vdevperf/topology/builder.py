@@ -27,6 +27,7 @@ that fails part way tears down what it made before raising.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket
 import time
@@ -40,7 +41,7 @@ from vdevperf.errors import TopologyError, UnsupportedKind
 from vdevperf.model import STACKED_KINDS, DeviceKind, DeviceSpec, EndpointSpec, TopologySpec
 from vdevperf.signals import held
 from vdevperf.topology import naming, netns
-from vdevperf.topology.cleanup import remove_run
+from vdevperf.topology.cleanup import tear_down
 from vdevperf.topology.kinds import KINDS, LinkContext
 from vdevperf.topology.ledger import Ledger, create_namespace
 from vdevperf.topology.probe import require_privileges
@@ -303,33 +304,14 @@ class Topology:
         """Tear everything down: sockets, fds, namespaces (with their links), then the ledger."""
         if self._closed:
             return
-        # A signal that comes during teardown is delivered after it, once all is gone.
+        # Held from here: a signal between marking closed and tearing down would skip teardown.
         with held():
             self._closed = True
-            failure = self._teardown()
-        if failure is not None:
-            raise TopologyError(
-                self.what, f"teardown incomplete: {failure}; the ledger is kept for 'vdevperf cleanup'"
-            ) from failure
-
-    def _teardown(self) -> BaseException | None:
-        failure: BaseException | None = None
-        # Each step runs even if one before failed; the first failure is reported.
-        for ipr in self._iprs.values():
-            try:
-                ipr.close()
-            except BaseException as exc:
-                failure = failure or exc
-        self._iprs.clear()
-        for fd in self._fds.values():
-            try:
-                os.close(fd)
-            except OSError as exc:
-                failure = failure or exc
-        self._fds.clear()
-        # Namespaces go whatever failed before: a leftover is worse than a late error.
-        removal = remove_run(self.ledger)
-        return failure or removal
+            closers = [ipr.close for ipr in self._iprs.values()]
+            closers += [functools.partial(os.close, fd) for fd in self._fds.values()]
+            self._iprs.clear()
+            self._fds.clear()
+            tear_down(self.ledger, closers, lambda why: TopologyError(self.what, why))
 
 
 def _strerror(exc: BaseException) -> str:
