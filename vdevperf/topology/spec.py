@@ -290,6 +290,9 @@ class _Parser:
         """The values of the kind's own keys, their defaults where absent; a key of another kind fails."""
         for key in table:
             if key not in _COMMON_KEYS and key != "mode" and kind.key(key) is None:
+                owners = [other for other in registry().values() if other.key(key) is not None]
+                if len(owners) == 1:
+                    self.fail(f"{where}: only {described(owners)} has a {key}")
                 self.fail(f"{where}: kind '{kind.name}' takes no {key}")
         values: dict[str, OptionValue | None] = {}
         for key in kind.keys:
