@@ -5,7 +5,8 @@ package data in ``vdevperf/topologies/``. A topology file is data: nothing in
 it is executed. Loading checks everything that can be checked
 without a kernel (names, kinds, modes, references between devices, addresses,
 prefixes that overlap in one namespace, counts), so that building fails only
-for reasons of the running system. Any problem raises TopologyError(what=<the
+for reasons of the running system. What each device kind accepts and requires
+comes from its module in ``kinds/``; this parser knows no kind by name. Any problem raises TopologyError(what=<the
 file>, why=<one line>).
 
 The file itself is read with care, because its path may name anything: it is
