@@ -190,3 +190,9 @@ def test_without_the_module_the_kind_is_unknown():
     known = r"\(known: veth, bridge, macvlan, macvtap, ipvlan\)"
     with pytest.raises(TopologyError, match=f"unknown kind 'tunnelx' {known}"):
         parse("")
+
+
+def test_rules_name_kinds_with_their_article():
+    registry = kinds.registry()
+    assert kinds.described([registry["veth"], registry["bridge"]]) == "a veth or a bridge"
+    assert kinds.described([registry["ipvlan"]]) == "an ipvlan"

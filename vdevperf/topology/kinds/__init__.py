@@ -38,11 +38,11 @@ class Key:
     name: str
     type: type[str] | type[int] | type[bool]
     default: OptionValue | None = None
-    help: str = ""
 
 
-PEER = Key("peer", str, help="the other end of the pair, a device of this topology")
-PARENT = Key("parent", str, help="the device (of this topology) it sits on")
+# The other end of a pair (veth), and the device a stacked device sits on.
+PEER = Key("peer", str)
+PARENT = Key("parent", str)
 # Keys the model holds as DeviceSpec fields rather than options.
 RELATIONS = (PEER.name, PARENT.name)
 
@@ -160,4 +160,4 @@ def known() -> str:
 
 def described(kinds: list[Kind]) -> str:
     """``a veth or a bridge``: how a rule names the kinds it allows."""
-    return " or ".join(f"a {kind.name}" for kind in kinds)
+    return " or ".join(f"{'an' if kind.name[0] in 'aeio' else 'a'} {kind.name}" for kind in kinds)
