@@ -19,7 +19,8 @@ those; links live only in our namespaces and die with them. A name that
 exists before this run creates it is someone else's: it leaves the ledger and
 the run stops. ``Session.close`` removes every namespace the run created that
 is still the one it created, with SIGINT and SIGTERM blocked, then the
-ledger; it runs on normal exit, on errors and on interruption.
+ledger; it runs on normal exit, on errors and on interruption. It is the
+topology builder's teardown (cleanup.tear_down), so the two cannot drift.
 """
 
 from __future__ import annotations

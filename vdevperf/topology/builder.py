@@ -21,8 +21,9 @@ Teardown closes the netlink sockets and fds and removes the namespaces it
 created (each while its identity is still the journalled one), which removes
 every link (each lives in one of them, veth peers die with their other end);
 then the ledger goes. It runs on normal exit and on any exception, with
-SIGINT and SIGTERM blocked so a second signal cannot cut it short. A build
-that fails part way tears down what it made before raising.
+SIGINT and SIGTERM blocked so a second signal cannot cut it short; every step
+runs even if one before it failed (cleanup.tear_down, which scale uses too). A
+build that fails part way tears down what it made before raising.
 """
 
 from __future__ import annotations

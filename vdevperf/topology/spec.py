@@ -42,7 +42,7 @@ from vdevperf.model import (
     TopologySpec,
     is_text,
 )
-from vdevperf.topology.kinds import RELATIONS, Kind, described, kind_of, known, registry
+from vdevperf.topology.kinds import PARENT, PEER, Kind, described, kind_of, known, registry
 from vdevperf.topology.offload import canonical
 
 # Package data, found through importlib.resources: an installed wheel has no source tree to look in.
@@ -255,7 +255,8 @@ class _Parser:
         mtu = self.typed(table["mtu"], int, f"{where}: mtu") if "mtu" in table else None
         mode = self.mode(table, kind, where)
         values = self.kind_keys(table, kind, where)
-        peer, parent = (values.pop(key, None) for key in RELATIONS)
+        # The two relations are DeviceSpec fields (the builder orders by them); the rest are options.
+        peer, parent = values.pop(PEER.name, None), values.pop(PARENT.name, None)
         addresses = self.addresses(table.get("addresses", []), where)
         offload = self.offload(table.get("offload", {}), where)
         try:

@@ -43,8 +43,6 @@ class Key:
 # The other end of a pair (veth), and the device a stacked device sits on.
 PEER = Key("peer", str)
 PARENT = Key("parent", str)
-# Keys the model holds as DeviceSpec fields rather than options.
-RELATIONS = (PEER.name, PARENT.name)
 
 
 class View(Protocol):
