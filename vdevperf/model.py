@@ -22,24 +22,8 @@ DEVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 NETNS_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 
 
-class DeviceKind(enum.StrEnum):
-    """Device kinds a topology can use; each has a builder in topology/kinds.py."""
-
-    VETH = "veth"
-    BRIDGE = "bridge"
-    MACVLAN = "macvlan"
-    MACVTAP = "macvtap"
-    IPVLAN = "ipvlan"
-
-
-# Modes each kind accepts, first one is the default. Kinds absent here take no mode.
-KIND_MODES: dict[DeviceKind, tuple[str, ...]] = {
-    DeviceKind.MACVLAN: ("bridge", "private", "vepa", "passthru", "source"),
-    DeviceKind.MACVTAP: ("bridge", "private", "vepa", "passthru", "source"),
-    DeviceKind.IPVLAN: ("l2", "l3", "l3s"),
-}
-# Kinds that sit on a parent (lower) device.
-STACKED_KINDS = frozenset({DeviceKind.MACVLAN, DeviceKind.MACVTAP, DeviceKind.IPVLAN})
+# The value of a kind-specific TOML key (topology/kinds/ declares each kind's keys and types).
+OptionValue = str | int | bool
 
 
 # Caps on one topology: enough for any path worth measuring, small enough that a mistaken or
@@ -68,7 +52,9 @@ class DeviceSpec:
     """One network device of a topology, named by its short name."""
 
     name: str
-    kind: DeviceKind
+    # A kind of topology/kinds/ (the parser checks it and every rule of that kind: the model sits
+    # below topology and knows no kind).
+    kind: str
     netns: str
     mode: str | None = None
     parent: str | None = None
@@ -78,6 +64,8 @@ class DeviceSpec:
     addresses: tuple[IPInterface, ...] = ()
     # Offload features to set on this device for a run: (short name, on?) pairs.
     offload: tuple[tuple[str, bool], ...] = ()
+    # The kind's own keys beyond these fields, defaults included: (key, value) pairs.
+    options: tuple[tuple[str, OptionValue], ...] = ()
 
     def __post_init__(self) -> None:
         _check(
@@ -85,25 +73,16 @@ class DeviceSpec:
             f"device name '{self.name}' must be 1-8 lowercase letters/digits, starting with a letter",
         )
         _check(bool(NETNS_NAME_RE.match(self.netns)), f"device '{self.name}': namespace name '{self.netns}' is invalid")
-        modes = KIND_MODES.get(self.kind)
-        if modes is None:
-            _check(self.mode is None, f"device '{self.name}': kind '{self.kind}' takes no mode")
-        else:
-            _check(self.mode in modes, f"device '{self.name}': mode '{self.mode}' is not one of {', '.join(modes)}")
-        if self.kind in STACKED_KINDS:
-            _check(self.parent is not None, f"device '{self.name}': kind '{self.kind}' needs a parent")
-        else:
-            _check(self.parent is None, f"device '{self.name}': kind '{self.kind}' takes no parent")
-        if self.kind is DeviceKind.VETH:
-            _check(self.peer is not None, f"device '{self.name}': a veth needs a peer")
-        else:
-            _check(self.peer is None, f"device '{self.name}': only a veth has a peer")
         if self.mtu is not None:
             _check(68 <= self.mtu <= 65535, f"device '{self.name}': mtu {self.mtu} is out of range 68-65535")
         _check(
             len(self.addresses) <= MAX_ADDRESSES,
             f"device '{self.name}': {len(self.addresses)} addresses, at most {MAX_ADDRESSES} per device",
         )
+
+    def option(self, key: str) -> OptionValue | None:
+        """The value of the kind's own key ``key``; None if the device has none."""
+        return dict(self.options).get(key)
 
     @property
     def ifname_suffix(self) -> str:
@@ -435,9 +414,6 @@ class RunResult:
 
 
 __all__ = [
-    "DeviceKind",
-    "KIND_MODES",
-    "STACKED_KINDS",
     "DeviceSpec",
     "EndpointSpec",
     "TopologySpec",
@@ -468,4 +444,5 @@ __all__ = [
     "RunResult",
     "IPInterface",
     "IPAddress",
+    "OptionValue",
 ]

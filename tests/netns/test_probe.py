@@ -9,9 +9,9 @@ import pytest
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from vdevperf.model import KIND_MODES, DeviceKind, DeviceSpec
+from vdevperf.model import DeviceSpec
 from vdevperf.topology import naming, netns
-from vdevperf.topology.kinds import KINDS, LinkContext
+from vdevperf.topology.kinds import registry
 from vdevperf.topology.ledger import Ledger, create_namespace
 from vdevperf.topology.probe import KernelFacts, doctor_report, has_privileges, kernel_facts, probe_kinds
 
@@ -40,61 +40,82 @@ def scratch():
         ledger.remove()
 
 
-def test_every_kind_has_a_builder():
-    assert set(KINDS) == set(DeviceKind)
-    assert all(kind.config.startswith("CONFIG_") for kind in KINDS.values())
+def test_every_kind_names_its_config_option_and_offload_note():
+    assert list(registry()) == ["veth", "bridge", "macvlan", "macvtap", "ipvlan"]
+    assert all(kind.config.startswith("CONFIG_") and kind.offload_note for kind in registry().values())
 
 
 # One case per kind: the spec to build and what the kernel must then report.
 KIND_CASES = {
-    DeviceKind.VETH: (dict(peer="q1"), "veth", None),
-    DeviceKind.BRIDGE: ({}, "bridge", None),
-    DeviceKind.MACVLAN: (dict(parent="p0", mode="vepa"), "macvlan", ("macvlan_mode", "vepa")),
-    DeviceKind.MACVTAP: (dict(parent="p0", mode="bridge"), "macvtap", ("macvtap_mode", "bridge")),
-    DeviceKind.IPVLAN: (dict(parent="p0", mode="l3"), "ipvlan", ("ipvlan_mode", 1)),
+    "veth": (dict(peer="q1"), "veth", None),
+    "bridge": ({}, "bridge", None),
+    "macvlan": (dict(parent="p0", mode="vepa"), "macvlan", ("macvlan_mode", "vepa")),
+    "macvtap": (dict(parent="p0", mode="bridge"), "macvtap", ("macvtap_mode", "bridge")),
+    "ipvlan": (dict(parent="p0", mode="l3"), "ipvlan", ("ipvlan_mode", 1)),
 }
 
 
 def test_every_kind_has_a_case():
-    assert set(KIND_CASES) == set(DeviceKind)
+    assert set(KIND_CASES) == set(registry())
 
 
-@pytest.mark.parametrize("kind", list(DeviceKind), ids=str)
-def test_kind_builder_creates_that_kind(scratch, kind):
+class ScratchView:
+    """The kinds' View over the scratch namespace: every device in it, p0 made by the fixture."""
+
+    def __init__(self, ipr, run_id, devices):
+        self.ipr, self.run_id, self.devices = ipr, run_id, {d.name: d for d in devices}
+
+    def device(self, name):
+        return self.devices[name]
+
+    def ifname(self, name):
+        return naming.ifname(self.run_id, name)
+
+    def netns_fd(self, short):
+        raise AssertionError("every device of these cases is in the scratch namespace")
+
+    def index(self, name):
+        return self.ipr.link_lookup(ifname=self.ifname(name))[0]
+
+
+@pytest.mark.parametrize("name", list(KIND_CASES))
+def test_kind_request_creates_that_kind(scratch, name):
     ipr, run_id = scratch
-    fields, info_kind, data = KIND_CASES[kind]
-    dev = DeviceSpec(name="t0", kind=kind, netns="t", mtu=1400, **fields)
-    ctx = LinkContext(
-        ifname=naming.ifname(run_id, "t0"),
-        peer_ifname=naming.ifname(run_id, "q1"),
-        parent_index=ipr.link_lookup(ifname=naming.ifname(run_id, "p0"))[0],
-    )
+    kind = registry()[name]
+    fields, info_kind, data = KIND_CASES[name]
+    dev = DeviceSpec(name="t0", kind=name, netns="t", mtu=1400, **fields)
+    others = [DeviceSpec(name="p0", kind="veth", netns="t", peer="p1"), DeviceSpec(name="q1", kind="veth", netns="t")]
+    view = ScratchView(ipr, run_id, [dev, *others])
+    request = kind.request(dev, view)
+    assert request.netns == "t" and request.creates[0] == "t0"
     try:
-        ipr.link("add", **KINDS[kind].build(dev, ctx))
+        ipr.link("add", **request.args)
     except NetlinkError as exc:
         if exc.code == errno.EOPNOTSUPP:
-            pytest.skip(f"{kind}: not supported by this kernel ({KINDS[kind].config})")
+            pytest.skip(f"{name}: not supported by this kernel ({kind.config})")
         raise
-    link = ipr.get_links(ifname=ctx.ifname)[0]
+    link = ipr.get_links(ifname=view.ifname("t0"))[0]
     assert link.get(("linkinfo", "kind")) == info_kind
     assert link.get("mtu") == 1400
     if data:
         assert link.get(("linkinfo", "data", data[0])) == data[1]
-    if kind in (DeviceKind.MACVLAN, DeviceKind.MACVTAP, DeviceKind.IPVLAN):
-        assert link.get("link") == ctx.parent_index
+    if "parent" in fields:
+        assert link.get("link") == view.index("p0")
+    for other in request.creates[1:]:
+        assert ipr.link_lookup(ifname=view.ifname(other)), f"{other} was to come with t0"
 
 
 def test_probe_kinds_covers_every_kind_and_mode():
     results = probe_kinds()
-    expected = [(k, m) for k in DeviceKind for m in KIND_MODES.get(k, (None,))]
+    expected = [(k.name, m) for k in registry().values() for m in k.modes or (None,)]
     assert sorted((r.kind, r.mode or "") for r in results) == sorted((k, m or "") for k, m in expected)
     by_kind = {(r.kind, r.mode): r for r in results}
-    assert by_kind[(DeviceKind.VETH, None)].supported
-    assert by_kind[(DeviceKind.BRIDGE, None)].supported
+    assert by_kind[("veth", None)].supported
+    assert by_kind[("bridge", None)].supported
     for r in results:
         assert r.reason == "ok" if r.supported else r.reason
         if not r.supported and r.reason.startswith("not supported"):
-            assert KINDS[r.kind].config in r.reason
+            assert registry()[r.kind].config in r.reason
 
 
 def test_privileges_and_facts():

@@ -7,6 +7,7 @@ run is left under /run/netns.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute
 
+from vdevperf.errors import VdevperfError
 from vdevperf.scale import document, runner, table
 from vdevperf.scale.model import Links, Method, Phase, ScaleConfig
 from vdevperf.scale.session import BRIDGE_INDEX, Session
@@ -119,6 +121,30 @@ def test_a_scale_run_starts_by_sweeping_what_a_dead_run_left():
     finally:
         netns.remove(name)
         left.remove()
+
+
+def test_a_hub_close_that_raises_still_removes_every_namespace_and_the_ledger():
+    # Teardown once skipped remove_run when the hub's socket raised on close: every namespace leaked.
+    config = ScaleConfig(count=2, mark=2, methods=(Method.NETLINK,), phases=(Phase.CREATE,), settle_timeout_s=5)
+    session = Session(config)
+    session.open()
+    run_id, path = session.run_id, session.ledger.path
+    runner.create_with_marks(session, Method.NETLINK, Links.NONE)
+    assert len(names_of(run_id)) >= 3  # the hub and two numbered namespaces at least
+    hub = session.hub
+    assert hub is not None
+    real_close = hub.close
+
+    def failing_close() -> None:
+        real_close()  # the socket really closes, then the error an unlucky close could raise
+        raise OSError(errno.EIO, "injected close failure")
+
+    hub.close = failing_close  # type: ignore[method-assign]
+    with pytest.raises(VdevperfError, match="scale: teardown incomplete: .*injected close failure") as info:
+        session.close()
+    assert "ledger is kept" not in str(info.value)  # every namespace went, and the ledger with them
+    assert names_of(run_id) == []
+    assert not path.exists()
 
 
 def test_creation_run_counts_marks_and_teardown_exactly():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -164,6 +165,23 @@ def test_signal_inside_with_tears_down():
         signal.signal(signal.SIGTERM, old)
     assert traces_of(run_id) == []
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set(), "teardown must restore the signal mask"
+
+
+def test_a_socket_close_that_raises_still_removes_every_namespace_and_the_ledger():
+    topo = build(load_topology("veth"))
+    run_id, path = topo.run_id, topo.ledger.path
+    ipr = topo.ipr(topo.client.netns)
+    real_close = ipr.close
+
+    def failing_close(*args, **kwargs) -> None:
+        real_close(*args, **kwargs)
+        raise OSError(errno.EIO, "injected close failure")
+
+    ipr.close = failing_close
+    with pytest.raises(TopologyError, match="teardown incomplete: .*injected close failure"):
+        topo.close()
+    assert traces_of(run_id) == []
+    assert not path.exists()
 
 
 def test_failed_readiness_tears_down():

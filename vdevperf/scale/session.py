@@ -19,12 +19,14 @@ those; links live only in our namespaces and die with them. A name that
 exists before this run creates it is someone else's: it leaves the ledger and
 the run stops. ``Session.close`` removes every namespace the run created that
 is still the one it created, with SIGINT and SIGTERM blocked, then the
-ledger; it runs on normal exit, on errors and on interruption.
+ledger; it runs on normal exit, on errors and on interruption. It is the
+topology builder's teardown (cleanup.tear_down), so the two cannot drift.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import os
 import time
@@ -36,7 +38,7 @@ from vdevperf.scale.model import Links, ScaleConfig
 from vdevperf.scale.rtnl import LOOPBACK_INDEX, Rtnl, RtnlError
 from vdevperf.signals import held
 from vdevperf.topology import naming, netns
-from vdevperf.topology.cleanup import remove_namespace, remove_run
+from vdevperf.topology.cleanup import remove_namespace, tear_down
 from vdevperf.topology.ledger import Ledger, journal_hook
 from vdevperf.topology.probe import require_privileges
 
@@ -235,23 +237,14 @@ class Session:
         """Remove every ledgered namespace that exists (signals blocked), then the ledger."""
         if self._closed:
             return
-        # A signal that comes during teardown is delivered after it, once all is gone.
+        # Held from here: a signal between marking closed and tearing down would skip teardown.
         with held():
             self._closed = True
-            failure = self._teardown()
-        if failure is not None:
-            raise VdevperfError(
-                "scale", f"teardown incomplete: {failure}; the ledger is kept for 'vdevperf cleanup'"
-            ) from failure
-
-    def _teardown(self) -> BaseException | None:
-        failure: BaseException | None = None
-        if self.hub is not None:
-            self.hub.close()
+            closers: list[Callable[[], object]] = []
+            if self.hub is not None:
+                closers.append(self.hub.close)
+            if self.hub_fd is not None:
+                closers.append(functools.partial(os.close, self.hub_fd))
             self.hub = None
-        if self.hub_fd is not None:
-            os.close(self.hub_fd)
             self.hub_fd = None
-        # Namespaces go whatever failed before: a leftover is worse than a late error.
-        removal = remove_run(self.ledger)
-        return failure or removal
+            tear_down(self.ledger, closers, lambda why: VdevperfError("scale", why))

@@ -10,38 +10,41 @@ Order of work: check privileges; reserve a run id with a ledger; for each
 namespace, record it in the ledger, create it, and journal its identity (a
 name that exists already is someone else's and leaves the ledger again, see
 ledger.py); open one IPRoute per
-namespace (inside it, no fork); bring ``lo`` up; create devices (veth pairs
-once per pair, stacked devices in their parent's namespace and moved into
-their own by the same request); enslave and bring every device up; add
-addresses; then wait until no address is tentative and a real TCP connection
-from the client to the server works on every IP version both have.
+namespace (inside it, no fork); bring ``lo`` up; create devices, each with
+the request its kind's module in kinds/ makes (veth pairs once per pair,
+stacked devices in their parent's namespace and moved into their own by the
+same request); enslave and bring every device up; add addresses; then wait
+until no address is tentative and a real TCP connection from the client to
+the server works on every IP version both have.
 
 Teardown closes the netlink sockets and fds and removes the namespaces it
 created (each while its identity is still the journalled one), which removes
 every link (each lives in one of them, veth peers die with their other end);
 then the ledger goes. It runs on normal exit and on any exception, with
-SIGINT and SIGTERM blocked so a second signal cannot cut it short. A build
-that fails part way tears down what it made before raising.
+SIGINT and SIGTERM blocked so a second signal cannot cut it short; every step
+runs even if one before it failed (cleanup.tear_down, which scale uses too). A
+build that fails part way tears down what it made before raising.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import socket
 import time
 from dataclasses import dataclass
 from types import TracebackType
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2 import IPRoute  # type: ignore[import-untyped]
+from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from vdevperf.errors import TopologyError, UnsupportedKind
-from vdevperf.model import STACKED_KINDS, DeviceKind, DeviceSpec, EndpointSpec, TopologySpec
+from vdevperf.model import DeviceSpec, EndpointSpec, TopologySpec
 from vdevperf.signals import held
 from vdevperf.topology import naming, netns
-from vdevperf.topology.cleanup import remove_run
-from vdevperf.topology.kinds import KINDS, LinkContext
+from vdevperf.topology.cleanup import tear_down
+from vdevperf.topology.kinds import kind_of
 from vdevperf.topology.ledger import Ledger, create_namespace
 from vdevperf.topology.probe import require_privileges
 
@@ -78,8 +81,8 @@ def creation_order(spec: TopologySpec) -> list[DeviceSpec]:
         for dev in ready:
             pending.remove(dev)
             done.add(dev.name)
-            # A veth pair is one request: the second end is created with the first.
-            if dev.kind is DeviceKind.VETH and dev.peer in done:
+            # A pair (veth) is one request: the second end is created with the first.
+            if dev.peer is not None and dev.peer in done:
                 continue
             order.append(dev)
     return order
@@ -174,41 +177,31 @@ class Topology:
             raise TopologyError(self.what, f"device '{dev.name}' vanished after creation")
         self._index[dev.name] = found[0]
 
+    def device(self, name: str) -> DeviceSpec:
+        """The topology's device ``name`` (for the kinds' requests, kinds.View)."""
+        return self.spec.device(name)
+
+    def index(self, name: str) -> int:
+        """The ifindex of device ``name``, created already, in its own namespace."""
+        return self._index[name]
+
     def _create(self, dev: DeviceSpec) -> None:
-        kind = KINDS[dev.kind]
-        ctx = LinkContext(ifname=self.ifname(dev.name))
-        where = dev.netns
-        if dev.kind is DeviceKind.VETH:
-            peer = self.spec.device(dev.peer)
-            ctx = LinkContext(
-                ifname=ctx.ifname,
-                peer=peer,
-                peer_ifname=self.ifname(peer.name),
-                peer_netns_fd=None if peer.netns == dev.netns else self.netns_fd(peer.netns),
-            )
-        elif dev.kind in STACKED_KINDS:
-            parent = self.spec.device(dev.parent)
-            # Created next to its parent (the kernel finds the lower device there) and
-            # placed into its own namespace by the same request.
-            where = parent.netns
-            ctx = LinkContext(
-                ifname=ctx.ifname,
-                parent_index=self._index[parent.name],
-                netns_fd=None if parent.netns == dev.netns else self.netns_fd(dev.netns),
-            )
+        # The kind decides the request and the namespace it goes to (a stacked device is made
+        # next to its parent and placed into its own namespace by the same request).
+        kind = kind_of(dev)
+        request = kind.request(dev, self)
         try:
-            self.ipr(where).link("add", **kind.build(dev, ctx))
+            self.ipr(request.netns).link("add", **request.args)
         except NetlinkError as exc:
             # EOPNOTSUPP is rtnetlink's answer for a kind it has no driver for
             # (an unknown mode of a known kind is EINVAL), so the mode is not named.
             if exc.code == errno.EOPNOTSUPP:
-                raise UnsupportedKind(self.what, dev.kind.value, kind.config) from exc
+                raise UnsupportedKind(self.what, dev.kind, kind.config) from exc
             raise TopologyError(
                 self.what, f"device '{dev.name}' ({dev.kind}): cannot create: {_strerror(exc)}"
             ) from exc
-        self._lookup(dev)
-        if dev.kind is DeviceKind.VETH:
-            self._lookup(self.spec.device(dev.peer))
+        for name in request.creates:
+            self._lookup(self.spec.device(name))
 
     def _configure(self, dev: DeviceSpec) -> None:
         ipr = self.ipr(dev.netns)
@@ -303,33 +296,14 @@ class Topology:
         """Tear everything down: sockets, fds, namespaces (with their links), then the ledger."""
         if self._closed:
             return
-        # A signal that comes during teardown is delivered after it, once all is gone.
+        # Held from here: a signal between marking closed and tearing down would skip teardown.
         with held():
             self._closed = True
-            failure = self._teardown()
-        if failure is not None:
-            raise TopologyError(
-                self.what, f"teardown incomplete: {failure}; the ledger is kept for 'vdevperf cleanup'"
-            ) from failure
-
-    def _teardown(self) -> BaseException | None:
-        failure: BaseException | None = None
-        # Each step runs even if one before failed; the first failure is reported.
-        for ipr in self._iprs.values():
-            try:
-                ipr.close()
-            except BaseException as exc:
-                failure = failure or exc
-        self._iprs.clear()
-        for fd in self._fds.values():
-            try:
-                os.close(fd)
-            except OSError as exc:
-                failure = failure or exc
-        self._fds.clear()
-        # Namespaces go whatever failed before: a leftover is worse than a late error.
-        removal = remove_run(self.ledger)
-        return failure or removal
+            closers = [ipr.close for ipr in self._iprs.values()]
+            closers += [functools.partial(os.close, fd) for fd in self._fds.values()]
+            self._iprs.clear()
+            self._fds.clear()
+            tear_down(self.ledger, closers, lambda why: TopologyError(self.what, why))
 
 
 def _strerror(exc: BaseException) -> str:

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vdevperf.errors import VdevperfError
+from vdevperf.signals import held
 from vdevperf.topology import ledger as ledger_mod
 from vdevperf.topology import naming, netns
 from vdevperf.topology.ledger import Identity
@@ -149,6 +152,28 @@ def remove_run(ledger: ledger_mod.Ledger) -> OSError | None:
     if failure is None:
         ledger.remove()
     return failure
+
+
+def tear_down(
+    ledger: ledger_mod.Ledger, closers: Iterable[Callable[[], object]], error: Callable[[str], VdevperfError]
+) -> None:
+    """A live run's teardown, the one both a topology and a scale session use: call every closer
+    (netlink sockets, fds), then remove_run, all with SIGINT and SIGTERM held so that a second
+    signal cannot cut it short. Every step runs whatever failed before it (a leftover namespace
+    is worse than a late error); afterwards the first failure is raised as ``error(why)``."""
+    failure: BaseException | None = None
+    with held():
+        for close in closers:
+            try:
+                close()
+            except BaseException as exc:
+                failure = failure or exc
+        removal = remove_run(ledger)
+    failure = failure or removal
+    if failure is not None:
+        # The ledger goes only with the last namespace: whether it stays depends on removal alone.
+        kept = "; the ledger is kept for 'vdevperf cleanup'" if removal is not None else ""
+        raise error(f"teardown incomplete: {failure}{kept}") from failure
 
 
 def owner_alive(record: ledger_mod.LedgerRecord) -> bool:

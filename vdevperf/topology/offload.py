@@ -19,7 +19,7 @@ import fnmatch
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from pyroute2.ethtool import Ethtool
+from pyroute2.ethtool import Ethtool  # type: ignore[import-untyped]
 
 from vdevperf.errors import VdevperfError
 from vdevperf.topology import netns

@@ -1,10 +1,11 @@
 """What this kernel and this process can do: device kinds and modes, privileges, facts.
 
-``probe_kinds`` tries every kind and every mode for real, in a scratch
-namespace named and ledgered like any run's (``vdp-{rid}-probe``, its
-identity journalled) and always removed if it was created here, never when
-the name turned out to be taken; stacked kinds are tried on a veth parent
-inside that namespace.
+``probe_kinds`` tries every kind of the registry (topology/kinds/) in every
+mode for real, each with the sample its module gives, in a scratch namespace
+named and ledgered like any run's (``vdp-{rid}-probe``, its identity
+journalled) and always removed if it was created here, never when the name
+turned out to be taken; kinds that need a parent are tried on one of the first
+carrier kind (a veth) inside that namespace.
 Nothing here prints.
 """
 
@@ -14,29 +15,29 @@ import errno
 import os
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
-from pyroute2.ethtool import Ethtool
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2 import IPRoute  # type: ignore[import-untyped]
+from pyroute2.ethtool import Ethtool  # type: ignore[import-untyped]
+from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from vdevperf.errors import PrivilegeError, VdevperfError
-from vdevperf.model import KIND_MODES, STACKED_KINDS, DeviceKind, DeviceSpec
+from vdevperf.model import DeviceSpec
 from vdevperf.signals import held
 from vdevperf.topology import naming, netns
-from vdevperf.topology.kinds import KINDS, LinkContext
+from vdevperf.topology.kinds import Kind, kind_of, registry
 from vdevperf.topology.ledger import Identity, Ledger, create_namespace
 from vdevperf.topology.offload import GroupState, group_states
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 _PROBE_NS = "probe"
-_PARENT, _PARENT_PEER, _SCRATCH = "p0", "p1", "t0"
+_PARENT, _SCRATCH = "p0", "t0"
 
 
 @dataclass(frozen=True)
 class KindSupport:
     """Whether one kind (in one mode, if it has modes) can be created here, and why not."""
 
-    kind: DeviceKind
+    kind: str
     mode: str | None
     supported: bool
     reason: str
@@ -82,10 +83,31 @@ def _reason(exc: NetlinkError, config: str) -> str:
     return f"{os.strerror(exc.code)} (errno {exc.code})"
 
 
-def _try(ipr: IPRoute, dev: DeviceSpec, ctx: LinkContext) -> tuple[bool, str]:
-    kind = KINDS[dev.kind]
+class _ProbeView:
+    """The kinds' View over the probe's scratch devices: all in one namespace, looked up as made."""
+
+    def __init__(self, ipr: IPRoute, run_id: str, devices: tuple[DeviceSpec, ...]) -> None:
+        self._ipr = ipr
+        self._run_id = run_id
+        self._devices = {dev.name: dev for dev in devices}
+
+    def device(self, name: str) -> DeviceSpec:
+        return self._devices[name]
+
+    def ifname(self, name: str) -> str:
+        return naming.ifname(self._run_id, name)
+
+    def netns_fd(self, short: str) -> int:
+        raise AssertionError(f"a probe sample names namespace '{short}': samples stay in the probe's own")
+
+    def index(self, name: str) -> int:
+        return int(self._ipr.link_lookup(ifname=self.ifname(name))[0])
+
+
+def _try(view: _ProbeView, ipr: IPRoute, dev: DeviceSpec) -> tuple[bool, str]:
+    kind = kind_of(dev)
     try:
-        ipr.link("add", **kind.build(dev, ctx))
+        ipr.link("add", **kind.request(dev, view).args)
     except NetlinkError as exc:
         return False, _reason(exc, kind.config)
     return True, "ok"
@@ -103,32 +125,30 @@ def _features(tool: Ethtool, ifname: str) -> dict[str, GroupState] | None:
         return None
 
 
+def _carrier(ipr: IPRoute, run_id: str) -> tuple[Kind, tuple[DeviceSpec, ...]]:
+    """Create the parent stacked samples sit on, a sample of the first carrier kind named p0;
+    its devices, or none if this kernel could not make it."""
+    kind = next(k for k in registry().values() if k.carrier)
+    devices = kind.sample(_PARENT, _PROBE_NS, kind.default_mode, "")
+    ok, _ = _try(_ProbeView(ipr, run_id, devices), ipr, devices[0])
+    return kind, devices if ok else ()
+
+
 def _probe_in(ipr: IPRoute, tool: Ethtool, run_id: str) -> list[KindSupport]:
-    names = {short: naming.ifname(run_id, short) for short in (_PARENT, _PARENT_PEER, _SCRATCH)}
+    carrier, parents = _carrier(ipr, run_id)
+    scratch = naming.ifname(run_id, _SCRATCH)
     results = []
-    veth = DeviceSpec(name=_PARENT, kind=DeviceKind.VETH, netns=_PROBE_NS, peer=_PARENT_PEER)
-    veth_ok, veth_reason = _try(ipr, veth, LinkContext(ifname=names[_PARENT], peer_ifname=names[_PARENT_PEER]))
-    results.append(
-        KindSupport(DeviceKind.VETH, None, veth_ok, veth_reason, _features(tool, names[_PARENT]) if veth_ok else None)
-    )
-    parent_index = ipr.link_lookup(ifname=names[_PARENT])[0] if veth_ok else None
-    for kind in DeviceKind:
-        if kind is DeviceKind.VETH:
-            continue
-        for mode in KIND_MODES.get(kind, (None,)):
-            if kind in STACKED_KINDS:
-                if parent_index is None:
-                    results.append(KindSupport(kind, mode, False, "not tried: needs a veth parent"))
-                    continue
-                dev = DeviceSpec(name=_SCRATCH, kind=kind, netns=_PROBE_NS, mode=mode, parent=_PARENT)
-            else:
-                dev = DeviceSpec(name=_SCRATCH, kind=kind, netns=_PROBE_NS, mode=mode)
-            ok, reason = _try(ipr, dev, LinkContext(ifname=names[_SCRATCH], parent_index=parent_index))
-            first_mode = mode == KIND_MODES.get(kind, (None,))[0]
-            features = _features(tool, names[_SCRATCH]) if ok and first_mode else None
+    for kind in registry().values():
+        for mode in kind.modes or (None,):
+            devices = kind.sample(_SCRATCH, _PROBE_NS, mode, _PARENT)
+            if any(dev.parent is not None for dev in devices) and not parents:
+                results.append(KindSupport(kind.name, mode, False, f"not tried: needs a {carrier.name} parent"))
+                continue
+            ok, reason = _try(_ProbeView(ipr, run_id, devices + parents), ipr, devices[0])
+            features = _features(tool, scratch) if ok and mode == kind.default_mode else None
             if ok:
-                _delete(ipr, names[_SCRATCH])
-            results.append(KindSupport(kind, mode, ok, reason, features))
+                _delete(ipr, scratch)
+            results.append(KindSupport(kind.name, mode, ok, reason, features))
     return results
 
 
@@ -213,7 +233,7 @@ def doctor_report() -> str:
         return "\n".join(lines)
     lines.append("privileges: ok")
     for support in probe_kinds():
-        label = support.kind.value if support.mode is None else f"{support.kind.value} mode {support.mode}"
+        label = support.kind if support.mode is None else f"{support.kind} mode {support.mode}"
         lines.append(f"{label}: {'ok' if support.supported else support.reason}")
         if support.features:
             lines.append(

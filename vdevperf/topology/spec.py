@@ -5,7 +5,8 @@ package data in ``vdevperf/topologies/``. A topology file is data: nothing in
 it is executed. Loading checks everything that can be checked
 without a kernel (names, kinds, modes, references between devices, addresses,
 prefixes that overlap in one namespace, counts), so that building fails only
-for reasons of the running system. Any problem raises TopologyError(what=<the
+for reasons of the running system. What each device kind accepts and requires
+comes from its module in ``kinds/``; this parser knows no kind by name. Any problem raises TopologyError(what=<the
 file>, why=<one line>).
 
 The file itself is read with care, because its path may name anything: it is
@@ -28,21 +29,20 @@ from typing import Any, NoReturn
 
 from vdevperf.errors import TopologyError
 from vdevperf.model import (
-    KIND_MODES,
     MAX_ADDRESSES,
     MAX_DESCRIPTION_CHARS,
     MAX_DEVICES,
     MAX_NAME_CHARS,
     MAX_NAMESPACES,
     NETNS_NAME_RE,
-    STACKED_KINDS,
-    DeviceKind,
     DeviceSpec,
     EndpointSpec,
     IPInterface,
+    OptionValue,
     TopologySpec,
     is_text,
 )
+from vdevperf.topology.kinds import PARENT, PEER, Kind, described, kind_of, known, registry
 from vdevperf.topology.offload import canonical
 
 # Package data, found through importlib.resources: an installed wheel has no source tree to look in.
@@ -51,10 +51,9 @@ BUNDLED_DIR: Traversable = importlib.resources.files("vdevperf") / "topologies"
 _BUNDLED_ORDER = ("loopback", "veth", "bridge", "macvlan", "ipvlan")
 
 _TOP_KEYS = ("name", "description", "namespaces", "device", "client", "server")
-_DEVICE_KEYS = ("name", "kind", "netns", "peer", "mtu", "addresses", "mode", "parent", "master", "offload")
+# Keys of every device table; each kind adds its own (kinds/): "mode" if it has modes, and its keys.
+_COMMON_KEYS = ("name", "kind", "netns", "mtu", "addresses", "master", "offload")
 _ENDPOINT_KEYS = ("netns", "ipv4", "ipv6")
-# ipvlan and macvlan/macvtap each claim the parent's receive handler.
-_HANDLER_FAMILY = {DeviceKind.MACVLAN: "macvlan", DeviceKind.MACVTAP: "macvlan", DeviceKind.IPVLAN: "ipvlan"}
 # The largest topology file read: bundled ones are under 2 KiB, and MAX_DEVICES devices with
 # MAX_ADDRESSES addresses each fit well within it.
 MAX_FILE_BYTES = 256 * 1024
@@ -143,8 +142,13 @@ def parse_topology(raw: bytes | str, label: str, default_name: str = "topology")
     return _Parser(label).parse(raw, default_name)
 
 
-def _kind_list() -> str:
-    return ", ".join(k.value for k in DeviceKind)
+def _device_keys() -> tuple[str, ...]:
+    """Every key some device table may have: the common ones, then each kind's, in listing order."""
+    keys = list(_COMMON_KEYS[:3])
+    for kind in registry().values():
+        keys += (["mode"] if kind.modes else []) + [key.name for key in kind.keys]
+    keys += _COMMON_KEYS[3:]
+    return tuple(dict.fromkeys(keys))
 
 
 class _Parser:
@@ -238,38 +242,65 @@ class _Parser:
         if "name" in table:
             name = self.typed(table["name"], str, f"{where}: name")
             where = f"device '{name}'"
-        self.check_keys(table, _DEVICE_KEYS, where)
+        self.check_keys(table, _device_keys(), where)
         for key in ("name", "kind", "netns"):
             if key not in table:
                 self.fail(f"{where}: missing key '{key}'")
         kind_name = self.typed(table["kind"], str, f"{where}: kind")
-        try:
-            kind = DeviceKind(kind_name)
-        except ValueError:
-            self.fail(f"{where}: unknown kind '{kind_name}' (known: {_kind_list()})")
-        mode = table.get("mode")
-        if mode is not None:
-            self.typed(mode, str, f"{where}: mode")
-            if kind not in KIND_MODES:
-                self.fail(f"{where}: kind '{kind}' takes no mode")
-            if mode not in KIND_MODES[kind]:
-                self.fail(f"{where}: mode '{mode}' is not one of {', '.join(KIND_MODES[kind])} for kind '{kind}'")
-        elif kind in KIND_MODES:
-            mode = KIND_MODES[kind][0]
-        fields = {
-            key: self.typed(table[key], str, f"{where}: {key}")
-            for key in ("netns", "peer", "parent", "master")
-            if key in table
-        }
+        kind = registry().get(kind_name)
+        if kind is None:
+            self.fail(f"{where}: unknown kind '{kind_name}' (known: {known()})")
+        netns = self.typed(table["netns"], str, f"{where}: netns")
+        master = self.typed(table["master"], str, f"{where}: master") if "master" in table else None
         mtu = self.typed(table["mtu"], int, f"{where}: mtu") if "mtu" in table else None
+        mode = self.mode(table, kind, where)
+        values = self.kind_keys(table, kind, where)
+        # The two relations are DeviceSpec fields (the builder orders by them); the rest are options.
+        peer, parent = values.pop(PEER.name, None), values.pop(PARENT.name, None)
         addresses = self.addresses(table.get("addresses", []), where)
         offload = self.offload(table.get("offload", {}), where)
         try:
-            return DeviceSpec(
-                name=table["name"], kind=kind, mode=mode, mtu=mtu, addresses=addresses, offload=offload, **fields
+            dev = DeviceSpec(
+                name=table["name"],
+                kind=kind.name,
+                netns=netns,
+                mode=mode,
+                parent=None if parent is None else str(parent),
+                peer=None if peer is None else str(peer),
+                master=master,
+                mtu=mtu,
+                addresses=addresses,
+                offload=offload,
+                options=tuple((key, value) for key, value in values.items() if value is not None),
             )
+            kind.check(dev)
         except ValueError as exc:
             self.fail(str(exc))
+        return dev
+
+    def mode(self, table: dict, kind: Kind, where: str) -> str | None:
+        if "mode" not in table:
+            return kind.default_mode
+        mode = self.typed(table["mode"], str, f"{where}: mode")
+        if not kind.modes:
+            self.fail(f"{where}: kind '{kind.name}' takes no mode")
+        if mode not in kind.modes:
+            self.fail(f"{where}: mode '{mode}' is not one of {', '.join(kind.modes)} for kind '{kind.name}'")
+        return mode
+
+    def kind_keys(self, table: dict, kind: Kind, where: str) -> dict[str, OptionValue | None]:
+        """The values of the kind's own keys, their defaults where absent; a key of another kind fails."""
+        for key in table:
+            if key not in _COMMON_KEYS and key != "mode" and kind.key(key) is None:
+                owners = [other for other in registry().values() if other.key(key) is not None]
+                if len(owners) == 1:
+                    self.fail(f"{where}: only {described(owners)} has a {key}")
+                self.fail(f"{where}: kind '{kind.name}' takes no {key}")
+        values: dict[str, OptionValue | None] = {}
+        for key in kind.keys:
+            present = key.name in table
+            values[key.name] = self.typed(table[key.name], key.type, f"{where}: {key.name}") if present else key.default
+        return values
 
     def offload(self, table: Any, where: str) -> tuple[tuple[str, bool], ...]:
         self.typed(table, dict, f"{where}: offload")
@@ -317,53 +348,16 @@ class _Parser:
                 self.fail(
                     f"device '{dev.name}': namespace '{dev.netns}' is not declared (declared: {', '.join(namespaces)})"
                 )
+        # Masters first: the kinds' rules on peers and parents may then rely on every master being one.
         for dev in devices:
-            self.check_peer(dev, by_name)
-            self.check_parent(dev, by_name)
             self.check_master(dev, by_name)
+        for dev in devices:
+            try:
+                kind_of(dev).check_links(dev, by_name)
+            except ValueError as exc:
+                self.fail(str(exc))
         self.check_unique_addresses(devices)
         self.check_overlaps(devices)
-
-    def check_peer(self, dev: DeviceSpec, by_name: dict[str, DeviceSpec]) -> None:
-        if dev.peer is None:
-            return
-        where = f"device '{dev.name}'"
-        if dev.peer == dev.name:
-            self.fail(f"{where}: a veth cannot be its own peer")
-        peer = by_name.get(dev.peer)
-        if peer is None:
-            self.fail(
-                f"{where}: peer '{dev.peer}' is not a device of this topology "
-                "(declare the other end as its own [[device]])"
-            )
-        if peer.kind is not DeviceKind.VETH:
-            self.fail(f"{where}: peer '{peer.name}' is a {peer.kind}, not a veth")
-        if peer.peer != dev.name:
-            self.fail(f"{where}: peer '{peer.name}' does not point back (its peer is '{peer.peer}')")
-
-    def check_parent(self, dev: DeviceSpec, by_name: dict[str, DeviceSpec]) -> None:
-        if dev.parent is None:
-            return
-        where = f"device '{dev.name}'"
-        parent = by_name.get(dev.parent)
-        if parent is None:
-            self.fail(
-                f"{where}: parent '{dev.parent}' is not a device of this topology; stacked devices sit "
-                "only on devices in namespaces the topology owns, never on a root-namespace interface"
-            )
-        if parent.kind in STACKED_KINDS:
-            self.fail(f"{where}: parent '{parent.name}' is a {parent.kind}; the parent must be a veth or a bridge")
-        if parent.master is not None:
-            self.fail(
-                f"{where}: parent '{parent.name}' is a port of bridge '{parent.master}' "
-                "and cannot also carry stacked devices"
-            )
-        for other in by_name.values():
-            if other.parent == parent.name and _HANDLER_FAMILY[other.kind] != _HANDLER_FAMILY[dev.kind]:
-                self.fail(
-                    f"{where}: parent '{parent.name}' also carries {other.kind} '{other.name}'; "
-                    "the kernel allows ipvlan or macvlan/macvtap on one parent, not both"
-                )
 
     def check_master(self, dev: DeviceSpec, by_name: dict[str, DeviceSpec]) -> None:
         if dev.master is None:
@@ -372,15 +366,14 @@ class _Parser:
         master = by_name.get(dev.master)
         if master is None:
             self.fail(f"{where}: master '{dev.master}' is not a device of this topology")
-        if master.kind is not DeviceKind.BRIDGE:
-            self.fail(f"{where}: master '{master.name}' is a {master.kind}, not a bridge")
-        if dev.kind is DeviceKind.BRIDGE:
-            self.fail(f"{where}: a bridge cannot be a port of bridge '{master.name}'")
-        if master.netns != dev.netns:
-            self.fail(
-                f"{where}: master '{master.name}' is in namespace '{master.netns}', "
-                f"not in '{dev.netns}' like the device"
-            )
+        kind = kind_of(master)
+        if not kind.has_ports:
+            masters = [k for k in registry().values() if k.has_ports]
+            self.fail(f"{where}: master '{master.name}' is a {master.kind}, not {described(masters)}")
+        try:
+            kind.check_port(dev, master)
+        except ValueError as exc:
+            self.fail(str(exc))
 
     def check_unique_addresses(self, devices: tuple[DeviceSpec, ...]) -> None:
         owner: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str] = {}
