@@ -17,10 +17,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from vdevperf import rounds
+from vdevperf.counters import counter_names
 from vdevperf.errors import TopologyError, UnsupportedKind
 from vdevperf.load import fds, runner
-from vdevperf.load.context import counter_names
-from vdevperf.load.tests import TESTS
 from vdevperf.measure import capture, cpu, noise, paired
 from vdevperf.measure.metrics import confidence, derive, series, summarize
 from vdevperf.measure.sample import RawRun
@@ -30,6 +29,7 @@ from vdevperf.results import ResultFile, histograms_from_json, raw_to_json
 from vdevperf.topology.builder import Topology, build
 from vdevperf.topology.cleanup import other_live_runs, sweep
 from vdevperf.topology.offload import Device, OffloadRequest, Offloads
+from vdevperf.traits import TRAITS
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def data_path(topology: Topology) -> list[Device]:
 
 def _receiver(topology: Topology, cfg: TestConfig) -> capture.CaptureSpec:
     """The device where the test's data arrives: the one holding the receiving endpoint's address."""
-    site = topology.client if TESTS[cfg.test].work[0] == "client" else topology.server
+    site = topology.client if TRAITS[cfg.test].work.role == "client" else topology.server
     address = site.address(cfg.ip_version)
     ifname, mtu = "lo", 65536
     for dev in topology.spec.devices:

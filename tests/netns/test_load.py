@@ -8,8 +8,8 @@ import time
 import pytest
 
 from vdevperf import bench
+from vdevperf.counters import counter_names
 from vdevperf.load import runner
-from vdevperf.load.context import counter_names
 from vdevperf.model import TestConfig, TestName
 from vdevperf.report.table import run_table
 from vdevperf.topology.builder import build

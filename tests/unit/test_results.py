@@ -7,8 +7,8 @@ import jsonschema
 import pytest
 
 from vdevperf import bench
+from vdevperf.counters import BYTES_RECEIVED, counter_names, slot_index
 from vdevperf.errors import ResultError
-from vdevperf.load.context import BYTES_RECEIVED, counter_names, slot_index
 from vdevperf.measure import cpu
 from vdevperf.measure.metrics import derive
 from vdevperf.measure.sample import RawRun, Sample

@@ -7,7 +7,7 @@ import itertools
 from dataclasses import replace
 
 from vdevperf import bench, rounds
-from vdevperf.load.context import BYTES_RECEIVED, counter_names, slot_index
+from vdevperf.counters import BYTES_RECEIVED, counter_names, slot_index
 from vdevperf.measure import cpu, paired
 from vdevperf.measure.noise import FLAG_STEAL
 from vdevperf.measure.sample import RawRun, Sample

@@ -33,8 +33,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from vdevperf.counters import SLOTS
 from vdevperf.errors import LoadError
-from vdevperf.load.context import SLOTS, StopLoad
+from vdevperf.load.context import StopLoad
 from vdevperf.topology import netns
 
 _PR_SET_PDEATHSIG = 1

@@ -31,11 +31,12 @@ from typing import Protocol
 
 import psutil
 
+from vdevperf.counters import ROLES, SLOTS, endpoint_index
 from vdevperf.errors import LoadError
 from vdevperf.load import endpoint
-from vdevperf.load.context import ROLES, SLOTS, LoopContext, StopLoad, endpoint_index
+from vdevperf.load.context import Loop, LoopContext, StopLoad
 from vdevperf.load.endpoint import Channel, Counters, Endpoint
-from vdevperf.load.tests import TESTS, Loop, TestDef
+from vdevperf.load.tests import TESTS, TestDef
 from vdevperf.measure import capture as capture_probe
 from vdevperf.measure import cpu, histogram, noise
 from vdevperf.measure.capture import CaptureSpec
@@ -129,7 +130,7 @@ def _drive(channel: Channel, ctx: LoopContext, loop: Loop, cpu_wanted: int | Non
 
 def server_socket(tdef: TestDef, side: Side, family: int, cfg: TestConfig) -> socket.socket:
     """A flow's server socket, created inside the server's namespace (sockets keep their netns)."""
-    kind = socket.SOCK_DGRAM if tdef.name.is_udp else socket.SOCK_STREAM
+    kind = socket.SOCK_DGRAM if tdef.traits.udp else socket.SOCK_STREAM
     with netns.entered_path(side.netns_path):
         sock = socket.socket(family, kind)
     try:
@@ -151,7 +152,7 @@ def server_role(
     def body(channel: Channel) -> None:
         if admit is not None:
             data = admit(sock)
-        elif sock.type == socket.SOCK_STREAM and not tdef.per_connection:
+        elif sock.type == socket.SOCK_STREAM and not tdef.traits.per_connection:
             data, _ = sock.accept()
         else:
             data = sock
@@ -166,7 +167,7 @@ def server_role(
 def _client(
     tdef: TestDef, address: tuple, family: int, cfg: TestConfig, shared: Counters, index: int, greet: Greet | None
 ) -> endpoint.RoleBody:
-    kind = socket.SOCK_DGRAM if tdef.name.is_udp else socket.SOCK_STREAM
+    kind = socket.SOCK_DGRAM if tdef.traits.udp else socket.SOCK_STREAM
 
     def new_socket() -> socket.socket:
         sock = socket.socket(family, kind)
@@ -180,7 +181,7 @@ def _client(
 
     def body(channel: Channel) -> None:
         ctx = LoopContext(None, cfg, shared.slots(index), shared.hist(index))
-        if tdef.per_connection:
+        if tdef.traits.per_connection:
             ctx.connect = connect
             with new_socket() as probe:
                 facts = _socket_facts(probe)
@@ -191,7 +192,7 @@ def _client(
             if greet is not None:
                 greet(sock)  # before the loop: the loop itself never sees the greeting
             sock.settimeout(None)
-            if tdef.name.is_udp and tdef.latency:
+            if tdef.traits.udp and tdef.traits.latency:
                 # At the socket level, not Python's settimeout: that would poll() before every recv.
                 timeval = struct.pack("ll", int(UDP_RR_TIMEOUT_S), int(UDP_RR_TIMEOUT_S % 1 * 1e6))
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
@@ -292,7 +293,7 @@ def finish(endpoints: list[Endpoint], tdef: TestDef, remote: RemoteServer | None
     """
     deadline = time.monotonic() + FINISH_TIMEOUT_S
     remote_reports: list[dict] | None = None
-    for role in tdef.stop:
+    for role in tdef.traits.stop:
         stopped = [ep for ep in endpoints if ep.role == role]
         for ep in stopped:
             ep.stop()
@@ -304,7 +305,7 @@ def finish(endpoints: list[Endpoint], tdef: TestDef, remote: RemoteServer | None
         # A server that ends at EOF: its clients were stopped above.
         remote_reports = remote.stop()
     for ep in endpoints:
-        if ep.role not in tdef.stop:
+        if ep.role not in tdef.traits.stop:
             ep.receive(deadline)
     for ep in endpoints:
         ep.join(deadline)
@@ -328,7 +329,7 @@ def run(
     """
     tdef = TESTS[cfg.test]
     family = socket.AF_INET if cfg.ip_version == 4 else socket.AF_INET6
-    shared = Counters(cfg.flows * len(ROLES), histogram.BUCKETS if tdef.latency else 0)
+    shared = Counters(cfg.flows * len(ROLES), histogram.BUCKETS if tdef.traits.latency else 0)
     remote = None if isinstance(server, Side) else server
     local: dict[int, Endpoint] = {}
     prober: Endpoint | None = None
@@ -376,7 +377,7 @@ def run(
         # What else runs, read just outside the window's edges so that it costs the window nothing.
         others = noise.processes()
         moved = {index: noise.migrations(ep.pid) for index, ep in local.items()}
-        watch.take(histograms=tdef.latency)
+        watch.take(histograms=tdef.traits.latency)
         end = watch.start + cfg.duration_s
         closed = False
         while not closed:
@@ -386,7 +387,7 @@ def run(
                 time.sleep(min(cfg.interval_s - (now - watch.start) % cfg.interval_s, end - now))
             closed = time.monotonic() >= end
             # The sample that closes the window also takes the histograms.
-            watch.take(histograms=tdef.latency and closed)
+            watch.take(histograms=tdef.traits.latency and closed)
         moved = {index: _grown(before, noise.migrations(local[index].pid)) for index, before in moved.items()}
         foreign = noise.foreign_cpu(others, noise.processes(), watch.samples[-1].t_s, len(watch.samples[0].cpu))
         remote_reports = finish([local[index] for index in sorted(local)], tdef, remote)
@@ -423,7 +424,7 @@ def run(
     return RawRun(
         samples=watch.samples,
         endpoints=reports,
-        histograms=_window_histograms(*watch.histograms) if tdef.latency else [],
+        histograms=_window_histograms(*watch.histograms) if tdef.traits.latency else [],
         sampler_cpu_s=watch.own_cpu_s[-1] - watch.own_cpu_s[0],
         capture=captured,
         foreign=foreign,

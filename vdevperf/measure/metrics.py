@@ -1,6 +1,6 @@
 """Figures of one run from its raw measurements, in netperf's units.
 
-Work is counted where netperf counts it (the TestDef says where): bytes at
+Work is counted where netperf counts it (the test's traits say where): bytes at
 the receiver for stream tests, completed transactions at the client for RR
 tests, over the window between the first and the last sample. CPU figures
 come from the same two samples, so work and CPU time cover exactly the same
@@ -14,20 +14,12 @@ import dataclasses
 import statistics
 from collections.abc import Sequence
 
-from vdevperf.load.context import (
-    BYTES_SENT,
-    MESSAGES_RECEIVED,
-    MESSAGES_SENT,
-    ROLES,
-    SLOTS,
-    endpoint_index,
-    slot_index,
-)
-from vdevperf.load.tests import TESTS
+from vdevperf.counters import BYTES_SENT, MESSAGES_RECEIVED, MESSAGES_SENT, ROLES, SLOTS, endpoint_index, slot_index
 from vdevperf.measure import cpu, histogram
 from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.measure.stats import confidence_interval, jain_index
-from vdevperf.model import Confidence, FlowMetrics, MetricInterval, Metrics, TestConfig, TestName
+from vdevperf.model import Confidence, FlowMetrics, MetricInterval, Metrics, TestConfig
+from vdevperf.traits import TRAITS, TestName
 
 
 def _deltas(first: Sample, last: Sample, flows: int, role: str, slot: int) -> list[int]:
@@ -71,8 +63,8 @@ def _remote_delta(first: Sample, last: Sample) -> cpu.CpuDelta | None:
 def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
     """Metrics over the window from the first to the last sample of ``raw``."""
     first, last, histograms = raw.samples[0], raw.samples[-1], raw.histograms
-    tdef = TESTS[test]
-    role, slot = tdef.work
+    traits = TRAITS[test]
+    role, slot = traits.work.role, traits.work.slot
     elapsed = last.t_s - first.t_s
     per_flow = _deltas(first, last, flows, role, slot)
     work = sum(per_flow)
@@ -91,11 +83,9 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
         common |= {
             "remote_cpu_util_pct": remote.util_pct,
             "remote_softirq_pct": remote.softirq_pct,
-            (
-                "remote_service_demand_us_per_kb" if test.is_stream else "remote_service_demand_us_per_tr"
-            ): cpu.service_demand_us(remote, work / 1024 if test.is_stream else work),
+            traits.units.remote_demand_field: cpu.service_demand_us(remote, work / traits.units.per_demand_unit),
         }
-    if test.is_stream:
+    if traits.stream:
         rates = [w * 8 / elapsed / 1e6 for w in per_flow]
         sender = "server" if role == "client" else "client"
         extra = {
@@ -106,7 +96,7 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
             "service_demand_us_per_tr": None,
             "send_throughput_mbps": sum(_deltas(first, last, flows, sender, BYTES_SENT)) * 8 / elapsed / 1e6,
         }
-        if test.is_udp:
+        if traits.udp:
             sent = sum(_deltas(first, last, flows, sender, MESSAGES_SENT))
             received = sum(_deltas(first, last, flows, role, MESSAGES_RECEIVED))
             extra |= {
@@ -135,7 +125,7 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
 
 def rate_key(test: TestName) -> str:
     """The Metrics field holding a test's headline rate."""
-    return "throughput_mbps" if test.is_stream else "transactions_per_s"
+    return TRAITS[test].units.rate_field
 
 
 def figure(test: TestName, name: str, m: Metrics) -> float | None:
@@ -143,7 +133,7 @@ def figure(test: TestName, name: str, m: Metrics) -> float | None:
     if name == "rate":
         return getattr(m, rate_key(test))
     if name == "service_demand":
-        return m.service_demand_us_per_kb if test.is_stream else m.service_demand_us_per_tr
+        return getattr(m, TRAITS[test].units.demand_field)
     return getattr(m, name)
 
 
@@ -163,7 +153,7 @@ def summarize(test: TestName, iterations: Sequence[Metrics], histograms: Sequenc
             values[f.name] = statistics.fmean(column)
         else:
             values[f.name] = None
-    if not test.is_stream:
+    if TRAITS[test].latency:
         values |= latency_fields(histogram.merge(histograms))
     return Metrics(**values)
 
@@ -187,19 +177,19 @@ def series(test: TestName, flows: int, samples: Sequence[Sample], names: Sequenc
     Counters are found by their ``names`` (a sample's counter_names), so files
     written with another counter layout give the same series.
     """
-    role, slot = TESTS[test].work
-    indexes = [names.index(f"flow{f}.{role}.{SLOTS[slot]}") for f in range(flows)]
-    scale = 8 / 1e6 if test.is_stream else 1.0
+    work = TRAITS[test].work
+    indexes = [names.index(f"flow{f}.{work.role}.{SLOTS[work.slot]}") for f in range(flows)]
+    scale = 8 / 1e6 if TRAITS[test].stream else 1.0
     out = []
     for a, b in zip(samples, samples[1:], strict=False):
         dt = b.t_s - a.t_s
         used = cpu.delta(a.cpu, b.cpu, dt)
-        work = sum(b.counters[i] - a.counters[i] for i in indexes)
+        done = sum(b.counters[i] - a.counters[i] for i in indexes)
         out.append(
             {
                 "t_s": b.t_s,
                 "dt_s": dt,
-                "rate": work * scale / dt if dt > 0 else 0.0,
+                "rate": done * scale / dt if dt > 0 else 0.0,
                 "cpu_util_pct": used.util_pct,
                 "softirq_pct": used.softirq_pct,
             }

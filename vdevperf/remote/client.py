@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from vdevperf.counters import SLOTS
 from vdevperf.load import runner
-from vdevperf.load.context import SLOTS
 from vdevperf.model import TestConfig
 from vdevperf.remote import admission, protocol
 from vdevperf.remote.protocol import SERVER_TYPES, PeerGone, PeerTimeout, ProtocolError, RemoteError, VersionMismatch

@@ -41,8 +41,8 @@ import socket
 import time
 from dataclasses import dataclass
 
+from vdevperf.counters import SLOTS
 from vdevperf.errors import VdevperfError
-from vdevperf.load.context import SLOTS
 from vdevperf.measure.cpu import FIELDS
 from vdevperf.model import TestConfig, TestName
 

@@ -13,8 +13,8 @@ import secrets
 import socket
 import time
 
+from vdevperf.counters import ROLES, SLOTS, endpoint_index
 from vdevperf.load import endpoint, runner
-from vdevperf.load.context import ROLES, SLOTS, endpoint_index
 from vdevperf.load.endpoint import Counters, Endpoint
 from vdevperf.load.tests import TESTS
 from vdevperf.model import TestConfig
@@ -40,7 +40,7 @@ class ServerRun:
         """Open a data socket and fork an endpoint per flow; returns their ports and the data token."""
         family = socket.AF_INET if self.cfg.ip_version == 4 else socket.AF_INET6
         token = secrets.token_bytes(DATA_TOKEN_BYTES)
-        admit = admission.admitter(self.tdef.per_connection, token, runner.SETUP_TIMEOUT_S)
+        admit = admission.admitter(self.tdef.traits.per_connection, token, runner.SETUP_TIMEOUT_S)
         for _ in range(self.cfg.flows):
             sock = runner.server_socket(self.tdef, self.side, family, self.cfg)
             self._socks.append(sock)
@@ -49,7 +49,7 @@ class ServerRun:
             except PermissionError:
                 # Some kernels allow filters on TCP sockets only with CAP_NET_ADMIN. The data
                 # token still admits a connection; a test with none has nothing else to go by.
-                if self.tdef.per_connection:
+                if self.tdef.traits.per_connection:
                     raise RemoteError(
                         "refused",
                         f"{self.cfg.test} needs CAP_NET_ADMIN on the server host: its "
