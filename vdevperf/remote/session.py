@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vdevperf.load import runner
+from vdevperf.load.roles import SETUP_TIMEOUT_S
 from vdevperf.model import TestConfig
 from vdevperf.remote import protocol
 from vdevperf.remote.admission import normalized
@@ -253,8 +253,8 @@ class Session:
             except OSError as exc:
                 raise RemoteError("refused", f"cannot open data sockets: {exc.strerror or exc}", code="load") from None
             self._send("ready", ports=ports, data_token=token.hex())
-            late = RemoteError("refused", f"no 'start' within {runner.SETUP_TIMEOUT_S:g} s")
-            if self._receive(time.monotonic() + runner.SETUP_TIMEOUT_S, ("start", "bye"), late)["type"] == "bye":
+            late = RemoteError("refused", f"no 'start' within {SETUP_TIMEOUT_S:g} s")
+            if self._receive(time.monotonic() + SETUP_TIMEOUT_S, ("start", "bye"), late)["type"] == "bye":
                 raise PeerGone("said bye")
             self._send("started", endpoints=run.start())
             allowed = cfg.warmup_s + cfg.duration_s
