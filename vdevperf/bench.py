@@ -288,7 +288,7 @@ def run(
     Several configs with -i are measured in interleaved rounds, each until its own -i/-I rule is
     met, so that drift does not land on whichever config happens to run last.
     """
-    done = []
+    done: list[RunResult] = []
     todo = [cfg for cfg in configs if not options.done(spec.name, cfg)]
     if not todo:
         return done
@@ -513,23 +513,23 @@ def offload_matrix(
     combos = combinations(features)
     judging = replace(judging, baseline=combination_label(combos[0]))
     with build(spec) as topology:
-        arms = [
-            _Arm(
-                spec.name, spec.source, cfg, {"combination": combo}, rounds.Cell(combination_label(combo), lambda: None)
-            )  # type: ignore
-            for combo in combos
-        ]
-        for arm in arms:
-            arm.cell.measure = functools.partial(_offloaded_iteration, topology, cfg, arm, options)
+        arms = [_offload_arm(spec, topology, cfg, combo, options) for combo in combos]
         return _interleave(
             arms, results, judging, lambda r: combination_label((r.offload or {})["combination"]), options
         )
 
 
-def _offloaded_iteration(topology: Topology, cfg: TestConfig, arm: _Arm, options: RunOptions) -> Iteration:
-    """One iteration with the arm's offload combination applied (and restored after it)."""
-    combo = (arm.offload or {})["combination"]
-    requests = [*options.offload, *(OffloadRequest(f, on) for f, on in combo.items())]
-    with offloaded(topology, requests) as offload:
-        arm.offload = (offload or {}) | {"combination": combo}
-        return iterate(topology, cfg, options.capture)
+def _offload_arm(
+    spec: TopologySpec, topology: Topology, cfg: TestConfig, combo: dict[str, bool], options: RunOptions
+) -> _Arm:
+    """The arm of one offload combination: each of its iterations runs with the combination applied
+    (and restored after it), and the arm keeps the offload state of its latest."""
+
+    def once() -> Iteration:
+        requests = [*options.offload, *(OffloadRequest(f, on) for f, on in combo.items())]
+        with offloaded(topology, requests) as offload:
+            arm.offload = (offload or {}) | {"combination": combo}
+            return iterate(topology, cfg, options.capture)
+
+    arm = _Arm(spec.name, spec.source, cfg, {"combination": combo}, rounds.Cell(combination_label(combo), once))
+    return arm

@@ -30,7 +30,7 @@ class LoopContext:
     # TCP_CRR client: opens one new connected socket per transaction.
     connect: Callable[[], socket.socket] | None = None
 
-    def socket(self) -> socket.socket:
+    def data_socket(self) -> socket.socket:
         """The loop's socket; every loop has one but the TCP_CRR client's."""
         if self.sock is None:
             raise LoadError("load loop", "started without its socket")

@@ -24,7 +24,7 @@ def start(spec: CaptureSpec) -> Endpoint:
     return endpoint.start("capture", spec.netns_path, None, body)
 
 
-def finish(proc: Endpoint, spec: CaptureSpec) -> dict:
+def finish(proc: Endpoint, spec: CaptureSpec) -> dict[str, object]:
     """Wait for the capture and summarise the frame sizes it saw."""
     try:
         report = proc.receive(time.monotonic() + spec.max_seconds + 10)

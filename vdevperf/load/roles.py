@@ -67,7 +67,7 @@ def _socket_facts(sock: socket.socket) -> dict[str, int | str]:
     return facts
 
 
-def _drive(channel: Channel, ctx: LoopContext, loop: Loop, cpu_wanted: int | None, facts: dict) -> None:
+def _drive(channel: Channel, ctx: LoopContext, loop: Loop, cpu_wanted: int | None, facts: dict[str, int | str]) -> None:
     """Report readiness, wait for the common start, run the loop until it ends or is stopped."""
     channel.send({"event": "ready", "placement": endpoint.placement(cpu_wanted), "socket": facts})
     channel.wait_go()
@@ -118,7 +118,13 @@ def server_role(
 
 
 def client_role(
-    tdef: TestDef, address: tuple, family: int, cfg: TestConfig, shared: Counters, index: int, greet: Greet | None
+    tdef: TestDef,
+    address: tuple[str, int],
+    family: int,
+    cfg: TestConfig,
+    shared: Counters,
+    index: int,
+    greet: Greet | None,
 ) -> endpoint.RoleBody:
     """The body of a flow's client endpoint: connect to ``address`` (greeting first, if asked) and run."""
     kind = _kind(tdef)

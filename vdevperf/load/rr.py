@@ -53,7 +53,7 @@ def request_loop(ctx: LoopContext) -> None:
     want = cfg.response_size
     buf = bytearray(want)
     view = memoryview(buf)
-    sock = ctx.socket()
+    sock = ctx.data_socket()
     fd = sock.fileno()
     write, readv, bufs = os.write, os.readv, [buf]
     recv_into = sock.recv_into
@@ -94,7 +94,7 @@ def response_loop(ctx: LoopContext) -> None:
     want = cfg.request_size
     buf = bytearray(want)
     view = memoryview(buf)
-    sock = ctx.socket()
+    sock = ctx.data_socket()
     fd = sock.fileno()
     write, readv, bufs = os.write, os.readv, [buf]
     recv_into = sock.recv_into
@@ -119,7 +119,7 @@ def response_loop(ctx: LoopContext) -> None:
 
 def udp_response_loop(ctx: LoopContext) -> None:
     """UDP server: learn the client from its first request, connect to it, then serve as over TCP."""
-    sock = ctx.socket()
+    sock = ctx.data_socket()
     buf = bytearray(ctx.cfg.request_size)
     _, peer = sock.recvfrom_into(buf)
     sock.connect(peer)
@@ -176,7 +176,7 @@ def crr_response_loop(ctx: LoopContext) -> None:
     want = cfg.request_size
     buf = bytearray(want)
     view = memoryview(buf)
-    accept = ctx.socket().accept
+    accept = ctx.data_socket().accept
     accepted = done = 0
     try:
         while True:

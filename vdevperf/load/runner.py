@@ -77,7 +77,7 @@ def _start_clients(
         on_spawn(ep.pid)
 
 
-def _warm_up(cfg: TestConfig, capture: CaptureSpec | None, on_spawn: Callable[[int], None]) -> dict | None:
+def _warm_up(cfg: TestConfig, capture: CaptureSpec | None, on_spawn: Callable[[int], None]) -> dict[str, object] | None:
     """Let the warm-up pass, probing frame sizes meanwhile if asked; the probe's summary."""
     prober = None
     try:
@@ -92,7 +92,7 @@ def _warm_up(cfg: TestConfig, capture: CaptureSpec | None, on_spawn: Callable[[i
             prober.close()
 
 
-def _sample(cfg: TestConfig, tdef: TestDef, watch: Watch, server: ServerHalf) -> dict:
+def _sample(cfg: TestConfig, tdef: TestDef, watch: Watch, server: ServerHalf) -> dict[str, object]:
     """The measured window: samples from its start to its end, every ``interval_s``; returns the CPU
     used meanwhile by processes outside the test."""
     # What else runs, read just outside the window's edges so that it costs the window nothing.

@@ -23,7 +23,7 @@ def send_loop(ctx: LoopContext) -> None:
     The stop can land just after a send returned and before it was counted, so
     the sender's total may fall short by one call; figures use the receiver's.
     """
-    sock, slots = ctx.socket(), ctx.slots
+    sock, slots = ctx.data_socket(), ctx.slots
     buf = memoryview(bytearray(ctx.cfg.send_size))
     send = sock.send
     sent = calls = errors = 0
@@ -54,7 +54,7 @@ def recv_loop(ctx: LoopContext) -> None:
     """Receive into one ``-M``-byte buffer until EOF; count bytes and calls (UDP: messages)."""
     slots = ctx.slots
     buf = bytearray(ctx.cfg.recv_size)
-    recv_into = ctx.socket().recv_into
+    recv_into = ctx.data_socket().recv_into
     received = calls = 0
     while True:
         n = recv_into(buf)

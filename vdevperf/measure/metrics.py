@@ -43,19 +43,22 @@ def _process_split(
     """
     if first.proc_cpu_s is None or last.proc_cpu_s is None or used.total_s <= 0:
         return {}
-    share = {}
+    start, end = first.proc_cpu_s, last.proc_cpu_s
+    share: dict[str, float | None] = {}
     for role in ROLES:
         machine = remote if role == "server" and remote is not None else used
-        seconds = sum(last.proc_cpu_s[i] - first.proc_cpu_s[i] for i in (endpoint_index(f, role) for f in range(flows)))
+        seconds = sum(end[i] - start[i] for i in (endpoint_index(f, role) for f in range(flows)))
         share[f"{role}_cpu_pct"] = 100.0 * seconds / machine.total_s if machine.total_s > 0 else None
-    servers_here = 0.0 if remote is not None else share["server_cpu_pct"]
-    share["elsewhere_cpu_pct"] = used.util_pct - share["client_cpu_pct"] - servers_here
+    clients, servers_here = share["client_cpu_pct"], 0.0 if remote is not None else share["server_cpu_pct"]
+    # Never None: both are shares of this host, whose total was checked above.
+    if clients is not None and servers_here is not None:
+        share["elsewhere_cpu_pct"] = used.util_pct - clients - servers_here
     return share
 
 
 def _remote_delta(first: Sample, last: Sample) -> cpu.CpuDelta | None:
     """The server host's CPU seconds over the window, by its own clock (None for a local run)."""
-    if first.remote_cpu is None or last.remote_cpu is None:
+    if first.remote_cpu is None or last.remote_cpu is None or first.remote_t_s is None or last.remote_t_s is None:
         return None
     return cpu.delta(first.remote_cpu, last.remote_cpu, last.remote_t_s - first.remote_t_s)
 
@@ -70,10 +73,8 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
     work = sum(per_flow)
     used = cpu.delta(first.cpu, last.cpu, elapsed)
     remote = _remote_delta(first, last)
-    common = {
-        "elapsed_s": elapsed,
-        "cpu_util_pct": used.util_pct,
-        "softirq_pct": used.softirq_pct,
+    # The figures every run has are passed by name; these may be None.
+    common: dict[str, float | None] = {
         "steal_pct": used.steal_pct,
         "sampler_cpu_pct": None if raw.sampler_cpu_s is None else 100.0 * raw.sampler_cpu_s / elapsed,
         **_process_split(first, last, flows, used, remote),
@@ -88,7 +89,7 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
     if traits.stream:
         rates = [w * 8 / elapsed / 1e6 for w in per_flow]
         sender = "server" if role == "client" else "client"
-        extra = {
+        extra: dict[str, float | None] = {
             "throughput_mbps": sum(rates),
             "transactions_per_s": None,
             "mean_latency_us": None,
@@ -114,6 +115,9 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
             **latency_fields(histogram.merge(histograms)),
         }
     return Metrics(
+        elapsed_s=elapsed,
+        cpu_util_pct=used.util_pct,
+        softirq_pct=used.softirq_pct,
         **common,
         **extra,
         flows=tuple(FlowMetrics(flow=i, rate=r) for i, r in enumerate(rates)),

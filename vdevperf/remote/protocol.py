@@ -155,6 +155,7 @@ class Num:
         """``value`` if valid, else ProtocolError naming ``where``."""
         if (
             type(value) not in (int, float)
+            or not isinstance(value, int | float)  # the same test, for the type checker
             or (type(value) is float and not math.isfinite(value))
             or not self.lo <= value <= self.hi
         ):

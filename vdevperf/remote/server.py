@@ -187,9 +187,12 @@ class Server:
 
     def serve_forever(self) -> None:
         """Accept connections until ``close``; each gets a thread of its own."""
+        listener = self._listener
+        if listener is None:
+            raise RemoteError("vdevperf server", "serve_forever() before bind()")
         while True:
             try:
-                conn, address = self._listener.accept()
+                conn, address = listener.accept()
             except OSError as exc:
                 if self._closing:
                     return

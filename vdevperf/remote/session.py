@@ -90,7 +90,8 @@ class Session:
     # ---- messages
 
     def _send(self, kind: str, **fields: object) -> None:
-        protocol.send(self.conn, protocol.encode(kind, **fields), time.monotonic() + SEND_TIMEOUT_S)
+        frame = protocol.encode(kind, protocol.MAX_REPLY_FRAME, **fields)
+        protocol.send(self.conn, frame, time.monotonic() + SEND_TIMEOUT_S)
 
     def _receive(
         self, deadline: float, expected: tuple[str, ...], on_timeout: RemoteError, code: str = "protocol"
