@@ -17,11 +17,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from vdevperf import rounds
+from vdevperf.counters import counter_names
 from vdevperf.errors import TopologyError, UnsupportedKind
 from vdevperf.load import fds, runner
-from vdevperf.load.context import counter_names
-from vdevperf.load.tests import TESTS
+from vdevperf.load.roles import Side
+from vdevperf.load.server import LocalServer
 from vdevperf.measure import capture, cpu, noise, paired
+from vdevperf.measure.endpoints import NOT_READ
 from vdevperf.measure.metrics import confidence, derive, series, summarize
 from vdevperf.measure.sample import RawRun
 from vdevperf.model import Iteration, RunResult, RunStatus, TestConfig, TopologySpec
@@ -30,6 +32,7 @@ from vdevperf.results import ResultFile, histograms_from_json, raw_to_json
 from vdevperf.topology.builder import Topology, build
 from vdevperf.topology.cleanup import other_live_runs, sweep
 from vdevperf.topology.offload import Device, OffloadRequest, Offloads
+from vdevperf.traits import TRAITS
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class RunOptions:
     notice: Callable[[str], None] = field(default=lambda line: None, compare=False)
 
 
-def _sides(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Side]:
+def _sides(topology: Topology, cfg: TestConfig) -> tuple[Side, Side]:
     ends = []
     for site, pinned in ((topology.client, cfg.client_cpu), (topology.server, cfg.server_cpu)):
         address = site.address(cfg.ip_version)
@@ -65,7 +68,7 @@ def _sides(topology: Topology, cfg: TestConfig) -> tuple[runner.Side, runner.Sid
             raise TopologyError(
                 f"topology {topology.spec.name}", f"has no IPv{cfg.ip_version} address for its endpoints"
             )
-        ends.append(runner.Side(netns_path=site.netns_path, address=address, cpu=pinned))
+        ends.append(Side(netns_path=site.netns_path, address=address, cpu=pinned))
     return ends[0], ends[1]
 
 
@@ -105,7 +108,7 @@ def data_path(topology: Topology) -> list[Device]:
 
 def _receiver(topology: Topology, cfg: TestConfig) -> capture.CaptureSpec:
     """The device where the test's data arrives: the one holding the receiving endpoint's address."""
-    site = topology.client if TESTS[cfg.test].work[0] == "client" else topology.server
+    site = topology.client if TRAITS[cfg.test].work.role == "client" else topology.server
     address = site.address(cfg.ip_version)
     ifname, mtu = "lo", 65536
     for dev in topology.spec.devices:
@@ -122,13 +125,14 @@ def noise_facts(cfg: TestConfig, raw: RawRun, steal_pct: float | None, others: S
     outside the test, other live vdevperf runs, and a pinned endpoint that migrated anyway.
     (Steal above the limit is flagged where the limit is known, in rounds.gated.)"""
     pinned = {"client": cfg.client_cpu is not None, "server": cfg.server_cpu is not None}
-    moved = {f"{ep['role']}{ep['flow']}": ep["placement"].get("migrations") for ep in raw.endpoints}
+    # Migrations of a server half on another host are not known: None, as for a kernel that does not say.
+    moved = {f"{ep.role}{ep.flow}": ep.migrations if ep.migrations is not NOT_READ else None for ep in raw.endpoints}
     flags = []
     if raw.foreign is not None and raw.foreign["cpu_pct"] > noise.FOREIGN_CPU_PCT:
         flags.append(noise.FLAG_FOREIGN)
     if others:
         flags.append(noise.FLAG_OTHER_RUN)
-    if any(pinned[ep["role"]] and ep["placement"].get("migrations") for ep in raw.endpoints):
+    if any(pinned[ep.role] and moved[f"{ep.role}{ep.flow}"] for ep in raw.endpoints):
         flags.append(noise.FLAG_MIGRATED)
     return {
         "steal_pct": steal_pct,
@@ -144,7 +148,7 @@ def iteration(cfg: TestConfig, raw: RawRun, others: Sequence[str] = ()) -> Itera
     metrics = derive(cfg.test, cfg.flows, raw)
     return Iteration(
         metrics=metrics,
-        endpoints=raw.endpoints,
+        endpoints=[ep.to_json() for ep in raw.endpoints],
         raw=raw_to_json(raw, cfg.flows),
         cpu_breakdown=cpu.breakdown(raw.samples[0].cpu, raw.samples[-1].cpu, raw.samples[-1].t_s - raw.samples[0].t_s),
         series=series(cfg.test, cfg.flows, raw.samples, counter_names(cfg.flows)),
@@ -164,12 +168,18 @@ def _watched(cfg: TestConfig, measure: Callable[[], RawRun]) -> Iteration:
 def iterate(topology: Topology, cfg: TestConfig, probe: bool = False) -> Iteration:
     """Run the test once on an already built topology."""
     client, server = _sides(topology, cfg)
-    return _watched(
-        cfg,
-        lambda: runner.run(
-            cfg, client, server, on_spawn=topology.ledger.add_pids, capture=_receiver(topology, cfg) if probe else None
-        ),
-    )
+
+    def measure() -> RawRun:
+        with LocalServer(server, on_spawn=topology.ledger.add_pids) as half:
+            return runner.run(
+                cfg,
+                client,
+                half,
+                on_spawn=topology.ledger.add_pids,
+                capture=_receiver(topology, cfg) if probe else None,
+            )
+
+    return _watched(cfg, measure)
 
 
 def measure(
@@ -278,7 +288,7 @@ def run(
     Several configs with -i are measured in interleaved rounds, each until its own -i/-I rule is
     met, so that drift does not land on whichever config happens to run last.
     """
-    done = []
+    done: list[RunResult] = []
     todo = [cfg for cfg in configs if not options.done(spec.name, cfg)]
     if not todo:
         return done
@@ -333,7 +343,7 @@ def run_remote(
 
 def measure_remote(target: RemoteTarget, cfg: TestConfig, progress: Progress = lambda step: None) -> RunResult:
     """Run the test against a vdevperf server, repeated as -i/-I ask, in one session."""
-    client = runner.Side(netns_path=target.netns_path, address="", cpu=cfg.client_cpu)
+    client = Side(netns_path=target.netns_path, address="", cpu=cfg.client_cpu)
     with RemoteSession.connect(target, cfg.ip_version) as session:
         return _repeated(
             REMOTE,
@@ -503,23 +513,23 @@ def offload_matrix(
     combos = combinations(features)
     judging = replace(judging, baseline=combination_label(combos[0]))
     with build(spec) as topology:
-        arms = [
-            _Arm(
-                spec.name, spec.source, cfg, {"combination": combo}, rounds.Cell(combination_label(combo), lambda: None)
-            )  # type: ignore
-            for combo in combos
-        ]
-        for arm in arms:
-            arm.cell.measure = functools.partial(_offloaded_iteration, topology, cfg, arm, options)
+        arms = [_offload_arm(spec, topology, cfg, combo, options) for combo in combos]
         return _interleave(
             arms, results, judging, lambda r: combination_label((r.offload or {})["combination"]), options
         )
 
 
-def _offloaded_iteration(topology: Topology, cfg: TestConfig, arm: _Arm, options: RunOptions) -> Iteration:
-    """One iteration with the arm's offload combination applied (and restored after it)."""
-    combo = (arm.offload or {})["combination"]
-    requests = [*options.offload, *(OffloadRequest(f, on) for f, on in combo.items())]
-    with offloaded(topology, requests) as offload:
-        arm.offload = (offload or {}) | {"combination": combo}
-        return iterate(topology, cfg, options.capture)
+def _offload_arm(
+    spec: TopologySpec, topology: Topology, cfg: TestConfig, combo: dict[str, bool], options: RunOptions
+) -> _Arm:
+    """The arm of one offload combination: each of its iterations runs with the combination applied
+    (and restored after it), and the arm keeps the offload state of its latest."""
+
+    def once() -> Iteration:
+        requests = [*options.offload, *(OffloadRequest(f, on) for f, on in combo.items())]
+        with offloaded(topology, requests) as offload:
+            arm.offload = (offload or {}) | {"combination": combo}
+            return iterate(topology, cfg, options.capture)
+
+    arm = _Arm(spec.name, spec.source, cfg, {"combination": combo}, rounds.Cell(combination_label(combo), once))
+    return arm

@@ -12,6 +12,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from vdevperf.traits import TestName
+
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -140,29 +142,6 @@ class TopologySpec:
         raise KeyError(name)
 
 
-class TestName(enum.StrEnum):
-    """netperf's test names."""
-
-    __test__ = False  # not a pytest test class
-
-    TCP_STREAM = "TCP_STREAM"
-    TCP_MAERTS = "TCP_MAERTS"
-    UDP_STREAM = "UDP_STREAM"
-    TCP_RR = "TCP_RR"
-    TCP_CRR = "TCP_CRR"
-    UDP_RR = "UDP_RR"
-
-    @property
-    def is_stream(self) -> bool:
-        """True for bulk-transfer tests, measured in 10^6 bits/s."""
-        return self.value.endswith(("STREAM", "MAERTS"))
-
-    @property
-    def is_udp(self) -> bool:
-        """True for tests over UDP."""
-        return self.value.startswith("UDP")
-
-
 # Largest UDP payload per IP version (65535 minus the IP and UDP headers).
 UDP_MAX_PAYLOAD = {4: 65507, 6: 65527}
 
@@ -265,9 +244,10 @@ class TestConfig:
         _check(1 <= self.iterations_min <= self.iterations_max, "-i: need 1 <= MIN <= MAX iterations")
         _check(50 <= self.confidence_level_pct < 100, "-I: confidence level must be 50-99.9 %")
         _check(0 < self.confidence_width_pct <= 100, "-I: interval width must be 0-100 %")
-        if self.test.is_udp:
+        traits = self.test.traits
+        if traits.udp:
             limit = UDP_MAX_PAYLOAD[self.ip_version]
-            sizes = (self.send_size,) if self.test.is_stream else (self.request_size, self.response_size)
+            sizes = (self.send_size,) if traits.stream else (self.request_size, self.response_size)
             _check(max(sizes) <= limit, f"-m/-r: a UDP message carries at most {limit} bytes over IPv{self.ip_version}")
 
 

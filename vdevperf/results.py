@@ -58,8 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vdevperf import jsoncheck
+from vdevperf.counters import counter_names
 from vdevperf.errors import ResultError
-from vdevperf.load.context import counter_names
 from vdevperf.measure import cpu, histogram
 from vdevperf.measure.env import environment
 from vdevperf.measure.metrics import series

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from vdevperf import bench
-from vdevperf.load import runner
-from vdevperf.load.context import counter_names
+from vdevperf.counters import counter_names
+from vdevperf.measure.watch import Watch
 from vdevperf.model import TestConfig, TestName
 from vdevperf.report.table import run_table
 from vdevperf.topology.builder import build
@@ -194,14 +194,14 @@ def test_the_sampler_measures_its_own_cost_and_it_is_small(veth):
 def test_a_sample_that_outlasts_the_window_still_closes_it(veth, monkeypatch):
     # With hundreds of endpoints one sample can take longer than a short window; the window
     # must still get its closing sample (one sample alone divided by zero, -l 1e-9's crash).
-    take = runner.Watch.take
+    take = Watch.take
 
     def slow_take(self, histograms=False):
         take(self, histograms)
         if len(self.samples) == 1:
             time.sleep(0.25)
 
-    monkeypatch.setattr(runner.Watch, "take", slow_take)
+    monkeypatch.setattr(Watch, "take", slow_take)
     result = run(veth, TestName.TCP_RR, duration_s=0.1, warmup_s=0.0, interval_s=0.05)
     samples = result.iterations[0].raw["samples"]
     assert len(samples) == 2 and samples[-1]["t_s"] >= 0.25

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from vdevperf.load.context import BYTES_RECEIVED, TRANSACTIONS, counter_names, slot_index
+from vdevperf.counters import BYTES_RECEIVED, TRANSACTIONS, counter_names, slot_index
 from vdevperf.measure import cpu
 from vdevperf.measure.metrics import derive
 from vdevperf.measure.sample import RawRun, Sample

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vdevperf.load.context import SLOTS
+from vdevperf.counters import SLOTS
 from vdevperf.measure.cpu import FIELDS
 from vdevperf.model import TestConfig, TestName
 from vdevperf.remote import protocol

@@ -9,8 +9,9 @@ import jsonschema
 import pytest
 
 from vdevperf import bench
-from vdevperf.load.context import BYTES_RECEIVED, TRANSACTIONS, counter_names, slot_index
+from vdevperf.counters import BYTES_RECEIVED, SLOTS, TRANSACTIONS, counter_names, slot_index
 from vdevperf.measure import cpu
+from vdevperf.measure.endpoints import EndpointReport, Finished, Ready, SocketFacts
 from vdevperf.measure.metrics import derive
 from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.model import RunResult, RunStatus, TestConfig, TestName
@@ -38,14 +39,12 @@ def _raw(test: TestName, work: int) -> RawRun:
     first = Sample(0.0, _cpus(2, 0.0), [0] * len(names), [0.0, 0.0], remote_cpu=_cpus(4, 100.0), remote_t_s=0.0)
     last = Sample(2.0, _cpus(2, 1.0), end, [0.5, 0.4], remote_cpu=_cpus(4, 101.5, softirq=0.05), remote_t_s=2.0)
     endpoints = [
-        {
-            "flow": 0,
-            "role": r,
-            "pid": 1,
-            "socket": {},
-            "final_counters": {},
-            "placement": {"requested_cpu": None, "affinity": [0], "observed_cpus": {"0": 2}},
-        }
+        EndpointReport(
+            0,
+            r,
+            Ready(1, None, (0,), SocketFacts(0, 0)),
+            Finished({0: 2}, (0,) * len(SLOTS)),
+        )
         for r in ("client", "server")
     ]
     return RawRun(

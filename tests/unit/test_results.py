@@ -7,9 +7,10 @@ import jsonschema
 import pytest
 
 from vdevperf import bench
+from vdevperf.counters import BYTES_RECEIVED, SLOTS, counter_names, slot_index
 from vdevperf.errors import ResultError
-from vdevperf.load.context import BYTES_RECEIVED, counter_names, slot_index
 from vdevperf.measure import cpu
+from vdevperf.measure.endpoints import EndpointReport, Finished, Ready, SocketFacts
 from vdevperf.measure.metrics import derive
 from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.model import RunResult, RunStatus, TestConfig, TestName
@@ -26,14 +27,12 @@ def _measured_run() -> RunResult:
     last = Sample(4.0, [busy], last_counters)
     cfg = TestConfig(test=TestName.TCP_STREAM, duration_s=4.0)
     endpoints = [
-        {
-            "flow": 0,
-            "role": role,
-            "pid": 1,
-            "socket": {},
-            "final_counters": {},
-            "placement": {"requested_cpu": None, "affinity": [0], "observed_cpus": {"0": 2}},
-        }
+        EndpointReport(
+            0,
+            role,
+            Ready(1, None, (0,), SocketFacts(0, 0)),
+            Finished({0: 2}, (0,) * len(SLOTS)),
+        )
         for role in ("client", "server")
     ]
     raw = RawRun(samples=[first, last], endpoints=endpoints, histograms=[], sampler_cpu_s=0.001)

@@ -7,8 +7,9 @@ import itertools
 from dataclasses import replace
 
 from vdevperf import bench, rounds
-from vdevperf.load.context import BYTES_RECEIVED, counter_names, slot_index
+from vdevperf.counters import BYTES_RECEIVED, SLOTS, counter_names, slot_index
 from vdevperf.measure import cpu, paired
+from vdevperf.measure.endpoints import EndpointReport, Finished, Ready, SocketFacts
 from vdevperf.measure.noise import FLAG_STEAL
 from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.model import Iteration, TestConfig, TestName
@@ -40,14 +41,20 @@ class FakeCpu:
         counters[slot_index(0, "server", BYTES_RECEIVED)] = 100 * 1024 * 1024
         last = Sample(2.0, [[after[f] for f in cpu.FIELDS] for _ in range(2)], counters)
         endpoints = [
-            {
-                "flow": 0,
-                "role": role,
-                "pid": 1,
-                "socket": {},
-                "final_counters": {},
-                "placement": {"requested_cpu": None, "affinity": [0, 1], "observed_cpus": {}, "migrations": 0},
-            }
+            EndpointReport(
+                0,
+                role,
+                Ready(
+                    1,
+                    None,
+                    (
+                        0,
+                        1,
+                    ),
+                    SocketFacts(0, 0),
+                ),
+                Finished({}, (0,) * len(SLOTS), migrations=0),
+            )
             for role in ("client", "server")
         ]
         return RawRun(samples=[first, last], endpoints=endpoints, histograms=[])

@@ -1,8 +1,8 @@
 """What a load loop gets: its socket, the config, and where to publish counts.
 
 The slots are int64 words in memory shared with the parent, one set per
-endpoint, in SLOTS order; the latency histogram (RR clients) likewise, in
-measure.histogram's bucket layout. Loops write, the parent reads.
+endpoint, in counters.SLOTS order; the latency histogram (RR clients) likewise,
+in measure.histogram's bucket layout. Loops write, the parent reads.
 """
 
 from __future__ import annotations
@@ -11,28 +11,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vdevperf.errors import LoadError
 from vdevperf.model import TestConfig
-
-SLOTS = ("bytes_sent", "bytes_received", "messages_sent", "messages_received", "transactions", "connections", "errors")
-BYTES_SENT, BYTES_RECEIVED, MESSAGES_SENT, MESSAGES_RECEIVED, TRANSACTIONS, CONNECTIONS, ERRORS = range(len(SLOTS))
-
-
-ROLES = ("client", "server")
-
-
-def endpoint_index(flow: int, role: str) -> int:
-    """Position of a flow's client or server among all endpoints (and in the shared counters)."""
-    return flow * len(ROLES) + ROLES.index(role)
-
-
-def slot_index(flow: int, role: str, slot: int) -> int:
-    """Position of one counter in a sample's flat counter list."""
-    return endpoint_index(flow, role) * len(SLOTS) + slot
-
-
-def counter_names(flows: int) -> list[str]:
-    """Names of a sample's flat counter list, e.g. ``flow0.server.bytes_received``."""
-    return [f"flow{f}.{role}.{slot}" for f in range(flows) for role in ROLES for slot in SLOTS]
 
 
 class StopLoad(Exception):
@@ -49,3 +29,19 @@ class LoopContext:
     hist: memoryview
     # TCP_CRR client: opens one new connected socket per transaction.
     connect: Callable[[], socket.socket] | None = None
+
+    def data_socket(self) -> socket.socket:
+        """The loop's socket; every loop has one but the TCP_CRR client's."""
+        if self.sock is None:
+            raise LoadError("load loop", "started without its socket")
+        return self.sock
+
+    def connector(self) -> Callable[[], socket.socket]:
+        """The TCP_CRR client's way to open a connection per transaction."""
+        if self.connect is None:
+            raise LoadError("load loop", "started without a way to connect")
+        return self.connect
+
+
+# One side's loop: runs until its peer ends the load (EOF) or SIGUSR1 raises StopLoad.
+Loop = Callable[[LoopContext], None]

@@ -30,13 +30,16 @@ import resource
 import select
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from vdevperf.counters import SLOTS
 from vdevperf.errors import LoadError
-from vdevperf.load.context import SLOTS, StopLoad
+from vdevperf.load.context import StopLoad
 from vdevperf.topology import netns
 
+# How long the endpoints of one side may take to report and exit once the load ends.
+FINISH_TIMEOUT_S = 10.0
 _PR_SET_PDEATHSIG = 1
 _LINE_WORDS = 8  # int64 words per 64-byte cache line
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -255,3 +258,19 @@ def start(
 def placement(cpu: int | None) -> dict:
     """What the endpoint asked for and what the kernel granted, for the result."""
     return {"requested_cpu": cpu, "affinity": sorted(os.sched_getaffinity(0))}
+
+
+def finish(endpoints: Sequence[Endpoint], stop: bool) -> None:
+    """End one side's endpoints: ``stop`` them (SIGUSR1) if the test stops that side, else they end at
+    EOF; then wait for each one's last report and its exit, which must be clean."""
+    deadline = time.monotonic() + FINISH_TIMEOUT_S
+    if stop:
+        for ep in endpoints:
+            ep.stop()
+    for ep in endpoints:
+        ep.receive(deadline)
+    for ep in endpoints:
+        ep.join(deadline)
+        status = ep.exit_status
+        if status is None or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+            raise LoadError(f"{ep.role} endpoint", f"exited with wait status {status}")

@@ -19,9 +19,11 @@ from __future__ import annotations
 import os
 import time
 
+from vdevperf.counters import BYTES_RECEIVED, BYTES_SENT, CONNECTIONS, ERRORS, TRANSACTIONS
 from vdevperf.errors import LoadError
-from vdevperf.load.context import BYTES_RECEIVED, BYTES_SENT, CONNECTIONS, ERRORS, TRANSACTIONS, LoopContext
+from vdevperf.load.context import Loop, LoopContext
 from vdevperf.measure.histogram import HALF_BITS, SUB_BITS
+from vdevperf.traits import TestName
 
 
 def _fill(recv_into, view: memoryview, have: int, want: int) -> int:
@@ -51,9 +53,10 @@ def request_loop(ctx: LoopContext) -> None:
     want = cfg.response_size
     buf = bytearray(want)
     view = memoryview(buf)
-    fd = ctx.sock.fileno()
+    sock = ctx.data_socket()
+    fd = sock.fileno()
     write, readv, bufs = os.write, os.readv, [buf]
-    recv_into = ctx.sock.recv_into
+    recv_into = sock.recv_into
     clock = time.perf_counter_ns
     sub, half = SUB_BITS, HALF_BITS
     done = lost = 0
@@ -91,9 +94,10 @@ def response_loop(ctx: LoopContext) -> None:
     want = cfg.request_size
     buf = bytearray(want)
     view = memoryview(buf)
-    fd = ctx.sock.fileno()
+    sock = ctx.data_socket()
+    fd = sock.fileno()
     write, readv, bufs = os.write, os.readv, [buf]
-    recv_into = ctx.sock.recv_into
+    recv_into = sock.recv_into
     done = 0
     try:
         # Work is counted at the client; the server's total is stored once, at the end.
@@ -115,10 +119,11 @@ def response_loop(ctx: LoopContext) -> None:
 
 def udp_response_loop(ctx: LoopContext) -> None:
     """UDP server: learn the client from its first request, connect to it, then serve as over TCP."""
+    sock = ctx.data_socket()
     buf = bytearray(ctx.cfg.request_size)
-    _, peer = ctx.sock.recvfrom_into(buf)
-    ctx.sock.connect(peer)
-    ctx.sock.send(bytes(ctx.cfg.response_size))
+    _, peer = sock.recvfrom_into(buf)
+    sock.connect(peer)
+    sock.send(bytes(ctx.cfg.response_size))
     response_loop(ctx)
 
 
@@ -134,7 +139,7 @@ def crr_request_loop(ctx: LoopContext) -> None:
     want = cfg.response_size
     buf = bytearray(max(want, 1))
     view = memoryview(buf)
-    connect = ctx.connect
+    connect = ctx.connector()
     clock = time.perf_counter_ns
     sub, half = SUB_BITS, HALF_BITS
     done = 0
@@ -171,7 +176,7 @@ def crr_response_loop(ctx: LoopContext) -> None:
     want = cfg.request_size
     buf = bytearray(want)
     view = memoryview(buf)
-    accept = ctx.sock.accept
+    accept = ctx.data_socket().accept
     accepted = done = 0
     try:
         while True:
@@ -192,3 +197,11 @@ def crr_response_loop(ctx: LoopContext) -> None:
     finally:
         slots[BYTES_RECEIVED] = done * want
         slots[BYTES_SENT] = done * cfg.response_size
+
+
+# The tests these loops run: (client loop, server loop).
+LOOPS: dict[TestName, tuple[Loop, Loop]] = {
+    TestName.TCP_RR: (request_loop, response_loop),
+    TestName.TCP_CRR: (crr_request_loop, crr_response_loop),
+    TestName.UDP_RR: (request_loop, udp_response_loop),
+}

@@ -12,14 +12,9 @@ from __future__ import annotations
 import errno
 import socket
 
-from vdevperf.load.context import (
-    BYTES_RECEIVED,
-    BYTES_SENT,
-    ERRORS,
-    MESSAGES_RECEIVED,
-    MESSAGES_SENT,
-    LoopContext,
-)
+from vdevperf.counters import BYTES_RECEIVED, BYTES_SENT, ERRORS, MESSAGES_RECEIVED, MESSAGES_SENT
+from vdevperf.load.context import Loop, LoopContext
+from vdevperf.traits import TestName
 
 
 def send_loop(ctx: LoopContext) -> None:
@@ -28,7 +23,7 @@ def send_loop(ctx: LoopContext) -> None:
     The stop can land just after a send returned and before it was counted, so
     the sender's total may fall short by one call; figures use the receiver's.
     """
-    sock, slots = ctx.sock, ctx.slots
+    sock, slots = ctx.data_socket(), ctx.slots
     buf = memoryview(bytearray(ctx.cfg.send_size))
     send = sock.send
     sent = calls = errors = 0
@@ -59,7 +54,7 @@ def recv_loop(ctx: LoopContext) -> None:
     """Receive into one ``-M``-byte buffer until EOF; count bytes and calls (UDP: messages)."""
     slots = ctx.slots
     buf = bytearray(ctx.cfg.recv_size)
-    recv_into = ctx.sock.recv_into
+    recv_into = ctx.data_socket().recv_into
     received = calls = 0
     while True:
         n = recv_into(buf)
@@ -69,3 +64,11 @@ def recv_loop(ctx: LoopContext) -> None:
         calls += 1
         slots[BYTES_RECEIVED] = received
         slots[MESSAGES_RECEIVED] = calls
+
+
+# The tests these loops run: (client loop, server loop).
+LOOPS: dict[TestName, tuple[Loop, Loop]] = {
+    TestName.TCP_STREAM: (send_loop, recv_loop),
+    TestName.TCP_MAERTS: (recv_loop, send_loop),
+    TestName.UDP_STREAM: (send_loop, recv_loop),
+}

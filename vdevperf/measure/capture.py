@@ -7,6 +7,8 @@ receiver's namespace, during the warm-up, and is bounded in frames and
 seconds, so it never competes with the measured window; its own CPU time and
 duration are reported as its cost. Only incoming frames count (scapy's
 L2Socket drops PACKET_OUTGOING), so a receiver's own ACKs are left out.
+What forks the probe's process is load.probe's: this module only captures
+and summarises.
 """
 
 from __future__ import annotations
@@ -14,9 +16,6 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-
-from vdevperf.load import endpoint
-from vdevperf.load.endpoint import Channel, Endpoint
 
 MAX_FRAMES = 2000
 MAX_SECONDS = 0.5
@@ -38,49 +37,26 @@ def prepare() -> None:
     import scapy.all  # noqa: F401
 
 
-def _body(spec: CaptureSpec) -> endpoint.RoleBody:
-    def body(channel: Channel) -> None:
-        from scapy.all import conf, sniff
+def collect(spec: CaptureSpec) -> dict:
+    """Capture incoming frames on ``spec``'s device (in the current namespace) until the frame or time
+    bound; their sizes, and what capturing cost (CPU seconds, seconds). Runs in the probe's own process."""
+    from scapy.all import conf, sniff
 
-        start_cpu, start = time.process_time(), time.monotonic()
-        sizes: list[int] = []
-        # conf.L2socket (not L2listen) drops the frames the device sends.
-        sock = conf.L2socket(iface=spec.ifname, promisc=False)
-        try:
-            sniff(
-                opened_socket=sock,
-                store=False,
-                count=spec.max_frames,
-                timeout=spec.max_seconds,
-                prn=lambda pkt: sizes.append(len(pkt)),
-            )
-        finally:
-            sock.close()
-        channel.send(
-            {
-                "event": "done",
-                "sizes": sizes,
-                "cpu_s": time.process_time() - start_cpu,
-                "seconds": time.monotonic() - start,
-            }
-        )
-
-    return body
-
-
-def start(spec: CaptureSpec) -> Endpoint:
-    """Fork the capture process; it ends by itself within ``max_seconds``."""
-    return endpoint.start("capture", spec.netns_path, None, _body(spec))
-
-
-def finish(proc: Endpoint, spec: CaptureSpec) -> dict:
-    """Wait for the capture and summarise the frame sizes it saw."""
+    start_cpu, start = time.process_time(), time.monotonic()
+    sizes: list[int] = []
+    # conf.L2socket (not L2listen) drops the frames the device sends.
+    sock = conf.L2socket(iface=spec.ifname, promisc=False)
     try:
-        report = proc.receive(time.monotonic() + spec.max_seconds + 10)
-        proc.join(time.monotonic() + 5)
+        sniff(
+            opened_socket=sock,
+            store=False,
+            count=spec.max_frames,
+            timeout=spec.max_seconds,
+            prn=lambda pkt: sizes.append(len(pkt)),
+        )
     finally:
-        proc.close()
-    return summarise(report["sizes"], spec, report["cpu_s"], report["seconds"])
+        sock.close()
+    return {"sizes": sizes, "cpu_s": time.process_time() - start_cpu, "seconds": time.monotonic() - start}
 
 
 def summarise(sizes: list[int], spec: CaptureSpec, cpu_s: float, seconds: float) -> dict:

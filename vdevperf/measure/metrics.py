@@ -1,6 +1,6 @@
 """Figures of one run from its raw measurements, in netperf's units.
 
-Work is counted where netperf counts it (the TestDef says where): bytes at
+Work is counted where netperf counts it (the test's traits say where): bytes at
 the receiver for stream tests, completed transactions at the client for RR
 tests, over the window between the first and the last sample. CPU figures
 come from the same two samples, so work and CPU time cover exactly the same
@@ -14,20 +14,12 @@ import dataclasses
 import statistics
 from collections.abc import Sequence
 
-from vdevperf.load.context import (
-    BYTES_SENT,
-    MESSAGES_RECEIVED,
-    MESSAGES_SENT,
-    ROLES,
-    SLOTS,
-    endpoint_index,
-    slot_index,
-)
-from vdevperf.load.tests import TESTS
+from vdevperf.counters import BYTES_SENT, MESSAGES_RECEIVED, MESSAGES_SENT, ROLES, SLOTS, endpoint_index, slot_index
 from vdevperf.measure import cpu, histogram
 from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.measure.stats import confidence_interval, jain_index
-from vdevperf.model import Confidence, FlowMetrics, MetricInterval, Metrics, TestConfig, TestName
+from vdevperf.model import Confidence, FlowMetrics, MetricInterval, Metrics, TestConfig
+from vdevperf.traits import TRAITS, TestName
 
 
 def _deltas(first: Sample, last: Sample, flows: int, role: str, slot: int) -> list[int]:
@@ -51,19 +43,22 @@ def _process_split(
     """
     if first.proc_cpu_s is None or last.proc_cpu_s is None or used.total_s <= 0:
         return {}
-    share = {}
+    start, end = first.proc_cpu_s, last.proc_cpu_s
+    share: dict[str, float | None] = {}
     for role in ROLES:
         machine = remote if role == "server" and remote is not None else used
-        seconds = sum(last.proc_cpu_s[i] - first.proc_cpu_s[i] for i in (endpoint_index(f, role) for f in range(flows)))
+        seconds = sum(end[i] - start[i] for i in (endpoint_index(f, role) for f in range(flows)))
         share[f"{role}_cpu_pct"] = 100.0 * seconds / machine.total_s if machine.total_s > 0 else None
-    servers_here = 0.0 if remote is not None else share["server_cpu_pct"]
-    share["elsewhere_cpu_pct"] = used.util_pct - share["client_cpu_pct"] - servers_here
+    clients, servers_here = share["client_cpu_pct"], 0.0 if remote is not None else share["server_cpu_pct"]
+    # Never None: both are shares of this host, whose total was checked above.
+    if clients is not None and servers_here is not None:
+        share["elsewhere_cpu_pct"] = used.util_pct - clients - servers_here
     return share
 
 
 def _remote_delta(first: Sample, last: Sample) -> cpu.CpuDelta | None:
     """The server host's CPU seconds over the window, by its own clock (None for a local run)."""
-    if first.remote_cpu is None or last.remote_cpu is None:
+    if first.remote_cpu is None or last.remote_cpu is None or first.remote_t_s is None or last.remote_t_s is None:
         return None
     return cpu.delta(first.remote_cpu, last.remote_cpu, last.remote_t_s - first.remote_t_s)
 
@@ -71,17 +66,15 @@ def _remote_delta(first: Sample, last: Sample) -> cpu.CpuDelta | None:
 def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
     """Metrics over the window from the first to the last sample of ``raw``."""
     first, last, histograms = raw.samples[0], raw.samples[-1], raw.histograms
-    tdef = TESTS[test]
-    role, slot = tdef.work
+    traits = TRAITS[test]
+    role, slot = traits.work.role, traits.work.slot
     elapsed = last.t_s - first.t_s
     per_flow = _deltas(first, last, flows, role, slot)
     work = sum(per_flow)
     used = cpu.delta(first.cpu, last.cpu, elapsed)
     remote = _remote_delta(first, last)
-    common = {
-        "elapsed_s": elapsed,
-        "cpu_util_pct": used.util_pct,
-        "softirq_pct": used.softirq_pct,
+    # The figures every run has are passed by name; these may be None.
+    common: dict[str, float | None] = {
         "steal_pct": used.steal_pct,
         "sampler_cpu_pct": None if raw.sampler_cpu_s is None else 100.0 * raw.sampler_cpu_s / elapsed,
         **_process_split(first, last, flows, used, remote),
@@ -91,14 +84,12 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
         common |= {
             "remote_cpu_util_pct": remote.util_pct,
             "remote_softirq_pct": remote.softirq_pct,
-            (
-                "remote_service_demand_us_per_kb" if test.is_stream else "remote_service_demand_us_per_tr"
-            ): cpu.service_demand_us(remote, work / 1024 if test.is_stream else work),
+            traits.units.remote_demand_field: cpu.service_demand_us(remote, work / traits.units.per_demand_unit),
         }
-    if test.is_stream:
+    if traits.stream:
         rates = [w * 8 / elapsed / 1e6 for w in per_flow]
         sender = "server" if role == "client" else "client"
-        extra = {
+        extra: dict[str, float | None] = {
             "throughput_mbps": sum(rates),
             "transactions_per_s": None,
             "mean_latency_us": None,
@@ -106,7 +97,7 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
             "service_demand_us_per_tr": None,
             "send_throughput_mbps": sum(_deltas(first, last, flows, sender, BYTES_SENT)) * 8 / elapsed / 1e6,
         }
-        if test.is_udp:
+        if traits.udp:
             sent = sum(_deltas(first, last, flows, sender, MESSAGES_SENT))
             received = sum(_deltas(first, last, flows, role, MESSAGES_RECEIVED))
             extra |= {
@@ -124,6 +115,9 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
             **latency_fields(histogram.merge(histograms)),
         }
     return Metrics(
+        elapsed_s=elapsed,
+        cpu_util_pct=used.util_pct,
+        softirq_pct=used.softirq_pct,
         **common,
         **extra,
         flows=tuple(FlowMetrics(flow=i, rate=r) for i, r in enumerate(rates)),
@@ -135,7 +129,7 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
 
 def rate_key(test: TestName) -> str:
     """The Metrics field holding a test's headline rate."""
-    return "throughput_mbps" if test.is_stream else "transactions_per_s"
+    return TRAITS[test].units.rate_field
 
 
 def figure(test: TestName, name: str, m: Metrics) -> float | None:
@@ -143,7 +137,7 @@ def figure(test: TestName, name: str, m: Metrics) -> float | None:
     if name == "rate":
         return getattr(m, rate_key(test))
     if name == "service_demand":
-        return m.service_demand_us_per_kb if test.is_stream else m.service_demand_us_per_tr
+        return getattr(m, TRAITS[test].units.demand_field)
     return getattr(m, name)
 
 
@@ -163,7 +157,7 @@ def summarize(test: TestName, iterations: Sequence[Metrics], histograms: Sequenc
             values[f.name] = statistics.fmean(column)
         else:
             values[f.name] = None
-    if not test.is_stream:
+    if TRAITS[test].latency:
         values |= latency_fields(histogram.merge(histograms))
     return Metrics(**values)
 
@@ -187,19 +181,19 @@ def series(test: TestName, flows: int, samples: Sequence[Sample], names: Sequenc
     Counters are found by their ``names`` (a sample's counter_names), so files
     written with another counter layout give the same series.
     """
-    role, slot = TESTS[test].work
-    indexes = [names.index(f"flow{f}.{role}.{SLOTS[slot]}") for f in range(flows)]
-    scale = 8 / 1e6 if test.is_stream else 1.0
+    work = TRAITS[test].work
+    indexes = [names.index(f"flow{f}.{work.role}.{SLOTS[work.slot]}") for f in range(flows)]
+    scale = 8 / 1e6 if TRAITS[test].stream else 1.0
     out = []
     for a, b in zip(samples, samples[1:], strict=False):
         dt = b.t_s - a.t_s
         used = cpu.delta(a.cpu, b.cpu, dt)
-        work = sum(b.counters[i] - a.counters[i] for i in indexes)
+        done = sum(b.counters[i] - a.counters[i] for i in indexes)
         out.append(
             {
                 "t_s": b.t_s,
                 "dt_s": dt,
-                "rate": work * scale / dt if dt > 0 else 0.0,
+                "rate": done * scale / dt if dt > 0 else 0.0,
                 "cpu_util_pct": used.util_pct,
                 "softirq_pct": used.softirq_pct,
             }

@@ -85,7 +85,7 @@ def estimate(metric: str, ratios: Sequence[float], alpha: float) -> RatioEstimat
     if se == 0:
         p = 1.0 if mean == 0 else 0.0
     else:
-        from scipy.stats import t  # imported here: scipy is slow to import
+        from scipy.stats import t  # type: ignore[import-untyped]  # imported here: scipy is slow to import
 
         p = float(2.0 * t.sf(abs(mean) / se, n - 1))
     return RatioEstimate(metric, tuple(ratios), math.exp(mean), math.exp(mean - half), math.exp(mean + half), p)

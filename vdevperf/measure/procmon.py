@@ -130,7 +130,7 @@ class Monitor:
         now = time.monotonic()
         dt = now - self._last
         start_wall = time.time() - dt
-        occupancy = []
+        occupancy: list[float | None] = []
         for i, target in enumerate(self.targets):
             current = self._read(target)
             if not current:

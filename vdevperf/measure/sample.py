@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vdevperf.measure.cpu import CpuSnapshot
+from vdevperf.measure.endpoints import EndpointReport
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class RawRun:
     """
 
     samples: list[Sample]
-    endpoints: list[dict]
+    endpoints: list[EndpointReport]
     histograms: list[dict[int, int]]
     # CPU seconds the sampling process itself used between the first and the last sample.
     sampler_cpu_s: float | None = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 def t_quantile(level_pct: float, dof: int) -> float:
     """The two-sided Student's t critical value for a LEVEL % interval with ``dof`` degrees of freedom."""
-    from scipy.stats import t  # imported here: scipy is slow to import and only -i needs it
+    from scipy.stats import t  # type: ignore[import-untyped]  # imported here: scipy is slow to import and only -i needs it
 
     return float(t.ppf(0.5 + level_pct / 200.0, dof))
 

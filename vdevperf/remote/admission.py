@@ -36,7 +36,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from vdevperf.errors import LoadError
-from vdevperf.load.runner import Admit, Greet
+from vdevperf.load.roles import Admit, Greet
 
 SO_ATTACH_FILTER = 26
 SO_DETACH_FILTER = 27

@@ -1,9 +1,9 @@
 """The client's side of a remote session: connect, authenticate, and drive the server half of tests.
 
-A RemoteSession is what load.runner takes in place of a local server Side:
-it opens the server endpoints on the server (``test``), releases them
-(``start``), asks for the server's readings at each sample (``mark``) and
-ends them (``stop``). Every reply is validated by protocol.py; a refusal
+A RemoteSession is a server half (load.runner.ServerHalf) like a local
+LocalServer: it opens the server endpoints on the server (``test``),
+releases them (``start``), asks for the server's readings at each sample
+(``mark``) and ends them (``stop``). Every reply is validated by protocol.py; a refusal
 from the server becomes one RemoteError naming the server, with the
 server's own words.
 """
@@ -17,8 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from vdevperf.load import runner
-from vdevperf.load.context import SLOTS
+from vdevperf.counters import SLOTS
+from vdevperf.load.endpoint import FINISH_TIMEOUT_S
+from vdevperf.load.roles import SETUP_TIMEOUT_S, Greet
+from vdevperf.measure.endpoints import Finished, Ready
+from vdevperf.measure.watch import Reading
 from vdevperf.model import TestConfig
 from vdevperf.remote import admission, protocol
 from vdevperf.remote.protocol import SERVER_TYPES, PeerGone, PeerTimeout, ProtocolError, RemoteError, VersionMismatch
@@ -61,7 +64,7 @@ def parse_address(text: str, default_port: int) -> tuple[str, int]:
 
 
 class RemoteSession:
-    """An authenticated control connection to a vdevperf server (a runner.RemoteServer)."""
+    """An authenticated control connection to a vdevperf server (a runner.ServerHalf)."""
 
     def __init__(self, sock: socket.socket, label: str) -> None:
         self.sock = sock
@@ -161,35 +164,37 @@ class RemoteSession:
             )
         return items
 
-    # ---- runner.RemoteServer
+    # ---- runner.ServerHalf
 
-    def open(self, cfg: TestConfig) -> tuple[list[tuple], runner.Greet]:
+    def open(self, cfg: TestConfig) -> tuple[list[tuple[str, int]], Greet | None]:
         """Ask for the server endpoints of ``cfg``; per flow the address to connect to, and the greeting."""
         self._cfg = cfg
         self._send("test", config=protocol.config_to_wire(cfg))
         ready = self._receive("ready", REPLY_TIMEOUT_S)
         host = self.sock.getpeername()[0]  # data takes the control connection's path
         ports = self._per_flow(ready["ports"], "ports")
-        greet = admission.greeter(bytes.fromhex(ready["data_token"]), runner.SETUP_TIMEOUT_S)
+        greet = admission.greeter(bytes.fromhex(ready["data_token"]), SETUP_TIMEOUT_S)
         return [(host, port) for port in ports], greet
 
-    def start(self) -> list[dict]:
+    def start(self) -> list[Ready]:
         """Release the server endpoints once they are ready; per flow their pid, placement and socket."""
         self._send("start")
-        return self._per_flow(
-            self._receive("started", runner.SETUP_TIMEOUT_S + REPLY_TIMEOUT_S)["endpoints"], "endpoints"
-        )
+        started = self._receive("started", SETUP_TIMEOUT_S + REPLY_TIMEOUT_S)["endpoints"]
+        return [Ready.from_json(doc) for doc in self._per_flow(started, "endpoints")]
 
-    def mark(self) -> Callable[[], runner.RemoteReading]:
+    def edge(self) -> None:
+        """Nothing to read at the window's edges: the protocol carries no migrations of the server's."""
+
+    def mark(self) -> Callable[[], Reading]:
         """Ask for the server's reading now; the returned function waits for it."""
         self._send("mark")
 
-        def reading() -> runner.RemoteReading:
+        def reading() -> Reading:
             marked = self._receive("marked", REPLY_TIMEOUT_S)
             counters = self._per_flow(marked["counters"], "counter sets")
             if any(len(c) != len(SLOTS) for c in counters):
                 raise RemoteError(self.what, "sent counters of another layout")
-            return runner.RemoteReading(
+            return Reading(
                 t_s=marked["t_s"],
                 cpu=marked["cpu"],
                 counters=counters,
@@ -198,12 +203,11 @@ class RemoteSession:
 
         return reading
 
-    def stop(self) -> list[dict]:
+    def stop(self) -> list[Finished]:
         """End the server endpoints; per flow where each ran and its final counters."""
         self._send("stop")
-        return self._per_flow(
-            self._receive("stopped", runner.FINISH_TIMEOUT_S + REPLY_TIMEOUT_S)["endpoints"], "endpoint reports"
-        )
+        stopped = self._receive("stopped", FINISH_TIMEOUT_S + REPLY_TIMEOUT_S)["endpoints"]
+        return [Finished.from_json(doc) for doc in self._per_flow(stopped, "endpoint reports")]
 
     def close(self) -> None:
         """Say bye (the server then ends the session at once) and close."""

@@ -41,8 +41,8 @@ import socket
 import time
 from dataclasses import dataclass
 
+from vdevperf.counters import SLOTS
 from vdevperf.errors import VdevperfError
-from vdevperf.load.context import SLOTS
 from vdevperf.measure.cpu import FIELDS
 from vdevperf.model import TestConfig, TestName
 
@@ -155,6 +155,7 @@ class Num:
         """``value`` if valid, else ProtocolError naming ``where``."""
         if (
             type(value) not in (int, float)
+            or not isinstance(value, int | float)  # the same test, for the type checker
             or (type(value) is float and not math.isfinite(value))
             or not self.lo <= value <= self.hi
         ):

@@ -30,7 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vdevperf.errors import VdevperfError
-from vdevperf.load import runner
+from vdevperf.load.endpoint import FINISH_TIMEOUT_S
+from vdevperf.load.roles import SETUP_TIMEOUT_S
 from vdevperf.measure import cpu
 from vdevperf.measure.env import environment
 from vdevperf.remote import protocol
@@ -186,9 +187,12 @@ class Server:
 
     def serve_forever(self) -> None:
         """Accept connections until ``close``; each gets a thread of its own."""
+        listener = self._listener
+        if listener is None:
+            raise RemoteError("vdevperf server", "serve_forever() before bind()")
         while True:
             try:
-                conn, address = self._listener.accept()
+                conn, address = listener.accept()
             except OSError as exc:
                 if self._closing:
                     return
@@ -314,7 +318,7 @@ class Server:
         for session in sessions:
             session.interrupt()
         # A session may be inside a start or a stop: those end within their own timeouts.
-        deadline = time.monotonic() + runner.SETUP_TIMEOUT_S + runner.FINISH_TIMEOUT_S
+        deadline = time.monotonic() + SETUP_TIMEOUT_S + FINISH_TIMEOUT_S
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 

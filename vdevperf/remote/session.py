@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vdevperf.load import runner
+from vdevperf.load.roles import SETUP_TIMEOUT_S
 from vdevperf.model import TestConfig
 from vdevperf.remote import protocol
 from vdevperf.remote.admission import normalized
@@ -90,7 +90,8 @@ class Session:
     # ---- messages
 
     def _send(self, kind: str, **fields: object) -> None:
-        protocol.send(self.conn, protocol.encode(kind, **fields), time.monotonic() + SEND_TIMEOUT_S)
+        frame = protocol.encode(kind, protocol.MAX_REPLY_FRAME, **fields)
+        protocol.send(self.conn, frame, time.monotonic() + SEND_TIMEOUT_S)
 
     def _receive(
         self, deadline: float, expected: tuple[str, ...], on_timeout: RemoteError, code: str = "protocol"
@@ -253,8 +254,8 @@ class Session:
             except OSError as exc:
                 raise RemoteError("refused", f"cannot open data sockets: {exc.strerror or exc}", code="load") from None
             self._send("ready", ports=ports, data_token=token.hex())
-            late = RemoteError("refused", f"no 'start' within {runner.SETUP_TIMEOUT_S:g} s")
-            if self._receive(time.monotonic() + runner.SETUP_TIMEOUT_S, ("start", "bye"), late)["type"] == "bye":
+            late = RemoteError("refused", f"no 'start' within {SETUP_TIMEOUT_S:g} s")
+            if self._receive(time.monotonic() + SETUP_TIMEOUT_S, ("start", "bye"), late)["type"] == "bye":
                 raise PeerGone("said bye")
             self._send("started", endpoints=run.start())
             allowed = cfg.warmup_s + cfg.duration_s
