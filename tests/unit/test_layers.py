@@ -22,7 +22,8 @@ LAYERS: list[set[str]] = [
     {"topology", "measure"},
     {"load"},
     {"remote"},
-    {"bench", "rounds", "results", "report", "scale", "lab", "argtypes"},
+    {"bench", "rounds", "results", "report", "scale", "lab"},
+    {"api"},
     {"cli", "__init__", "__main__"},
 ]
 # Imports between parts of one layer, as they are: (importer, imported).
@@ -31,16 +32,12 @@ SAME_LAYER = {
     ("traits", "counters"),
     ("bench", "rounds"),
     ("bench", "results"),
-    ("lab", "argtypes"),
     ("lab", "results"),
-    ("scale", "argtypes"),
     ("scale", "results"),
     ("__main__", "cli"),
 }
 # Known violations, each with why it is still there (the lead removes them as they are fixed).
-KNOWN = {
-    ("vdevperf.lab.__main__", "lab", "cli"): "dead code that monkeypatches cli.parser (issue 14, item 5)",
-}
+KNOWN: dict[tuple[str, str, str], str] = {}
 
 
 def _layer_of(part: str) -> int | None:
