@@ -19,6 +19,7 @@ from vdevperf.errors import VdevperfError
 from vdevperf.model import RunResult, RunStatus
 from vdevperf.report.diff import metric
 from vdevperf.report.rows import row
+from vdevperf.traits import Kind
 
 KINDS = ("bars", "timeseries", "offload", "scale")
 
@@ -66,7 +67,8 @@ def bars(runs: Sequence[RunResult], out: Path) -> None:
         ax_rate.bar(
             names, [r.rate for r in rows], yerr=[_error(r, "rate") for r in chosen], capsize=4, color="tab:blue"
         )
-        ax_rate.set_title(f"{test}: {'throughput' if chosen[0].config.test.is_stream else 'transaction rate'}")
+        shape = "throughput" if chosen[0].config.test.traits.kind is Kind.STREAM else "transaction rate"
+        ax_rate.set_title(f"{test}: {shape}")
         ax_rate.set_ylabel(rows[0].rate_units)
         ax_demand.bar(
             names,

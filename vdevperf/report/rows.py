@@ -140,8 +140,8 @@ def _relative_pct(interval: MetricInterval) -> float | None:
 
 def row(run: RunResult) -> Row:
     """The headline figures of one run."""
-    stream = run.config.test.is_stream
-    units = ("10^6bits/s", "us/KB") if stream else ("Trans/s", "us/Tr")
+    declared = run.config.test.traits.units
+    units = (declared.rate, declared.service_demand)
     m = run.metrics
     if run.status is not RunStatus.OK or m is None:
         return Row(
@@ -161,7 +161,7 @@ def row(run: RunResult) -> Row:
         steal_pct=m.steal_pct,
         flagged=sum(1 for it in run.iterations if it.noise and it.noise.get("flags")),
         iterations=len(run.iterations),
-        service_demand=m.service_demand_us_per_kb if stream else m.service_demand_us_per_tr,
+        service_demand=getattr(m, declared.demand_field),
         demand_units=units[1],
         rate_ci_pct=ci,
         unstable=run.unstable,
@@ -173,7 +173,7 @@ def row(run: RunResult) -> Row:
         max_flow_rate=m.max_flow_rate,
         jain_index=m.jain_index,
         remote_cpu_util_pct=m.remote_cpu_util_pct,
-        remote_service_demand=m.remote_service_demand_us_per_kb if stream else m.remote_service_demand_us_per_tr,
+        remote_service_demand=getattr(m, declared.remote_demand_field),
     )
 
 
