@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from vdevperf.measure.procmon import Monitor, Target, watch
@@ -173,3 +174,20 @@ def test_bad_monitor_input_gives_one_line(argv, what):
     proc = vdevperf("monitor", "-l", "0.2", *argv)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and what in proc.stderr
+
+
+def test_a_reader_that_leaves_early_ends_the_monitor_quietly_and_its_command_with_it():
+    """``vdevperf monitor -- CMD | head -1``: no traceback, the shell's status for a closed pipe, CMD stopped."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vdevperf", "monitor", "--interval", "0.1", "--", "sleep", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdout.readline()
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert [c.name() for c in children] == ["sleep"]
+    proc.stdout.close()  # what head does after its first line
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 141, err
+    assert err == b""
+    assert not children[0].is_running() or children[0].status() == psutil.STATUS_ZOMBIE

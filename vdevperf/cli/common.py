@@ -143,6 +143,12 @@ def dispatch(build: Callable[[], argparse.ArgumentParser], commands: dict[str, C
     except VdevperfError as exc:
         print(f"vdevperf: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader of our output left (``vdevperf monitor ... | head``); teardown already ran. Point
+        # stdout at /dev/null so that the interpreter's last flush cannot fail again, and end the way
+        # a shell tool does when its pipe closes: status 128 + SIGPIPE, no traceback, no message.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except Interrupted as exc:
         # Teardown already ran in the finally blocks; now die the way we were asked to.
         print(f"vdevperf: interrupted by {signal.Signals(exc.signum).name}", file=sys.stderr)
