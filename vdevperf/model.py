@@ -111,8 +111,21 @@ class EndpointSpec:
 
 
 @dataclass(frozen=True)
+class FeatureSpec:
+    """One entry of a topology feature: a route, a namespace's forwarding, a NAT rule, a redirect.
+
+    Each feature's module (topology/features/) subclasses this with its own typed fields; every
+    feature acts inside one namespace of the topology, which ``netns`` names.
+    """
+
+    feature: str
+    netns: str
+
+
+@dataclass(frozen=True)
 class TopologySpec:
-    """A whole topology: namespaces, devices and the two load endpoints."""
+    """A whole topology: namespaces, devices, what is set up in the namespaces besides devices
+    (features, in the order they are applied), and the two load endpoints."""
 
     name: str
     namespaces: tuple[str, ...]
@@ -121,6 +134,7 @@ class TopologySpec:
     server: EndpointSpec
     description: str = ""
     source: str = ""
+    features: tuple[FeatureSpec, ...] = ()
 
     def __post_init__(self) -> None:
         _check(is_text(self.name, MAX_NAME_CHARS, 1), f"'name' must be 1-{MAX_NAME_CHARS} printable characters")
@@ -395,6 +409,7 @@ class RunResult:
 
 __all__ = [
     "DeviceSpec",
+    "FeatureSpec",
     "EndpointSpec",
     "TopologySpec",
     "TestName",

@@ -42,7 +42,7 @@ from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-unty
 from vdevperf.errors import TopologyError, UnsupportedKind
 from vdevperf.model import DeviceSpec, EndpointSpec, TopologySpec
 from vdevperf.signals import held
-from vdevperf.topology import naming, netns
+from vdevperf.topology import features, naming, netns
 from vdevperf.topology.cleanup import tear_down
 from vdevperf.topology.kinds import kind_of
 from vdevperf.topology.ledger import Ledger, create_namespace
@@ -152,6 +152,7 @@ class Topology:
             self._create(dev)
         for dev in self.spec.devices:
             self._configure(dev)
+        self._apply_features()
         self._wait_ready()
 
     def _add_namespace(self, short: str) -> None:
@@ -225,6 +226,22 @@ class Topology:
                 )
         except NetlinkError as exc:
             raise TopologyError(self.what, f"device '{dev.name}': cannot {step}: {_strerror(exc)}") from exc
+
+    def sysctl(self, short: str, key: str, value: str) -> None:
+        """Write ``/proc/sys/<key>`` inside namespace ``short`` (features.View): only our own namespaces."""
+        with netns.entered(self.netns_fd(short)):
+            _write_sysctl(key, value)
+
+    def _apply_features(self) -> None:
+        # Feature by feature in the registry's order (forwarding before routes before rules).
+        for key, feature in features.registry().items():
+            specs = [spec for spec in self.spec.features if spec.feature == key]
+            if not specs:
+                continue
+            try:
+                feature.apply(specs, self)
+            except (OSError, NetlinkError) as exc:
+                raise TopologyError(self.what, f"{key}: cannot apply: {_strerror(exc)}") from exc
 
     def _tentative(self) -> list[str]:
         bad = []

@@ -37,11 +37,13 @@ from vdevperf.model import (
     NETNS_NAME_RE,
     DeviceSpec,
     EndpointSpec,
+    FeatureSpec,
     IPInterface,
     OptionValue,
     TopologySpec,
     is_text,
 )
+from vdevperf.topology import features, values
 from vdevperf.topology.kinds import PARENT, PEER, Kind, described, kind_of, known, registry
 from vdevperf.topology.offload import canonical
 
@@ -50,6 +52,7 @@ BUNDLED_DIR: Traversable = importlib.resources.files("vdevperf") / "topologies"
 # Shown first, in this order: the reference, then from simplest to most stacked.
 _BUNDLED_ORDER = ("loopback", "veth", "bridge", "macvlan", "ipvlan")
 
+# Top-level keys; each feature (features/) adds its own.
 _TOP_KEYS = ("name", "description", "namespaces", "device", "client", "server")
 # Keys of every device table; each kind adds its own (kinds/): "mode" if it has modes, and its keys.
 _COMMON_KEYS = ("name", "kind", "netns", "mtu", "addresses", "master", "offload")
@@ -171,7 +174,7 @@ class _Parser:
             self.fail(f"TOML syntax error: {exc}")
         except RecursionError:
             self.fail("TOML syntax error: arrays or tables nested too deeply")
-        self.check_keys(doc, _TOP_KEYS, "top level")
+        self.check_keys(doc, (*_TOP_KEYS, *features.registry()), "top level")
         if "name" in doc:
             name = self.text(doc["name"], "'name'", MAX_NAME_CHARS, shortest=1)
         else:
@@ -186,6 +189,14 @@ class _Parser:
         client = self.endpoint(doc, "client", namespaces, devices)
         server = self.endpoint(doc, "server", namespaces, devices)
         self.check_endpoint_pair(client, server)
+        draft = features.Draft(namespaces, {dev.name: dev for dev in devices})
+        found: list[FeatureSpec] = []
+        for key, feature in features.registry().items():
+            if key in doc:
+                try:
+                    found += feature.parse(doc[key], draft)
+                except ValueError as exc:
+                    self.fail(str(exc))
         try:
             return TopologySpec(
                 name=name,
@@ -195,6 +206,7 @@ class _Parser:
                 server=server,
                 description=description,
                 source=self.label,
+                features=tuple(found),
             )
         except ValueError as exc:
             self.fail(str(exc))
@@ -213,10 +225,10 @@ class _Parser:
         return value
 
     def typed(self, value: Any, kind: type, where: str) -> Any:
-        # bool is an int to Python, never to a topology file.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.fail(f"{where} must be {_TYPE_NAMES[kind]}, not {_TYPE_NAMES.get(type(value), type(value).__name__)}")
-        return value
+        try:
+            return values.typed(value, kind, where)
+        except ValueError as exc:
+            self.fail(str(exc))
 
     def namespaces(self, doc: dict) -> tuple[str, ...]:
         if "namespaces" not in doc:
@@ -448,13 +460,3 @@ class _Parser:
                             f"[{role}]: ipv{v} {addr} is a loopback address, which cannot reach "
                             "another namespace; client and server are in different namespaces"
                         )
-
-
-_TYPE_NAMES: dict[type, str] = {
-    str: "a string",
-    int: "an integer",
-    list: "a list",
-    dict: "a table",
-    bool: "a boolean",
-    float: "a number",
-}

@@ -1,0 +1,122 @@
+"""Topology features: what a topology sets up inside its namespaces besides devices.
+
+Routes, IP forwarding, NAT rules and tc redirects are not devices, but the paths users
+measure need them (a routed veth, Docker's bridge with NAT, eBPF-style host routing).
+Each feature is one module of this package, found the way device kinds are (kinds/):
+it owns one top-level key of topology files, parses that key's value into typed
+FeatureSpecs (checked at load time against the topology's namespaces and devices, so
+that building fails only for reasons of the running system), and applies them in the
+built namespaces, after every device is up with its addresses and before the topology
+is declared ready.
+
+Everything a feature sets lives inside the topology's own namespaces (routes, sysctls,
+nftables tables, qdiscs), so it goes with them at teardown: a feature has no teardown
+of its own, and it never touches the root namespace.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from vdevperf.model import DeviceSpec, FeatureSpec
+
+
+@dataclass(frozen=True)
+class Draft:
+    """What a feature's parser checks its entries against: the topology's namespaces and its
+    devices (parsed and checked already), by short name."""
+
+    namespaces: tuple[str, ...]
+    devices: Mapping[str, DeviceSpec]
+
+    def namespace(self, name: Any, where: str) -> str:
+        """``name`` if it is a declared namespace."""
+        if not isinstance(name, str) or name not in self.namespaces:
+            raise ValueError(f"{where}: namespace {name!r} is not declared (declared: {', '.join(self.namespaces)})")
+        return name
+
+    def device_in(self, name: Any, netns: str, where: str) -> DeviceSpec:
+        """The device ``name``, which must be in namespace ``netns``."""
+        dev = self.devices.get(name) if isinstance(name, str) else None
+        if dev is None:
+            raise ValueError(f"{where}: {name!r} is not a device of this topology")
+        if dev.netns != netns:
+            raise ValueError(f"{where}: device '{dev.name}' is in namespace '{dev.netns}', not '{netns}'")
+        return dev
+
+
+class View(Protocol):
+    """The built topology as a feature sees it (builder.Topology)."""
+
+    def ipr(self, short: str) -> Any:
+        """The pyroute2 IPRoute bound to namespace ``short``."""
+
+    def index(self, name: str) -> int:
+        """The ifindex of device ``name`` in its namespace."""
+
+    def ifname(self, name: str) -> str:
+        """The real interface name of device ``name``."""
+
+    def netns_fd(self, short: str) -> int:
+        """An open fd of namespace ``short``."""
+
+    def sysctl(self, short: str, key: str, value: str) -> None:
+        """Write ``/proc/sys/<key>`` as seen from namespace ``short`` (never the root namespace)."""
+
+
+class Feature:
+    """A topology feature. Subclasses set the class attributes and implement parse and apply.
+
+    ``parse`` raises ValueError with the message that ends the one-line error (the parser
+    adds the file); ``apply`` raises OSError or pyroute2's NetlinkError, which the builder
+    turns into one line naming the topology and the feature.
+    """
+
+    # The top-level key of topology files this feature owns.
+    key: ClassVar[str]
+    # The kernel options it needs, named when the kernel refuses (doctor lists them).
+    config: ClassVar[str] = ""
+    # Apply order: lower first (forwarding before routes before NAT rules).
+    order: ClassVar[int] = 100
+    # One line for doctor and the docs.
+    summary: ClassVar[str] = ""
+
+    def parse(self, value: Any, draft: Draft) -> tuple[FeatureSpec, ...]:
+        """The typed entries of this feature's key."""
+        raise NotImplementedError
+
+    def apply(self, specs: Sequence[FeatureSpec], view: View) -> None:
+        """Set up ``specs`` (all of this feature's entries) in the built namespaces."""
+        raise NotImplementedError
+
+
+def _discover() -> dict[str, Feature]:
+    found: list[Feature] = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        feature = getattr(module, "FEATURE", None)
+        if not isinstance(feature, Feature):
+            raise TypeError(f"{module.__name__} defines no FEATURE (an instance of topology.features.Feature)")
+        found.append(feature)
+    found.sort(key=lambda f: (f.order, f.key))
+    return {feature.key: feature for feature in found}
+
+
+@functools.cache
+def registry() -> Mapping[str, Feature]:
+    """Every feature, by its key, in apply order; found once, on first use, from this package's modules."""
+    return _discover()
+
+
+def entries(value: Any, where: str) -> list[Any]:
+    """The entries of an array-of-tables key (``[[route]]``)."""
+    if not isinstance(value, list):
+        raise ValueError(f"'{where}' must be a list of tables (write each as [[{where}]])")
+    return value
