@@ -41,7 +41,7 @@ def scratch():
 
 
 def test_every_kind_names_its_config_option_and_offload_note():
-    assert list(registry()) == ["veth", "bridge", "macvlan", "macvtap", "ipvlan"]
+    assert list(registry()) == ["veth", "bridge", "macvlan", "macvtap", "ipvlan", "vxlan"]
     assert all(kind.config.startswith("CONFIG_") and kind.offload_note for kind in registry().values())
 
 
@@ -52,6 +52,13 @@ KIND_CASES = {
     "macvlan": (dict(parent="p0", mode="vepa"), "macvlan", ("macvlan_mode", "vepa")),
     "macvtap": (dict(parent="p0", mode="bridge"), "macvtap", ("macvtap_mode", "bridge")),
     "ipvlan": (dict(parent="p0", mode="l3"), "ipvlan", ("ipvlan_mode", 1)),
+    "vxlan": (
+        dict(
+            parent="p0", options=(("vni", 42), ("remote", "198.18.255.2"), ("local", "198.18.255.1"), ("dstport", 4789))
+        ),
+        "vxlan",
+        ("vxlan_id", 42),
+    ),
 }
 
 
@@ -100,7 +107,9 @@ def test_kind_request_creates_that_kind(scratch, name):
     if data:
         assert link.get(("linkinfo", "data", data[0])) == data[1]
     if "parent" in fields:
-        assert link.get("link") == view.index("p0")
+        # Stacked kinds name their parent in IFLA_LINK; a vxlan names its underlay in its own data.
+        lower = link.get("link") if name != "vxlan" else link.get(("linkinfo", "data", "vxlan_link"))
+        assert lower == view.index("p0")
     for other in request.creates[1:]:
         assert ipr.link_lookup(ifname=view.ifname(other)), f"{other} was to come with t0"
 

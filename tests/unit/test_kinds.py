@@ -21,11 +21,11 @@ from vdevperf.topology.spec import parse_topology
 
 
 def test_registry_lists_the_bundled_kinds_in_order():
-    assert list(kinds.registry()) == ["veth", "bridge", "macvlan", "macvtap", "ipvlan"]
-    assert kinds.known() == "veth, bridge, macvlan, macvtap, ipvlan"
+    assert list(kinds.registry()) == ["veth", "bridge", "macvlan", "macvtap", "ipvlan", "vxlan"]
+    assert kinds.known() == "veth, bridge, macvlan, macvtap, ipvlan, vxlan"
 
 
-@pytest.mark.parametrize("name", ["veth", "bridge", "macvlan", "macvtap", "ipvlan"])
+@pytest.mark.parametrize("name", ["veth", "bridge", "macvlan", "macvtap", "ipvlan", "vxlan"])
 def test_each_kind_says_what_it_needs(name):
     kind = kinds.registry()[name]
     assert kind.name == name
@@ -181,13 +181,13 @@ def test_a_new_kinds_keys_are_checked_at_parse_time(new_kind, extra, message):
 
 
 def test_a_kinds_key_is_refused_on_other_kinds(new_kind):
-    text = TOPOLOGY.format(extra="vni = 1").replace('peer = "p0"', 'peer = "p0"\ndstport = 1', 1)
-    with pytest.raises(TopologyError, match="device 'p1': only a tunnelx has a dstport"):
+    text = TOPOLOGY.format(extra="vni = 1").replace('peer = "p0"', 'peer = "p0"\nlearning = true', 1)
+    with pytest.raises(TopologyError, match="device 'p1': only a tunnelx has a learning"):
         parse_topology(text.encode(), "new.toml", "new")
 
 
 def test_without_the_module_the_kind_is_unknown():
-    known = r"\(known: veth, bridge, macvlan, macvtap, ipvlan\)"
+    known = r"\(known: veth, bridge, macvlan, macvtap, ipvlan, vxlan\)"
     with pytest.raises(TopologyError, match=f"unknown kind 'tunnelx' {known}"):
         parse("")
 

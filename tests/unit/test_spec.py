@@ -32,8 +32,9 @@ def expectation(path: Path) -> str:
 
 def test_bundled_order():
     names = bundled_topologies()
-    assert names[:5] == ["loopback", "veth", "bridge", "macvlan", "ipvlan"]
-    assert names[5:] == sorted(names[5:])
+    order = ["loopback", "veth", "routed", "bridge", "macvlan", "ipvlan", "vxlan"]
+    assert names[: len(order)] == order
+    assert names[len(order) :] == sorted(names[len(order) :])
 
 
 @pytest.mark.parametrize("name", bundled_topologies())
@@ -210,4 +211,4 @@ def test_unknown_bundled_name():
     with pytest.raises(TopologyError, match="no bundled topology of that name") as info:
         load_topology("nosuch")
     assert info.value.what == "nosuch"
-    assert "loopback, veth, bridge, macvlan, ipvlan" in str(info.value)
+    assert "loopback, veth, routed, bridge, macvlan, ipvlan, vxlan" in str(info.value)

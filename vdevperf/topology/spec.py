@@ -50,7 +50,7 @@ from vdevperf.topology.offload import canonical
 # Package data, found through importlib.resources: an installed wheel has no source tree to look in.
 BUNDLED_DIR: Traversable = importlib.resources.files("vdevperf") / "topologies"
 # Shown first, in this order: the reference, then from simplest to most stacked.
-_BUNDLED_ORDER = ("loopback", "veth", "bridge", "macvlan", "ipvlan")
+_BUNDLED_ORDER = ("loopback", "veth", "routed", "bridge", "macvlan", "ipvlan", "vxlan")
 
 # Top-level keys; each feature (features/) adds its own.
 _TOP_KEYS = ("name", "description", "namespaces", "device", "client", "server")

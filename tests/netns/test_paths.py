@@ -1,8 +1,10 @@
-"""Topology features built for real: routes and forwarding act inside our namespaces, and only there."""
+"""Paths beyond a plain veth, built for real: routes and forwarding act inside our namespaces only, the vxlan overlay
+carries its traffic in UDP over its underlay with the MTU the encapsulation leaves."""
 
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
 from vdevperf.topology import netns
@@ -51,3 +53,37 @@ def test_routed_forwards_in_the_router_namespace_only_and_its_routes_carry_the_t
         after = rtr.get_links(topo.index("r0"))[0].get("IFLA_STATS64")["rx_packets"]
         assert after - before >= 10
     assert {key: Path(f"/proc/sys/{key}").read_text() for key in root} == root
+
+
+def test_vxlan_overlay_leaves_50_bytes_for_encapsulation_and_its_traffic_crosses_the_underlay():
+    with build(load_topology("vxlan")) as topo:
+        for end, underlay in (("x0", "u0"), ("x1", "u1")):
+            ipr = topo.ipr(topo.spec.device(end).netns)
+            link = ipr.get_links(topo.index(end))[0]
+            assert link.get(("linkinfo", "kind")) == "vxlan"
+            assert link.get(("linkinfo", "data", "vxlan_id")) == 42
+            assert link.get(("linkinfo", "data", "vxlan_port")) == 4789
+            lower = ipr.get_links(topo.index(underlay))[0]
+            # 14 (inner Ethernet) + 8 (VXLAN) + 8 (UDP) + 20 (outer IPv4) = 50 bytes of outer headers.
+            assert link.get("mtu") == lower.get("mtu") - 50
+        srv = topo.ipr("srv")
+        before = srv.get_links(topo.index("u1"))[0].get("IFLA_STATS64")["rx_bytes"]
+        with netns.entered(topo.netns_fd("srv")):
+            server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        with server:
+            server.bind((topo.server.address(4), 0))
+            server.listen()
+            with netns.entered(topo.netns_fd("cli")):
+                client = socket.create_connection(server.getsockname()[:2], timeout=5)
+            with client:
+                conn, _ = server.accept()
+                with conn:
+                    sender = threading.Thread(target=client.sendall, args=(b"x" * 1_000_000,))
+                    sender.start()
+                    got = 0
+                    while got < 1_000_000:
+                        got += len(conn.recv(65536))
+                    sender.join()
+        after = srv.get_links(topo.index("u1"))[0].get("IFLA_STATS64")["rx_bytes"]
+        # Every overlay byte crossed the underlay, inside its outer headers.
+        assert after - before > 1_000_000
