@@ -11,8 +11,9 @@ redirected skb queued for transmit) is the same.
 
 The redirect is pure L2: frames keep the MAC addresses they were sent with, so the two
 outer ends must reach each other as over a wire (one subnet; ARP and neighbour discovery
-cross the redirect like everything else). A bridge port cannot be redirected: tc's
-ingress hook runs before the bridge, which would never see its frames.
+cross the redirect like everything else). A bridge port cannot be redirected, nor can the
+frames of a device carrying stacked ones (macvlan, ipvlan, vxlan): tc's ingress hook runs
+before the bridge and those drivers, which would never see the frames.
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ class RedirectFeature(Feature):
                     raise ValueError(
                         f"{where}: frames from '{redirect.ingress}' already go to '{taken.egress}'"
                         " (a device's ingress is redirected once)"
+                    )
+                stacked = next((d for d in draft.devices.values() if d.parent == redirect.ingress), None)
+                if stacked is not None:
+                    raise ValueError(
+                        f"{where}: '{redirect.ingress}' carries {stacked.kind} '{stacked.name}', which would never see"
+                        " its frames (tc's ingress hook takes them first)"
                     )
                 found.append(redirect)
         return tuple(found)
