@@ -20,7 +20,8 @@ The client reaches a server behind a DNAT through the server's published address
 server sees the connection arrive from the client's own address, as a container
 does. Its answers, and a TCP_MAERTS stream, go back through the same conntrack entry.
 
-Rules are built with pyroute2's nftables netlink socket, opened inside the namespace
+Rules are built with pyroute2's nftables netlink socket (``pyroute2.nftables.main.NFTables``;
+0.9 exports it from there only), opened inside the namespace
 (sockets keep the namespace they were made in): one table ``vdevperf`` per IP
 family used (``ip``, ``ip6``, like iptables and ip6tables), with a ``prerouting``
 chain at dstnat priority (-100) and a ``postrouting`` chain at srcnat priority
@@ -51,7 +52,7 @@ KEYS = ("netns", "masquerade", "out", "dnat", "to")
 TABLE = "vdevperf"
 # Chain name -> (hook, priority): the priorities nft names dstnat and srcnat.
 CHAINS = {"prerouting": ("prerouting", -100), "postrouting": ("postrouting", 100)}
-# nfgen family and the offsets of source and destination in the network header, per IP version.
+# Per IP version: nfgen family, offsets of the source and destination in the network header, address length.
 FAMILIES = {4: (socket.AF_INET, 12, 16, 4), 6: (socket.AF_INET6, 8, 24, 16)}
 NFT_PAYLOAD_NETWORK_HEADER = 1
 NFT_NAT_DNAT = 1
