@@ -68,7 +68,8 @@ def _sides(topology: Topology, cfg: TestConfig) -> tuple[Side, Side]:
             raise TopologyError(
                 f"topology {topology.spec.name}", f"has no IPv{cfg.ip_version} address for its endpoints"
             )
-        ends.append(Side(netns_path=site.netns_path, address=address, cpu=pinned))
+        published = site.target(cfg.ip_version) if site is topology.server else None
+        ends.append(Side(netns_path=site.netns_path, address=address, cpu=pinned, published=published))
     return ends[0], ends[1]
 
 

@@ -99,15 +99,29 @@ class EndpointSpec:
     netns: str
     ipv4: ipaddress.IPv4Address | None = None
     ipv6: ipaddress.IPv6Address | None = None
+    # Where peers connect instead, when a NAT stands in front of this endpoint (a server
+    # published by DNAT, as Docker's -p): the endpoint itself binds ipv4/ipv6.
+    published_ipv4: ipaddress.IPv4Address | None = None
+    published_ipv6: ipaddress.IPv6Address | None = None
 
     def __post_init__(self) -> None:
         _check(
             self.ipv4 is not None or self.ipv6 is not None, f"endpoint in '{self.netns}' needs an ipv4 or ipv6 address"
         )
+        for version, own, published in ((4, self.ipv4, self.published_ipv4), (6, self.ipv6, self.published_ipv6)):
+            _check(
+                published is None or own is not None,
+                f"endpoint in '{self.netns}' publishes an IPv{version} address but has none of its own",
+            )
 
     def address(self, family: int) -> IPAddress | None:
         """The address of this endpoint for IP version 4 or 6."""
         return self.ipv4 if family == 4 else self.ipv6
+
+    def target(self, family: int) -> IPAddress | None:
+        """The address peers connect to for IP version 4 or 6: the published one, else its own."""
+        published = self.published_ipv4 if family == 4 else self.published_ipv6
+        return published if published is not None else self.address(family)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def expectation(path: Path) -> str:
 
 def test_bundled_order():
     names = bundled_topologies()
-    order = ["loopback", "veth", "routed", "bridge", "macvlan", "ipvlan", "vxlan"]
+    order = ["loopback", "veth", "routed", "tc-redirect", "bridge", "bridge-nat", "macvlan", "ipvlan", "vxlan"]
     assert names[: len(order)] == order
     assert names[len(order) :] == sorted(names[len(order) :])
 
@@ -211,4 +211,4 @@ def test_unknown_bundled_name():
     with pytest.raises(TopologyError, match="no bundled topology of that name") as info:
         load_topology("nosuch")
     assert info.value.what == "nosuch"
-    assert "loopback, veth, routed, bridge, macvlan, ipvlan, vxlan" in str(info.value)
+    assert "loopback, veth, routed, tc-redirect, bridge, bridge-nat, macvlan, ipvlan, vxlan" in str(info.value)

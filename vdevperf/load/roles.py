@@ -35,6 +35,8 @@ class Side:
     netns_path: str | None
     address: str
     cpu: int | None = None
+    # A server's address as its clients reach it, when a NAT publishes it (None: ``address``).
+    published: str | None = None
 
 
 # What a client sends on a new data connection before its loop starts (a remote session's data

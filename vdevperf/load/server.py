@@ -79,7 +79,8 @@ class LocalServer:
                 keep_fds=(sock.fileno(),),
             )
             self.on_spawn(ep.pid)
-        targets = [(self.side.address, sock.getsockname()[1]) for sock in self._socks]
+        host = self.side.published or self.side.address
+        targets = [(host, sock.getsockname()[1]) for sock in self._socks]
         self._close_sockets()  # the endpoints have their own copies
         return targets, None
 

@@ -63,10 +63,17 @@ class Site:
     netns_path: str
     ipv4: str | None
     ipv6: str | None
+    # Where peers connect when a NAT publishes this end (EndpointSpec.published_ipv4/6).
+    published_ipv4: str | None = None
+    published_ipv6: str | None = None
 
     def address(self, family: int) -> str | None:
         """The address for IP version 4 or 6."""
         return self.ipv4 if family == 4 else self.ipv6
+
+    def target(self, family: int) -> str | None:
+        """The address peers connect to for IP version 4 or 6: the published one, else its own."""
+        return (self.published_ipv4 if family == 4 else self.published_ipv6) or self.address(family)
 
 
 def creation_order(spec: TopologySpec) -> list[DeviceSpec]:
@@ -113,6 +120,8 @@ class Topology:
             self.netns_path(end.netns),
             None if end.ipv4 is None else str(end.ipv4),
             None if end.ipv6 is None else str(end.ipv6),
+            None if end.published_ipv4 is None else str(end.published_ipv4),
+            None if end.published_ipv6 is None else str(end.published_ipv6),
         )
 
     def netns_name(self, short: str) -> str:
@@ -260,6 +269,7 @@ class Topology:
     def _connect_once(self, version: int, timeout_s: float) -> str | None:
         family = socket.AF_INET if version == 4 else socket.AF_INET6
         server_addr = self.server.address(version)
+        target = self.server.target(version)
         client_addr = self.client.address(version)
         with netns.entered(self.netns_fd(self.server.netns)):
             listener = socket.socket(family, socket.SOCK_STREAM)
@@ -272,13 +282,15 @@ class Topology:
             try:
                 conn.bind((client_addr, 0))
                 conn.settimeout(timeout_s)
-                conn.connect((server_addr, port))
+                conn.connect((target, port))
                 listener.settimeout(timeout_s)
                 listener.accept()[0].close()
             finally:
                 conn.close()
         except OSError as exc:
-            shown = f"[{server_addr}]" if version == 6 else server_addr
+            shown = f"[{target}]" if version == 6 else str(target)
+            if target != server_addr:
+                shown += f" (published for {server_addr})"
             return (
                 f"TCP from [client] in '{self.client.netns}' to {shown} in '{self.server.netns}' "
                 f"failed: {exc.strerror or exc}"

@@ -50,13 +50,24 @@ from vdevperf.topology.offload import canonical
 # Package data, found through importlib.resources: an installed wheel has no source tree to look in.
 BUNDLED_DIR: Traversable = importlib.resources.files("vdevperf") / "topologies"
 # Shown first, in this order: the reference, then from simplest to most stacked.
-_BUNDLED_ORDER = ("loopback", "veth", "routed", "bridge", "macvlan", "ipvlan", "vxlan")
+_BUNDLED_ORDER = (
+    "loopback",
+    "veth",
+    "routed",
+    "tc-redirect",
+    "bridge",
+    "bridge-nat",
+    "macvlan",
+    "ipvlan",
+    "vxlan",
+)
 
 # Top-level keys; each feature (features/) adds its own.
 _TOP_KEYS = ("name", "description", "namespaces", "device", "client", "server")
 # Keys of every device table; each kind adds its own (kinds/): "mode" if it has modes, and its keys.
 _COMMON_KEYS = ("name", "kind", "netns", "mtu", "addresses", "master", "offload")
 _ENDPOINT_KEYS = ("netns", "ipv4", "ipv6")
+_SERVER_KEYS = (*_ENDPOINT_KEYS, "published_ipv4", "published_ipv6")
 # The largest topology file read: bundled ones are under 2 KiB, and MAX_DEVICES devices with
 # MAX_ADDRESSES addresses each fit well within it.
 MAX_FILE_BYTES = 256 * 1024
@@ -419,7 +430,7 @@ class _Parser:
         if role not in doc:
             self.fail(f"missing table [{role}] (keys: {', '.join(_ENDPOINT_KEYS)})")
         table = self.typed(doc[role], dict, f"'{role}'")
-        self.check_keys(table, _ENDPOINT_KEYS, f"[{role}]")
+        self.check_keys(table, _SERVER_KEYS if role == "server" else _ENDPOINT_KEYS, f"[{role}]")
         if "netns" not in table:
             self.fail(f"[{role}]: missing key 'netns'")
         ns = self.typed(table["netns"], str, f"[{role}]: netns")
@@ -442,10 +453,34 @@ class _Parser:
             if not addr.is_loopback and addr not in present:
                 self.fail(f"[{role}]: {key} {addr} is not assigned to any device in namespace '{ns}'")
             addrs[key] = addr
+        if role == "server":
+            addrs.update(self.published(table, ns, devices))
         try:
             return EndpointSpec(netns=ns, **addrs)
         except ValueError as exc:
             self.fail(f"[{role}]: {exc}")
+
+    def published(self, table: dict, ns: str, devices: tuple[DeviceSpec, ...]) -> dict[str, Any]:
+        """The server's published addresses: an address of another namespace that a NAT ([[nat]] dnat)
+        forwards to the server; clients connect there."""
+        found: dict[str, Any] = {}
+        for key in ("published_ipv4", "published_ipv6"):
+            if key not in table:
+                continue
+            where = f"[server]: {key}"
+            try:
+                addr = values.address(table[key], where)
+            except ValueError as exc:
+                self.fail(str(exc))
+            if addr.version != int(key[-1]):
+                self.fail(f"{where} {addr} is not an IPv{key[-1]} address")
+            owners = [dev.netns for dev in devices for iface in dev.addresses if iface.ip == addr]
+            if not owners:
+                self.fail(f"{where} {addr} is not assigned to any device (it is the NAT namespace's address)")
+            if ns in owners:
+                self.fail(f"{where} {addr} is in the server's own namespace '{ns}'; publish another namespace's")
+            found[key] = addr
+        return found
 
     def check_endpoint_pair(self, client: EndpointSpec, server: EndpointSpec) -> None:
         versions = [v for v in (4, 6) if client.address(v) is not None and server.address(v) is not None]
