@@ -41,7 +41,7 @@ def scratch():
 
 
 def test_every_kind_names_its_config_option_and_offload_note():
-    assert list(registry()) == ["veth", "bridge", "macvlan", "macvtap", "ipvlan", "vxlan"]
+    assert list(registry()) == ["veth", "bridge", "macvlan", "macvtap", "ipvlan", "vxlan", "vlan"]
     assert all(kind.config.startswith("CONFIG_") and kind.offload_note for kind in registry().values())
 
 
@@ -59,6 +59,7 @@ KIND_CASES = {
         "vxlan",
         ("vxlan_id", 42),
     ),
+    "vlan": (dict(parent="p0", options=(("id", 42), ("protocol", "802.1ad"))), "vlan", ("vlan_id", 42)),
 }
 
 
