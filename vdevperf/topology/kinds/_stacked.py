@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from vdevperf.model import DeviceSpec
-from vdevperf.topology.kinds import PARENT, Kind, Request, View, described, kind_of, registry
+from vdevperf.topology.kinds import PARENT, Key, Kind, Request, View, described, kind_of, registry
 
 
 class Stacked(Kind):
-    keys = (PARENT,)
+    keys: ClassVar[tuple[Key, ...]] = (PARENT,)
     # The receive handler this kind installs on its parent; kinds of different families cannot share one.
     # Empty: the kind installs none (vlan), and shares a parent with any family.
     handler: ClassVar[str]
