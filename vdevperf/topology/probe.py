@@ -249,13 +249,19 @@ def _feature_devices(ipr: IPRoute, run_id: str) -> tuple[Kind, tuple[DeviceSpec,
         return kind, ()
     ready = []
     for dev, addresses in zip(devices, _FEATURE_ADDRESSES, strict=False):
-        dev = replace(dev, addresses=tuple(ipaddress.ip_interface(a) for a in addresses))
         index = ipr.link_lookup(ifname=naming.ifname(run_id, dev.name))[0]
         ipr.link("set", index=index, state="up")
-        for iface in dev.addresses:
-            flags = IFA_F_NODAD if iface.version == 6 else 0
-            ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen, flags=flags)
-        ready.append(dev)
+        added = []
+        for iface in (ipaddress.ip_interface(a) for a in addresses):
+            try:
+                flags = IFA_F_NODAD if iface.version == 6 else 0
+                ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen, flags=flags)
+            except NetlinkError:
+                if iface.version == 4:
+                    raise
+                continue  # IPv6 disabled here: features try themselves on IPv4 alone.
+            added.append(iface)
+        ready.append(replace(dev, addresses=tuple(added)))
     return kind, tuple(ready)
 
 
