@@ -21,11 +21,11 @@ from vdevperf.topology.spec import parse_topology
 
 
 def test_registry_lists_the_bundled_kinds_in_order():
-    assert list(kinds.registry()) == ["veth", "bridge", "macvlan", "macvtap", "ipvlan", "vxlan"]
-    assert kinds.known() == "veth, bridge, macvlan, macvtap, ipvlan, vxlan"
+    assert list(kinds.registry()) == ["veth", "bridge", "macvlan", "macvtap", "ipvlan", "vxlan", "vlan"]
+    assert kinds.known() == "veth, bridge, macvlan, macvtap, ipvlan, vxlan, vlan"
 
 
-@pytest.mark.parametrize("name", ["veth", "bridge", "macvlan", "macvtap", "ipvlan", "vxlan"])
+@pytest.mark.parametrize("name", ["veth", "bridge", "macvlan", "macvtap", "ipvlan", "vxlan", "vlan"])
 def test_each_kind_says_what_it_needs(name):
     kind = kinds.registry()[name]
     assert kind.name == name
@@ -72,6 +72,60 @@ def test_a_stacked_request_goes_to_the_parents_namespace_and_moves_the_device():
         "ipvlan_mode": 2,
         "net_ns_fd": 11,
     }
+
+
+def test_a_vlan_request_tags_with_its_id_and_protocol_and_shares_parents_with_macvlans():
+    parent = DeviceSpec(name="p0", kind="veth", netns="a", peer="p1")
+    dev = DeviceSpec(name="v0", kind="vlan", netns="b", parent="p0", options=(("id", 4094), ("protocol", "802.1ad")))
+    request = kinds.kind_of(dev).request(dev, FakeView(parent, dev))
+    assert request.netns == "a" and request.creates == ("v0",)
+    assert request.args == {
+        "ifname": "vdpzzzzv0",
+        "kind": "vlan",
+        "link": 7,
+        "vlan_id": 4094,
+        "vlan_protocol": 0x88A8,
+        "net_ns_fd": 11,
+    }
+    # The vlan driver installs no receive handler: a macvlan may share its parent (the kernel allows it).
+    macvlan = DeviceSpec(name="m0", kind="macvlan", netns="a", mode="bridge", parent="p0")
+    devices = {d.name: d for d in (parent, macvlan, dev)}
+    kinds.kind_of(dev).check_links(dev, devices)
+    kinds.kind_of(macvlan).check_links(macvlan, devices)
+
+
+def test_a_vlan_defaults_to_8021q():
+    spec = parse_topology(VLAN_TOPOLOGY.encode(), "vlan.toml", "vlan")
+    assert dict(spec.device("v0").options) == {"id": 10, "protocol": "802.1Q"}
+    dev = spec.device("v0")
+    assert kinds.kind_of(dev).request(dev, FakeView(*spec.devices)).args["vlan_protocol"] == 0x8100
+
+
+VLAN_TOPOLOGY = """namespaces = ["a"]
+[[device]]
+name = "p0"
+kind = "veth"
+netns = "a"
+peer = "p1"
+[[device]]
+name = "p1"
+kind = "veth"
+netns = "a"
+peer = "p0"
+[[device]]
+name = "v0"
+kind = "vlan"
+netns = "a"
+parent = "p0"
+id = 10
+addresses = ["198.18.0.1/24"]
+[client]
+netns = "a"
+ipv4 = "198.18.0.1"
+[server]
+netns = "a"
+ipv4 = "127.0.0.1"
+"""
 
 
 def test_a_veth_request_makes_both_ends_with_the_peer_in_its_namespace():
@@ -187,7 +241,7 @@ def test_a_kinds_key_is_refused_on_other_kinds(new_kind):
 
 
 def test_without_the_module_the_kind_is_unknown():
-    known = r"\(known: veth, bridge, macvlan, macvtap, ipvlan, vxlan\)"
+    known = r"\(known: veth, bridge, macvlan, macvtap, ipvlan, vxlan, vlan\)"
     with pytest.raises(TopologyError, match=f"unknown kind 'tunnelx' {known}"):
         parse("")
 

@@ -173,8 +173,8 @@ class Topology:
                 # Only our own namespace's sysctls: the default devconf applies to every link
                 # created here later. No DAD: addresses are unique by construction (spec.py)
                 # and link-local ones would otherwise stay tentative for a second or two.
-                _write_sysctl("net/ipv6/conf/all/accept_dad", "0")
-                _write_sysctl("net/ipv6/conf/default/accept_dad", "0")
+                netns.write_sysctl("net/ipv6/conf/all/accept_dad", "0")
+                netns.write_sysctl("net/ipv6/conf/default/accept_dad", "0")
                 # groups=0: no multicast subscriptions, this socket only sends requests.
                 self._iprs[short] = ipr = IPRoute(groups=0)
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
@@ -239,7 +239,7 @@ class Topology:
     def sysctl(self, short: str, key: str, value: str) -> None:
         """Write ``/proc/sys/<key>`` inside namespace ``short`` (features.View): only our own namespaces."""
         with netns.entered(self.netns_fd(short)):
-            _write_sysctl(key, value)
+            netns.write_sysctl(key, value)
 
     def _apply_features(self) -> None:
         # Feature by feature in the registry's order (forwarding before routes before rules).
@@ -341,15 +341,6 @@ def _strerror(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc)
-
-
-def _write_sysctl(key: str, value: str) -> None:
-    # /proc/sys/net resolves to the namespace of the calling thread at open time.
-    try:
-        with open(f"/proc/sys/{key}", "w") as f:
-            f.write(value)
-    except FileNotFoundError:
-        pass  # IPv6 disabled in this kernel: nothing to configure.
 
 
 def build(spec: TopologySpec, run_id: str | None = None) -> Topology:

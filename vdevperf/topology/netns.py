@@ -232,3 +232,14 @@ def move_to(netns_path: str) -> None:
         _setns(fd, netns_path)
     finally:
         os.close(fd)
+
+
+def write_sysctl(key: str, value: str) -> None:
+    """Write ``/proc/sys/<key>`` as the calling thread's namespace sees it (enter ours first);
+    a key this kernel lacks (IPv6 disabled) is nothing to configure."""
+    # /proc/sys/net resolves to the namespace of the calling thread at open time.
+    try:
+        with open(f"/proc/sys/{key}", "w") as f:
+            f.write(value)
+    except FileNotFoundError:
+        pass

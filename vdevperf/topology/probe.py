@@ -1,28 +1,37 @@
-"""What this kernel and this process can do: device kinds and modes, privileges, facts.
+"""What this kernel and this process can do: device kinds and modes, topology features, privileges, facts.
 
 ``probe_kinds`` tries every kind of the registry (topology/kinds/) in every
 mode for real, each with the sample its module gives, in a scratch namespace
 named and ledgered like any run's (``vdp-{rid}-probe``, its identity
 journalled) and always removed if it was created here, never when the name
 turned out to be taken; kinds that need a parent are tried on one of the first
-carrier kind (a veth) inside that namespace.
+carrier kind (a veth) inside that namespace. ``probe_features`` lets every
+topology feature (topology/features/) try itself the same way, in a scratch
+namespace of its own, on a veth pair that is up with addresses: forwarding
+writes that namespace's sysctls, route adds routes there, and so on; the root
+namespace is never touched.
 Nothing here prints.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
 
-from pyroute2 import IPRoute  # type: ignore[import-untyped]
-from pyroute2.ethtool import Ethtool  # type: ignore[import-untyped]
-from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
+from pyroute2 import IPRoute
+from pyroute2.ethtool import Ethtool
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD
 
 from vdevperf.errors import PrivilegeError, VdevperfError
 from vdevperf.model import DeviceSpec
 from vdevperf.signals import held
-from vdevperf.topology import naming, netns
+from vdevperf.topology import features, naming, netns
 from vdevperf.topology.kinds import Kind, kind_of, registry
 from vdevperf.topology.ledger import Identity, Ledger, create_namespace
 from vdevperf.topology.offload import GroupState, group_states
@@ -31,6 +40,9 @@ CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 _PROBE_NS = "probe"
 _PARENT, _SCRATCH = "p0", "t0"
+# The veth pair features try themselves on; one subnet per end, both versions (RFC 2544/5180 ranges).
+_FEATURE_DEV = "f0"
+_FEATURE_ADDRESSES = (("198.18.252.1/24", "2001:2:0:fc::1/64"), ("198.18.255.1/24", "2001:2:0:ff::1/64"))
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,15 @@ class KindSupport:
     reason: str
     # Offload features a fresh device of this kind starts with (first mode only).
     features: dict[str, GroupState] | None = None
+
+
+@dataclass(frozen=True)
+class FeatureSupport:
+    """Whether one topology feature works here (tried for real), and why not."""
+
+    feature: str
+    supported: bool
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -77,10 +98,14 @@ def require_privileges(what: str) -> None:
         )
 
 
-def _reason(exc: NetlinkError, config: str) -> str:
-    if exc.code == errno.EOPNOTSUPP:
-        return f"not supported by this kernel ({config})"
-    return f"{os.strerror(exc.code)} (errno {exc.code})"
+def _reason(exc: NetlinkError | OSError, config: str) -> str:
+    code = exc.code if isinstance(exc, NetlinkError) else exc.errno
+    if code == errno.EOPNOTSUPP:
+        return f"not supported by this kernel ({config})" if config else "not supported by this kernel"
+    if code is None:
+        return str(exc)
+    where = f": {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+    return f"{os.strerror(code)}{where} (errno {code})"
 
 
 class _ProbeView:
@@ -125,11 +150,11 @@ def _features(tool: Ethtool, ifname: str) -> dict[str, GroupState] | None:
         return None
 
 
-def _carrier(ipr: IPRoute, run_id: str) -> tuple[Kind, tuple[DeviceSpec, ...]]:
-    """Create the parent stacked samples sit on, a sample of the first carrier kind named p0;
-    its devices, or none if this kernel could not make it."""
+def _carrier(ipr: IPRoute, run_id: str, name: str = _PARENT) -> tuple[Kind, tuple[DeviceSpec, ...]]:
+    """Create a sample of the first carrier kind (a veth pair) named ``name``: the parent stacked
+    samples sit on, or the devices features try themselves on; none if this kernel could not make it."""
     kind = next(k for k in registry().values() if k.carrier)
-    devices = kind.sample(_PARENT, _PROBE_NS, kind.default_mode, "")
+    devices = kind.sample(name, _PROBE_NS, kind.default_mode, "")
     ok, _ = _try(_ProbeView(ipr, run_id, devices), ipr, devices[0])
     return kind, devices if ok else ()
 
@@ -152,8 +177,9 @@ def _probe_in(ipr: IPRoute, tool: Ethtool, run_id: str) -> list[KindSupport]:
     return results
 
 
-def probe_kinds() -> list[KindSupport]:
-    """Try to create every device kind in every mode; one KindSupport per (kind, mode)."""
+@contextmanager
+def _scratch() -> Iterator[tuple[IPRoute, int, str]]:
+    """A scratch namespace of ours: its IPRoute, an fd on it and the run id its names carry."""
     require_privileges("probe")
     ledger = Ledger.create(topology="probe")
     name = naming.netns_name(ledger.run_id, _PROBE_NS)
@@ -167,11 +193,7 @@ def probe_kinds() -> list[KindSupport]:
         fd = netns.open_fd(name)
         with netns.entered(fd):
             ipr = IPRoute(groups=0)
-            tool = Ethtool()
-        try:
-            return _probe_in(ipr, tool, ledger.run_id)
-        finally:
-            tool.close()
+        yield ipr, fd, ledger.run_id
     finally:
         # Same rule as a topology's teardown: a second signal must not cut it short.
         with held():
@@ -183,6 +205,84 @@ def probe_kinds() -> list[KindSupport]:
             if identity is not None and Identity.of(netns.path(name)) == identity:
                 netns.remove(name)
             ledger.remove()
+
+
+def probe_kinds() -> list[KindSupport]:
+    """Try to create every device kind in every mode; one KindSupport per (kind, mode)."""
+    with _scratch() as (ipr, fd, run_id):
+        with netns.entered(fd):
+            tool = Ethtool()
+        try:
+            return _probe_in(ipr, tool, run_id)
+        finally:
+            tool.close()
+
+
+class _FeatureView(_ProbeView):
+    """The features' View over the probe's scratch namespace, the only one it knows."""
+
+    def __init__(self, ipr: IPRoute, fd: int, run_id: str, devices: tuple[DeviceSpec, ...]) -> None:
+        super().__init__(ipr, run_id, devices)
+        self._fd = fd
+
+    def _only(self, short: str) -> None:
+        if short != _PROBE_NS:
+            raise AssertionError(f"a feature's probe names namespace '{short}': probes stay in the probe's own")
+
+    def ipr(self, short: str) -> Any:
+        self._only(short)
+        return self._ipr
+
+    def netns_fd(self, short: str) -> int:
+        self._only(short)
+        return self._fd
+
+    def sysctl(self, short: str, key: str, value: str) -> None:
+        with netns.entered(self.netns_fd(short)):
+            netns.write_sysctl(key, value)
+
+
+def _feature_devices(ipr: IPRoute, run_id: str) -> tuple[Kind, tuple[DeviceSpec, ...]]:
+    """The scratch veth pair features try themselves on, up with addresses; none if it cannot be made."""
+    kind, devices = _carrier(ipr, run_id, _FEATURE_DEV)
+    if not devices:
+        return kind, ()
+    ready = []
+    for dev, addresses in zip(devices, _FEATURE_ADDRESSES, strict=False):
+        index = ipr.link_lookup(ifname=naming.ifname(run_id, dev.name))[0]
+        ipr.link("set", index=index, state="up")
+        added = []
+        for iface in (ipaddress.ip_interface(a) for a in addresses):
+            try:
+                flags = IFA_F_NODAD if iface.version == 6 else 0
+                ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen, flags=flags)
+            except NetlinkError:
+                if iface.version == 4:
+                    raise
+                continue  # IPv6 disabled here: features try themselves on IPv4 alone.
+            added.append(iface)
+        ready.append(replace(dev, addresses=tuple(added)))
+    return kind, tuple(ready)
+
+
+def probe_features() -> list[FeatureSupport]:
+    """Let every topology feature try itself in a scratch namespace; one FeatureSupport per feature."""
+    with _scratch() as (ipr, fd, run_id):
+        carrier, devices = _feature_devices(ipr, run_id)
+        scratch = features.Scratch(_PROBE_NS, devices)
+        view = _FeatureView(ipr, fd, run_id, devices)
+        results = []
+        for key, feature in features.registry().items():
+            if not devices:
+                results.append(FeatureSupport(key, False, f"not tried: needs a {carrier.name} pair"))
+                continue
+            try:
+                tried = feature.probe(view, scratch)
+            except (NetlinkError, OSError) as exc:
+                results.append(FeatureSupport(key, False, _reason(exc, feature.config)))
+                continue
+            results.append(FeatureSupport(key, tried, "ok" if tried else "not tried: its module has no probe"))
+        return results
 
 
 def _cpu_model() -> str:
@@ -221,7 +321,7 @@ def kernel_facts() -> KernelFacts:
 
 
 def doctor_report() -> str:
-    """Privileges, kernel facts and, when privileged, kind support, as lines of text."""
+    """Privileges, kernel facts and, when privileged, kind and feature support, as lines of text."""
     facts = kernel_facts()
     lines = [
         f"kernel: {facts.release}",
@@ -229,7 +329,9 @@ def doctor_report() -> str:
         f"tcp congestion control: {facts.congestion_control}",
     ]
     if not has_privileges():
-        lines.append("privileges: missing CAP_NET_ADMIN and/or CAP_SYS_ADMIN; run as root to probe device kinds")
+        lines.append(
+            "privileges: missing CAP_NET_ADMIN and/or CAP_SYS_ADMIN; run as root to probe device kinds and features"
+        )
         return "\n".join(lines)
     lines.append("privileges: ok")
     for support in probe_kinds():
@@ -243,4 +345,6 @@ def doctor_report() -> str:
                     for name, state in support.features.items()
                 )
             )
+    for feature in probe_features():
+        lines.append(f"feature {feature.feature}: {'ok' if feature.supported else feature.reason}")
     return "\n".join(lines)

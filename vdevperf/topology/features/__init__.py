@@ -12,6 +12,11 @@ is declared ready.
 Everything a feature sets lives inside the topology's own namespaces (routes, sysctls,
 nftables tables, qdiscs), so it goes with them at teardown: a feature has no teardown
 of its own, and it never touches the root namespace.
+
+``doctor`` asks each feature whether this kernel has what it needs by letting it try
+itself for real (``probe``) in a scratch namespace of the probe's (topology/probe.py),
+on a veth pair there: by default the feature applies its own ``sample`` entries, so a
+probe runs the same code a build does.
 """
 
 from __future__ import annotations
@@ -50,8 +55,17 @@ class Draft:
         return dev
 
 
+@dataclass(frozen=True)
+class Scratch:
+    """Where the probe lets a feature try itself: its namespace ``netns`` (ours, never the root
+    one) holding ``devices``, a veth pair, both up, each with the addresses it lists."""
+
+    netns: str
+    devices: tuple[DeviceSpec, ...]
+
+
 class View(Protocol):
-    """The built topology as a feature sees it (builder.Topology)."""
+    """The built topology as a feature sees it (builder.Topology, or the probe's scratch namespace)."""
 
     def ipr(self, short: str) -> Any:
         """The pyroute2 IPRoute bound to namespace ``short``."""
@@ -93,6 +107,20 @@ class Feature:
     def apply(self, specs: Sequence[FeatureSpec], view: View) -> None:
         """Set up ``specs`` (all of this feature's entries) in the built namespaces."""
         raise NotImplementedError
+
+    def sample(self, scratch: Scratch) -> tuple[FeatureSpec, ...]:
+        """Entries the probe applies in ``scratch`` to learn whether this kernel has what this
+        feature needs; none (the default) means the feature has no probe, and doctor says so."""
+        return ()
+
+    def probe(self, view: View, scratch: Scratch) -> bool:
+        """Try this feature for real in the probe's scratch namespace, raising as ``apply`` does
+        when the kernel refuses; False if there was nothing to try. Applies ``sample`` by default:
+        override it to check more than that the kernel accepted the entries."""
+        specs = self.sample(scratch)
+        if specs:
+            self.apply(specs, view)
+        return bool(specs)
 
 
 def _discover() -> dict[str, Feature]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vdevperf.model import FeatureSpec
-from vdevperf.topology.features import Draft, Feature, View
+from vdevperf.topology.features import Draft, Feature, Scratch, View
 
 SYSCTLS = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding")
 
@@ -39,6 +39,9 @@ class ForwardingFeature(Feature):
         for spec in specs:
             for key in SYSCTLS:
                 view.sysctl(spec.netns, key, "1")
+
+    def sample(self, scratch: Scratch) -> tuple[FeatureSpec, ...]:
+        return (Forwarding(self.key, scratch.netns),)
 
 
 FEATURE = ForwardingFeature()

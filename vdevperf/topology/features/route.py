@@ -17,7 +17,7 @@ from typing import Any
 
 from vdevperf.model import FeatureSpec
 from vdevperf.topology import values
-from vdevperf.topology.features import Draft, Feature, View, entries
+from vdevperf.topology.features import Draft, Feature, Scratch, View, entries
 
 KEYS = ("netns", "to", "via", "dev")
 DEFAULTS = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
@@ -80,6 +80,17 @@ class RouteFeature(Feature):
             if spec.dev is not None:
                 args["oif"] = view.index(spec.dev)
             view.ipr(spec.netns).route("add", **args)
+
+    def sample(self, scratch: Scratch) -> tuple[FeatureSpec, ...]:
+        # One route per address of the scratch device (one per IP version), to the network next to
+        # its own, through an on-link gateway (two past its address, not one of ours), out of that device.
+        dev = scratch.devices[0]
+        routes: list[FeatureSpec] = []
+        for iface in dev.addresses:
+            network = iface.network
+            beyond = type(network)((int(network.broadcast_address) + 1, network.prefixlen))
+            routes.append(Route(self.key, scratch.netns, beyond, iface.ip + 2, dev.name))
+        return tuple(routes)
 
 
 FEATURE = RouteFeature()

@@ -5,7 +5,7 @@ root-namespace interface, and not a bridge port. A stacked device is created in
 its parent's namespace, where the kernel finds the lower device, and placed in
 its own namespace by the same request. Each stacked kind claims the parent's
 receive handler for its ``handler`` family, and the kernel lets one parent
-carry one family only (macvlan and macvtap share one).
+carry one family only (macvlan and macvtap share one); a vlan claims none.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from vdevperf.model import DeviceSpec
-from vdevperf.topology.kinds import PARENT, Kind, Request, View, described, kind_of, registry
+from vdevperf.topology.kinds import PARENT, Key, Kind, Request, View, described, kind_of, registry
 
 
 class Stacked(Kind):
-    keys = (PARENT,)
+    keys: ClassVar[tuple[Key, ...]] = (PARENT,)
     # The receive handler this kind installs on its parent; kinds of different families cannot share one.
+    # Empty: the kind installs none (vlan), and shares a parent with any family.
     handler: ClassVar[str]
 
     def check(self, dev: DeviceSpec) -> None:
@@ -49,7 +50,7 @@ class Stacked(Kind):
             if other.parent != parent.name:
                 continue
             theirs = kind_of(other)
-            if isinstance(theirs, Stacked) and theirs.handler != self.handler:
+            if isinstance(theirs, Stacked) and self.handler and theirs.handler and theirs.handler != self.handler:
                 raise ValueError(
                     f"{where}: parent '{parent.name}' also carries {other.kind} '{other.name}'; "
                     f"the kernel allows {_families(self.handler, theirs.handler)} on one parent, not both"
@@ -63,7 +64,7 @@ class Stacked(Kind):
         return Request(parent.netns, args, (dev.name,))
 
     def mode_args(self, dev: DeviceSpec) -> dict[str, Any]:
-        """The request's arguments that set ``dev.mode``."""
+        """The request's arguments particular to this kind: those that set ``dev.mode`` (a vlan's id)."""
         raise NotImplementedError
 
     def sample(self, name: str, netns: str, mode: str | None, parent: str) -> tuple[DeviceSpec, ...]:
