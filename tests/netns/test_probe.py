@@ -191,6 +191,9 @@ def test_doctor_lists_every_kind_mode_and_feature_with_its_verdict(scratch):
     for key in features.registry():
         status = _status(report, f"feature {key}")
         assert status == "ok" or status.startswith(("not supported by this kernel", "not tried")), status
+    # This kernel (and CI's) has IP forwarding, routes, nftables NAT and tc mirred: each must read ok.
+    for key in ("forwarding", "route", "nat", "redirect"):
+        assert _status(report, f"feature {key}") == "ok", report
     # Against the kernel itself: what it creates when asked directly, doctor calls ok, and nothing else.
     ipr, run_id = scratch
     for kind, label, args in (

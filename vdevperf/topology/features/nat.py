@@ -46,7 +46,7 @@ from pyroute2.nftables.main import NFTables
 
 from vdevperf.model import FeatureSpec
 from vdevperf.topology import netns, values
-from vdevperf.topology.features import Draft, Feature, View, entries
+from vdevperf.topology.features import Draft, Feature, Scratch, View, entries
 
 KEYS = ("netns", "masquerade", "out", "dnat", "to")
 TABLE = "vdevperf"
@@ -147,8 +147,17 @@ class NatFeature(Feature):
             finally:
                 nft.close()
 
+    # ---- rule expressions, as the netlink attributes of nf_tables (what `nft --debug=netlink` prints)
 
-# ---- rule expressions, as the netlink attributes of nf_tables (what `nft --debug=netlink` prints)
+    def sample(self, scratch: Scratch) -> tuple[FeatureSpec, ...]:
+        # Both rule shapes, per IP version of the scratch device: masquerade of its own subnet out of
+        # it, and a DNAT of its address to a host next to it (on-link, not one of ours).
+        dev = scratch.devices[0]
+        rules: list[FeatureSpec] = []
+        for iface in dev.addresses:
+            rules.append(Masquerade(self.key, scratch.netns, iface.network, dev.name))
+            rules.append(Dnat(self.key, scratch.netns, iface.ip, iface.ip + 2))
+        return tuple(rules)
 
 
 def _data(value: bytes) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from vdevperf.model import FeatureSpec
 from vdevperf.topology import values
-from vdevperf.topology.features import Draft, Feature, View, entries
+from vdevperf.topology.features import Draft, Feature, Scratch, View, entries
 
 KEYS = ("netns", "from", "to", "both")
 # The ingress qdisc's handle (ffff:), the parent of every filter on a device's receive path.
@@ -130,6 +130,11 @@ class RedirectFeature(Feature):
             if exc.code in MISSING_MODULE:
                 reason += f" (needs {self.config})"
             raise OSError(exc.code, f"{what}: {reason}") from exc
+
+    def sample(self, scratch: Scratch) -> tuple[FeatureSpec, ...]:
+        # One redirect from the scratch pair's first end out of its second: qdisc, filter and action.
+        first, second = scratch.devices[:2]
+        return (Redirect(self.key, scratch.netns, first.name, second.name),)
 
 
 FEATURE = RedirectFeature()
