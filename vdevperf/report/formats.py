@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from vdevperf.model import RunResult
 from vdevperf.report.cells import cell
 from vdevperf.report.rows import Row, row
-from vdevperf.report.table import compare_table, run_table
+from vdevperf.report.table import compare_table, run_table, sweep_table
 
 # --format names and the tabulate format each one is.
 TABLE_FORMATS = {"plain": "simple", "github": "github", "markdown": "pipe"}
@@ -65,6 +65,8 @@ def render(runs: Sequence[RunResult], fmt: str, group_by: str | None = None, com
     """The report in ``fmt``; tables get one heading and table per group, or, for one compare's
     file (``comparison`` given, no grouping), its table of paired ratios and verdicts again."""
     if comparison and comparison.get("baseline") and fmt in TABLE_FORMATS and group_by is None:
+        if any(r.sweep is not None for r in runs):
+            return sweep_table(runs, comparison, TABLE_FORMATS[fmt])
         return compare_table(runs, comparison, TABLE_FORMATS[fmt])
     groups = grouped(runs, group_by)
     if fmt == "csv":

@@ -72,8 +72,10 @@ def footnotes(runs: Sequence[RunResult]) -> list[str]:
     """Why some rows have no figures (once per topology), and which intervals were not met."""
     seen: dict[str, str] = {}
     for run in runs:
-        if run.status is not RunStatus.OK and run.topology not in seen:
-            seen[run.topology] = f"{run.topology}: {run.reason}"
+        # A sweep's value may be refused where the others ran: its reason is the value's own.
+        name = run_name(run)
+        if run.status is not RunStatus.OK and name not in seen:
+            seen[name] = f"{name}: {run.reason}"
     notes = list(seen.values())
     for run in runs:
         c = run.confidence
@@ -97,6 +99,11 @@ def footnotes(runs: Sequence[RunResult]) -> list[str]:
     return notes
 
 
+def run_name(run: RunResult) -> str:
+    """How notes name a run's topology: with its sweep value in a sweep (``veth mtu=9000``)."""
+    return run.topology if run.sweep is None else f"{run.topology} {run.sweep['label']}"
+
+
 def noise_notes(runs: Sequence[RunResult]) -> list[str]:
     """One line per run with iterations flagged for noise: how many, and for what."""
     notes = []
@@ -113,7 +120,7 @@ def noise_notes(runs: Sequence[RunResult]) -> list[str]:
             flagged = sum(1 for it in run.iterations if noise.distorted((it.noise or {}).get("flags")))
             left_out = f" ({flagged} left out of the ratios)" if flagged else ""
             notes.append(
-                f"~ {run.topology} {run.config.test}: of {len(run.iterations)} iteration(s){left_out}: "
+                f"~ {run_name(run)} {run.config.test}: of {len(run.iterations)} iteration(s){left_out}: "
                 + "; ".join(parts)
             )
     return notes
@@ -186,9 +193,10 @@ def relative_rows(
     baseline: str,
     cells: Sequence[dict],
     arm: Callable[[RunResult], str] = lambda run: run.topology,
+    baseline_of: Callable[[RunResult], str] | None = None,
 ) -> list[Row]:
-    """Rows with every paired metric against the ``baseline`` arm: ``cells`` are a result's
-    comparison cells (measure.paired.PairedCell.to_json)."""
+    """Rows with every paired metric against the ``baseline`` arm (or each run's own, ``baseline_of``):
+    ``cells`` are a result's comparison cells (measure.paired.PairedCell.to_json)."""
     by_key = {(c["arm"], c["test"], c["metric"]): c for c in cells}
     out = []
     for run in runs:
@@ -196,7 +204,7 @@ def relative_rows(
         if r.rate is None:
             out.append(r)
             continue
-        changes: dict = {"baseline": arm(run) == baseline}
+        changes: dict = {"baseline": arm(run) == (baseline_of(run) if baseline_of else baseline)}
         for metric, name in VERSUS_FIELDS.items():
             c = by_key.get((arm(run), r.test, metric))
             if c is not None:
