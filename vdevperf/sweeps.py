@@ -120,3 +120,13 @@ def arm(run: RunResult) -> str:
 def baseline_arm(run: RunResult) -> str:
     """The arm a sweep run is judged against: its own topology's first value."""
     return f"{run.topology} {(run.sweep or {}).get('baseline', '')}"
+
+
+def text_of(point: dict[str, object]) -> str:
+    """The whole sweep a stored run belonged to, as the flag spelled it (``size=64,1K``)."""
+    listed = point.get("values")
+    values = [v for v in listed if isinstance(v, int)] if isinstance(listed, list) else []
+    try:
+        return Sweep(Param(str(point["param"])), tuple(values)).text
+    except ValueError:
+        return f"{point.get('param')}={','.join(str(v) for v in values)}"

@@ -151,9 +151,9 @@ def row(run: RunResult) -> Row:
     units = (declared.rate, declared.service_demand)
     m = run.metrics
     if run.status is not RunStatus.OK or m is None:
-        return Row(
-            run.topology, str(run.config.test), None, units[0], None, None, None, units[1], note=NOTES[run.status]
-        )
+        # A sweep's value can be refused by one device of a path the kernel supports: see its footnote.
+        note = NOTES[run.status] if run.sweep is None else f"{run.sweep['label']} unsupported here (see below)"
+        return Row(run.topology, str(run.config.test), None, units[0], None, None, None, units[1], note=note)
     ci = None
     if run.confidence is not None:
         interval = next((i for i in run.confidence.intervals if i.metric == rate_key(run.config.test)), None)

@@ -151,8 +151,7 @@ def sweep_table(runs: Sequence[RunResult], comparison: dict, fmt: str = "simple"
     first = swept[0].sweep or {}
     baseline = first.get("baseline", "")
     rows = relative_rows(swept, baseline, comparison.get("cells", []), sweeps.arm, sweeps.baseline_arm)
-    values = ",".join(str(v) for v in first.get("values", []))
-    title = f"sweep {first['param']} over {values or '?'}: each value against {baseline} on the same topology"
+    title = f"sweep {sweeps.text_of(first)}: each value against {baseline} on the same topology"
     value = ("Value", lambda run, r: (run.sweep or {}).get("label", "").partition("=")[2])
     header = comparison_header(comparison, swept) if comparison else "no interleaved rounds recorded"
     return "\n".join([title, header, _render(rows, swept, baseline, fmt, [value])])
