@@ -90,12 +90,12 @@ def footnotes(runs: Sequence[RunResult]) -> list[str]:
         if run.offload and run.offload["changed"]:
             changed = "; ".join(f"{dev}: {', '.join(names)}" for dev, names in run.offload["changed"].items() if names)
             notes.append(
-                f"{run.topology} {run.config.test} offload {' '.join(run.offload['requested'])}: "
+                f"{run_name(run)} {run.config.test} offload {' '.join(run.offload['requested'])}: "
                 f"changed {changed or 'nothing'}"
             )
         probe = run.iterations[-1].capture if run.iterations else None
         if probe:
-            notes.append(capture_note(run.topology, str(run.config.test), probe))
+            notes.append(capture_note(run_name(run), str(run.config.test), probe))
     return notes
 
 
