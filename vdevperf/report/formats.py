@@ -14,6 +14,7 @@ import io
 import json
 from collections.abc import Callable, Sequence
 
+from vdevperf import sweeps
 from vdevperf.model import RunResult
 from vdevperf.report.cells import cell
 from vdevperf.report.rows import Row, row
@@ -32,6 +33,7 @@ GROUPS: dict[str, Callable[[RunResult], str]] = {
     "topology": lambda run: run.topology,
     "test": lambda run: str(run.config.test),
     "offload": _offload_label,
+    "sweep": lambda run: sweeps.label_of(run.sweep) or "not swept",
 }
 FIELDS = [f.name for f in dataclasses.fields(Row)]
 
