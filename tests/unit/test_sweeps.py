@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -23,9 +24,14 @@ from vdevperf.report import formats
 from vdevperf.report.table import sweep_table
 from vdevperf.results import ResultFile, load, runs_of
 
+REPO = Path(__file__).resolve().parents[2]
 
-def vdevperf(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vdevperf", *args], capture_output=True, text=True, timeout=120)
+
+def vdevperf(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "vdevperf", *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env
+    )
 
 
 @pytest.mark.parametrize(
@@ -94,11 +100,12 @@ def test_size_sets_send_and_receive_of_stream_tests_and_request_and_response_of_
         (["--sweep", "mtu=1000,1500", "-6"], "--sweep: mtu=1000,1500: mtu 1000 is below IPv6's minimum"),
     ],
 )
-def test_the_cli_refuses_in_one_line_with_exit_2_before_building(args, why):
-    proc = vdevperf("run", "veth", *args)
+def test_the_cli_refuses_in_one_line_with_exit_2_before_building(args, why, tmp_path):
+    proc = vdevperf("run", "veth", *args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert why in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # not even the result file was claimed
 
 
 def test_compare_refuses_a_sweep_with_a_topology_baseline():
