@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from vdevperf.errors import VdevperfError
 from vdevperf.topology.builder import build
 from vdevperf.topology.mtu import MtuRefused, read_mtu, set_mtu
 from vdevperf.topology.spec import load_topology
@@ -101,3 +102,21 @@ def test_an_mtu_sweep_over_two_topologies_applies_each_value_and_reports_a_refus
     table = vdevperf("report", str(out)).stdout
     assert "mtu=1500 unsupported here (see below)" in table
     assert re.search(r"^vxlan mtu=9000: device '\w+' refused MTU 9000", table, re.MULTILINE)
+
+
+def test_the_python_api_sweeps_too(tmp_path: Path):
+    import vdevperf.api
+    from vdevperf.sweeps import Param, Sweep
+
+    swept = Sweep(Param.SIZE, (64, 16384))
+    results = vdevperf.api.compare(
+        ["veth"], "TCP_RR", sweep=swept, rounds=1, length_s=0.3, warmup_s=0.1, output=tmp_path / "api.json"
+    )
+    assert results.baseline == "size=64"
+    assert [(r.sweep["label"], r.config.request_size, r.config.response_size) for r in results.runs] == [
+        ("size=64", 64, 64),
+        ("size=16K", 16384, 16384),
+    ]
+    assert [r.arm for r in results.ratios] == ["veth size=16K"] * len(results.ratios)
+    with pytest.raises(VdevperfError, match="baseline: cannot go with a sweep"):
+        vdevperf.api.compare(["veth"], sweep=swept, baseline="veth")
