@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vdevperf import bench, rounds
+from vdevperf import bench, rounds, sweeps
 from vdevperf.errors import VdevperfError, refused
 from vdevperf.load.tests import TESTS
 from vdevperf.model import RunResult, TestConfig, TestName, TopologySpec
 from vdevperf.results import DEFAULT_RESULTS_DIR, ResultFile, load, runs_of
+from vdevperf.sweeps import Sweep
 from vdevperf.topology.offload import OffloadRequest, parse_requests
 from vdevperf.topology.spec import bundled_topologies, load_topology
 
@@ -257,17 +258,22 @@ def compare(
     offload: str | Sequence[str] = (),
     output: str | Path | None = None,
     progress: Callable[[bench.Step], None] | None = None,
+    sweep: Sweep | None = None,
 ) -> Results:
     """Compare topologies (default: every bundled one) in interleaved rounds, as ``vdevperf compare``
     does: per-round paired ratios against ``baseline`` (default veth, else the first), with verdicts.
 
     ``cpus`` None pins as compare does by default (``COMPARE_CPUS``); (None, None) leaves the endpoints
-    unpinned. ``seed`` makes the round orders reproducible.
+    unpinned. ``seed`` makes the round orders reproducible. ``sweep`` (as --sweep: e.g.
+    ``Sweep(Param.MTU, (1500, 9000))``) measures each topology at each value instead, every value
+    against the first on the same topology; ``baseline`` then cannot be given.
     """
     specs = [_spec(t) for t in (topologies if topologies is not None else bundled_topologies())]
     known = [s.name for s in specs]
     if not known:
         raise VdevperfError("topologies", "name at least one topology")
+    if sweep is not None and baseline is not None:
+        raise VdevperfError("baseline", "cannot go with a sweep: a sweep's baseline is its first value")
     chosen = baseline or ("veth" if "veth" in known else known[0])
     if chosen not in known:
         raise VdevperfError("baseline", f"'{chosen}' is not among the compared topologies ({', '.join(known)})")
@@ -277,6 +283,21 @@ def compare(
     requests = _offload(offload)
     plan = make_plan(rounds, seed)
     judging = bench.Judging(plan=plan, baseline=chosen, alpha=alpha, placement=placement(cpus, COMPARE_CPUS))
+    if sweep is not None:
+        try:
+            sweeps.configs(sweep, configs)
+        except ValueError as exc:
+            raise VdevperfError("sweep", f"{sweep.text}: {exc}") from None
+        call: dict[str, object] = {"topologies": known, "tests": [str(c.test) for c in configs], "sweep": sweep.text}
+        results = _stored("compare", output, call)
+        bench.sweep_compare(specs, configs, sweep, results, _options(requests, False, progress), judging)
+        return Results(
+            runs=tuple(results.runs),
+            path=results.path,
+            baseline=sweep.baseline,
+            seed=plan.seed,
+            ratios=_ratios(results.comparison),
+        )
     results = _stored("compare", output, {"topologies": known, "tests": [str(c.test) for c in configs]})
     bench.compare(specs, configs, results, _options(requests, False, progress), judging)
     wanted = {(s.name, c) for s in specs for c in configs}

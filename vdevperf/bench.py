@@ -1,5 +1,5 @@
 """The public operations: run tests on a topology or against a remote server, compare topologies,
-sweep offloads.
+sweep offloads, sweep a parameter (MTU, message size).
 
 This layer composes the others: it builds a topology, sets offload features,
 runs the load between its endpoints (repeating it as -i/-I ask), derives
@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from vdevperf import rounds
+from vdevperf import rounds, sweeps
 from vdevperf.counters import counter_names
 from vdevperf.errors import TopologyError, UnsupportedKind
 from vdevperf.load import fds, runner
@@ -31,6 +31,7 @@ from vdevperf.remote.client import RemoteSession, RemoteTarget
 from vdevperf.results import ResultFile, histograms_from_json, raw_to_json
 from vdevperf.topology.builder import Topology, build
 from vdevperf.topology.cleanup import other_live_runs, sweep
+from vdevperf.topology.mtu import MtuRefused, set_mtu
 from vdevperf.topology.offload import Device, OffloadRequest, Offloads
 from vdevperf.traits import TRAITS
 
@@ -219,6 +220,7 @@ def result(
     iterations: Sequence[Iteration],
     offload: dict | None = None,
     remote: dict | None = None,
+    sweep: dict | None = None,
 ) -> RunResult:
     """The run of ``cfg`` made of ``iterations``: their summary, and netperf's -I verdict when -i asked for one."""
     histograms = [h for it in iterations for h in histograms_from_json(it.raw)]
@@ -235,6 +237,7 @@ def result(
         confidence=verdict,
         offload=offload,
         remote=remote,
+        sweep=sweep,
     )
 
 
@@ -311,7 +314,7 @@ def run(
                 for cfg in todo
             ]
             fixed = replace(plan, rounds=max(cfg.iterations_max for cfg in todo), target=False)
-            _interleave(arms, results, Judging(plan=fixed), lambda r: r.topology, options)
+            _interleave(arms, results, Judging(plan=fixed), Pairing(), options)
             return [_arm_result(a) for a in arms]
         for cfg in todo:
             options.progress(Step(f"{spec.name} {cfg.test}", new_run=True))
@@ -381,17 +384,36 @@ class _Arm:
     cfg: TestConfig
     offload: dict | None
     cell: rounds.Cell
+    # The sweep value this arm measures (sweeps.Sweep.point), None outside a sweep.
+    sweep: dict | None = None
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """Which arm a stored run belongs to, which arm it is judged against, and what must match between
+    the two runs (see measure.paired.analyse). By default: the arm is the topology, every run is
+    judged against the Judging's baseline arm, with the same config."""
+
+    arm: Callable[[RunResult], str] = lambda run: run.topology
+    baseline: Callable[[RunResult], str] | None = None
+    key: Callable[[RunResult], Hashable] = lambda run: run.config
 
 
 def _interleave(
-    arms: Sequence[_Arm], results: ResultFile, judging: Judging, arm_of: Callable[[RunResult], str], options: RunOptions
+    arms: Sequence[_Arm], results: ResultFile, judging: Judging, pairing: Pairing, options: RunOptions
 ) -> rounds.Outcome:
     """Rounds over ``arms``; after each, every run and the verdicts so far are stored at once."""
     stored = results.comparison or {}
     held = [len({it.round for it in a.cell.iterations}) for a in arms]
 
     def judged() -> list[paired.PairedCell]:
-        return paired.analyse([_arm_result(a) for a in arms], arm_of, judging.baseline, judging.alpha)
+        return paired.analyse(
+            [_arm_result(a) for a in arms],
+            pairing.arm,
+            pairing.baseline or judging.baseline,
+            judging.alpha,
+            pairing.key,
+        )
 
     def store(outcome: rounds.Outcome, announce: bool = True) -> None:
         for a in arms:
@@ -432,7 +454,8 @@ def _interleave(
 
 
 def _arm_result(a: _Arm) -> RunResult:
-    return result(a.name, a.source, a.cfg, sorted(a.cell.iterations, key=lambda it: it.round or 0), a.offload)
+    iterations = sorted(a.cell.iterations, key=lambda it: it.round or 0)
+    return result(a.name, a.source, a.cfg, iterations, a.offload, sweep=a.sweep)
 
 
 def _unsupported(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile, why: str) -> None:
@@ -480,7 +503,7 @@ def compare(
                     list(old.iterations) if old is not None else [],
                 )
                 arms.append(_Arm(spec.name, spec.source, cfg, offload, cell))
-        outcome = _interleave(arms, results, judging, lambda r: r.topology, options)
+        outcome = _interleave(arms, results, judging, Pairing(), options)
     # The file lists runs in the order the command named topologies and tests.
     rank = {(spec.name, cfg): n for n, (spec, cfg) in enumerate(itertools.product(specs, configs))}
     results.runs.sort(key=lambda r: rank.get((r.topology, r.config), -1))
@@ -515,9 +538,8 @@ def offload_matrix(
     judging = replace(judging, baseline=combination_label(combos[0]))
     with build(spec) as topology:
         arms = [_offload_arm(spec, topology, cfg, combo, options) for combo in combos]
-        return _interleave(
-            arms, results, judging, lambda r: combination_label((r.offload or {})["combination"]), options
-        )
+        pairing = Pairing(arm=lambda r: combination_label((r.offload or {})["combination"]))
+        return _interleave(arms, results, judging, pairing, options)
 
 
 def _offload_arm(
@@ -533,4 +555,96 @@ def _offload_arm(
             return iterate(topology, cfg, options.capture)
 
     arm = _Arm(spec.name, spec.source, cfg, {"combination": combo}, rounds.Cell(combination_label(combo), once))
+    return arm
+
+
+# A sweep pairs a run with its baseline's run of the same test: the configs differ where the size is swept.
+SWEEP_PAIRING = Pairing(arm=sweeps.arm, baseline=sweeps.baseline_arm, key=lambda run: str(run.config.test))
+
+
+def sweep_compare(
+    specs: Sequence[TopologySpec],
+    configs: Sequence[TestConfig],
+    swept: sweeps.Sweep,
+    results: ResultFile,
+    options: RunOptions = RunOptions(),
+    judging: Judging = DEFAULT_JUDGING,
+) -> rounds.Outcome:
+    """Measure every (topology, value, config) once per round, in a shuffled order, as compare does;
+    each value judged against the first value on the same topology (Holm over the whole table).
+
+    Every topology is built once; an MTU is set on all of its devices before each iteration of that
+    value (topology.mtu), and a value some device refuses becomes an 'unsupported' row, as does
+    every value on a topology whose kind the kernel lacks.
+    """
+    points = sweeps.configs(swept, list(configs))  # refused values end here, before anything is built
+    prepare(specs, [cfg for _, cfgs in points for cfg in cfgs], options)
+    judging = replace(judging, baseline=swept.baseline)
+    with contextlib.ExitStack() as stack:
+        arms: list[_Arm] = []
+        for spec in specs:
+            try:
+                topology = stack.enter_context(build(spec))
+            except UnsupportedKind as exc:
+                for value, cfgs in points:
+                    _unsupported_point(spec, cfgs, swept.point(value), results, exc.why)
+                continue
+            offload = stack.enter_context(offloaded(topology, options.offload))
+            for value, cfgs in points:
+                why = _refused(topology, swept, value)
+                if why is not None:
+                    _unsupported_point(spec, cfgs, swept.point(value), results, why)
+                    continue
+                arms += [_sweep_arm(topology, cfg, swept, value, offload, options) for cfg in cfgs]
+        outcome = _interleave(arms, results, judging, SWEEP_PAIRING, options)
+    # The file lists runs by topology, then value, then test, as the command named them.
+    order = [(spec.name, swept.label(value), cfg.test) for spec in specs for value, cfgs in points for cfg in cfgs]
+    rank = {key: n for n, key in enumerate(order)}
+    results.runs.sort(key=lambda r: rank.get((r.topology, sweeps.label_of(r.sweep), r.config.test), -1))
+    results.save()
+    return outcome
+
+
+def _refused(topology: Topology, swept: sweeps.Sweep, value: int) -> str | None:
+    """Why the topology cannot take ``value`` (a device refused the MTU), or None."""
+    if swept.param is not sweeps.Param.MTU:
+        return None
+    try:
+        set_mtu(topology, value)
+    except MtuRefused as exc:
+        return exc.why
+    return None
+
+
+def _unsupported_point(
+    spec: TopologySpec, configs: Sequence[TestConfig], point: dict, results: ResultFile, why: str
+) -> None:
+    for cfg in configs:
+        results.put(
+            RunResult(
+                topology=spec.name,
+                topology_source=spec.source,
+                config=cfg,
+                status=RunStatus.UNSUPPORTED,
+                reason=why,
+                sweep=point,
+            )
+        )
+
+
+def _sweep_arm(
+    topology: Topology, cfg: TestConfig, swept: sweeps.Sweep, value: int, offload: dict | None, options: RunOptions
+) -> _Arm:
+    """The arm of one value: for an MTU, each iteration sets it on every device first (the other values
+    ran on the same devices in between) and the arm keeps what the devices reported at its latest."""
+    point = swept.point(value)
+    spec = topology.spec
+
+    def once() -> Iteration:
+        if swept.param is sweeps.Param.MTU:
+            arm.sweep = point | {"applied": set_mtu(topology, value)}
+        return iterate(topology, cfg, options.capture)
+
+    label = f"{spec.name} {swept.label(value)} {cfg.test}"
+    arm = _Arm(spec.name, spec.source, cfg, offload, rounds.Cell(label, once), sweep=point)
     return arm

@@ -405,6 +405,9 @@ class RunResult:
     offload: dict | None = None
     # The vdevperf server that ran the server half: its address and what it said of itself.
     remote: dict | None = None
+    # The sweep value this run measured (vdevperf.sweeps.Sweep.point): parameter, value, label, and
+    # for an MTU the MTU each device reported; None outside a sweep.
+    sweep: dict | None = None
 
     def __post_init__(self) -> None:
         if self.status is RunStatus.OK:

@@ -39,6 +39,9 @@ vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
      placements gain migrations; raw gains foreign. The document gains comparison (the
      plan, each round's order and seed, and per cell the per-round ratios, their interval
      and verdict), null outside compare and the offload matrix.
+     Later, without a version change (an optional key older files lack): runs of a sweep
+     (--sweep) gain sweep (parameter, value, label, the values and baseline, and for an
+     MTU the MTU each device reported); other runs have no such key.
 """
 
 from __future__ import annotations
@@ -142,7 +145,8 @@ def _config_to_json(config: TestConfig) -> dict:
 
 
 def run_to_json(run: RunResult) -> dict:
-    """One run as stored; metrics keys are always present, null where they do not apply."""
+    """One run as stored; metrics keys are always present, null where they do not apply; ``sweep``
+    only in a sweep's runs."""
     confidence = None
     if run.confidence is not None:
         confidence = {
@@ -151,7 +155,7 @@ def run_to_json(run: RunResult) -> dict:
             "met": run.confidence.met,
             "intervals": [dataclasses.asdict(i) for i in run.confidence.intervals],
         }
-    return {
+    stored = {
         "topology": run.topology,
         "topology_source": run.topology_source,
         "test": str(run.config.test),
@@ -178,6 +182,7 @@ def run_to_json(run: RunResult) -> dict:
             for it in run.iterations
         ],
     }
+    return stored if run.sweep is None else stored | {"sweep": run.sweep}
 
 
 def run_from_json(doc: dict) -> RunResult:
@@ -215,6 +220,7 @@ def run_from_json(doc: dict) -> RunResult:
         confidence=confidence,
         offload=doc["offload"],
         remote=doc["remote"],
+        sweep=doc.get("sweep"),
     )
 
 
@@ -519,17 +525,24 @@ class ResultFile:
         self.runs.append(run)
         self.save()
 
-    def find(self, topology: str, config: TestConfig, offload: dict | None = None) -> RunResult | None:
-        """The stored run of ``config`` on ``topology`` (with these offload settings), if any."""
+    def find(
+        self, topology: str, config: TestConfig, offload: dict | None = None, sweep: dict | None = None
+    ) -> RunResult | None:
+        """The stored run of ``config`` on ``topology`` (with these offload settings, at this sweep value), if any."""
         for run in self.runs:
-            if run.topology == topology and run.config == config and _combination(run.offload) == _combination(offload):
+            if (
+                run.topology == topology
+                and run.config == config
+                and _combination(run.offload) == _combination(offload)
+                and _value(run.sweep) == _value(sweep)
+            ):
                 return run
         return None
 
     def put(self, run: RunResult) -> None:
-        """Replace the stored run of the same topology, config and offload combination, or append it;
-        ``save`` persists it."""
-        old = self.find(run.topology, run.config, run.offload)
+        """Replace the stored run of the same topology, config, offload combination and sweep value, or
+        append it; ``save`` persists it."""
+        old = self.find(run.topology, run.config, run.offload, run.sweep)
         if old is None:
             self.runs.append(run)
         else:
@@ -546,6 +559,10 @@ class ResultFile:
 
 def _combination(offload: dict | None) -> dict | None:
     return None if offload is None else offload.get("combination")
+
+
+def _value(sweep: dict | None) -> str | None:
+    return None if sweep is None else sweep.get("label")
 
 
 def resume(path: Path) -> ResultFile:

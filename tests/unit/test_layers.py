@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).parents[2] / "vdevperf"
 
 # Bottom to top.
 LAYERS: list[set[str]] = [
-    {"model", "traits", "counters", "errors", "signals", "jsoncheck"},
+    {"model", "traits", "counters", "errors", "signals", "jsoncheck", "sweeps"},
     {"topology", "measure"},
     {"load"},
     {"remote"},
@@ -30,6 +30,7 @@ LAYERS: list[set[str]] = [
 SAME_LAYER = {
     ("model", "traits"),
     ("traits", "counters"),
+    ("sweeps", "model"),
     ("bench", "rounds"),
     ("bench", "results"),
     ("lab", "results"),

@@ -13,6 +13,7 @@ from enum import Enum
 from typing import TypeVar
 
 from vdevperf.model import TestName, span, within
+from vdevperf.sweeps import EXAMPLES, Param, Sweep
 from vdevperf.topology.offload import OffloadRequest, canonical, parse_requests
 
 T = TypeVar("T")
@@ -177,3 +178,25 @@ def modules(text: str) -> list[str]:
     if not names or not all(n.replace("_", "").replace("-", "").isalnum() for n in names):
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of module names")
     return names
+
+
+def sweep(text: str) -> Sweep:
+    """``PARAM=V1,V2,...`` as --sweep takes it: MTUs in bytes, sizes as ``size`` reads them (64, 1K)."""
+    name, sep, listed = text.partition("=")
+    try:
+        param = Param(name.strip().lower())
+    except ValueError:
+        known = ", ".join(p.value for p in Param)
+        raise argparse.ArgumentTypeError(
+            f"'{text}': sweep one of {known} as PARAM=V1,V2,... (e.g. {EXAMPLES[Param.MTU]})"
+        ) from None
+    parts = [p.strip() for p in listed.split(",")]
+    if not sep or not all(parts):
+        raise argparse.ArgumentTypeError(f"'{text}': give the values as {param}=V1,V2,... (e.g. {EXAMPLES[param]})")
+    if param is Param.MTU and not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"'{text}': an MTU is a whole number of bytes (e.g. {EXAMPLES[param]})")
+    values = tuple(int(p) for p in parts) if param is Param.MTU else tuple(size(p) for p in parts)
+    try:
+        return Sweep(param, values)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

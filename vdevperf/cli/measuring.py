@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from vdevperf import api, bench, rounds
+from vdevperf import api, bench, rounds, sweeps
 from vdevperf.api import COMPARE_CPUS, COMPARE_LENGTH_S, COMPARE_WARMUP_S, Cpus
 from vdevperf.cli import argtypes
 from vdevperf.cli.argtypes import cpu_number, fraction, number_in, pair, percent, seconds, size_in, whole
@@ -29,12 +29,13 @@ from vdevperf.model import (
     SOCKBUF_BYTES,
     WARMUP_S,
     TestConfig,
+    TopologySpec,
     span,
 )
 from vdevperf.remote.client import RemoteTarget, parse_address
 from vdevperf.remote.server import DEFAULT_PORT
 from vdevperf.remote.token import read_token
-from vdevperf.report.table import compare_table, cpu_table, matrix_table, noise_floor, run_table
+from vdevperf.report.table import compare_table, cpu_table, matrix_table, noise_floor, run_table, sweep_table
 from vdevperf.results import ResultFile, resume
 from vdevperf.topology.offload import GROUPS
 from vdevperf.topology.spec import bundled_topologies, load_topology
@@ -59,13 +60,13 @@ def add_parsers(sub: Subparsers) -> None:
         "--rounds",
         type=whole(),
         metavar="N",
-        help=f"with --offload-matrix: rounds over the combinations (default {MATRIX_ROUNDS})",
+        help=f"with --offload-matrix or --sweep: rounds over the combinations or values (default {MATRIX_ROUNDS})",
     )
     run.add_argument(
         "--alpha",
         type=fraction,
         default=0.05,
-        help="with --offload-matrix: significance level of the verdicts (default 0.05)",
+        help="with --offload-matrix or --sweep: significance level of the verdicts (default 0.05)",
     )
     run.add_argument(
         "--remote",
@@ -219,6 +220,15 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str, length: floa
         f"machine during its window (default {rounds.DEFAULT_MAX_STEAL_PCT:g})",
     )
     p.add_argument("--seed", type=whole(0), help="seed of the interleaved rounds' order (default: random; recorded)")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        type=argtypes.sweep,
+        metavar="PARAM=V1,V2,...",
+        help="measure at each value, in interleaved rounds, each against the first value on the same "
+        "topology: mtu (every device of the topology; e.g. mtu=1500,9000,65535) or size (-m/-M of "
+        "stream tests, -r of RR tests; e.g. size=64,1K,16K,128K); one parameter at a time",
+    )
     family = p.add_mutually_exclusive_group()
     family.add_argument("-4", dest="ip_version", action="store_const", const=4, default=4, help="IPv4 (default)")
     family.add_argument("-6", dest="ip_version", action="store_const", const=6, help="IPv6")
@@ -334,6 +344,7 @@ def _remote_target(args: argparse.Namespace) -> RemoteTarget:
         ("--offload", args.offload),
         ("--offload-matrix", args.offload_matrix),
         ("--capture", args.capture),
+        ("--sweep", args.sweep),
     ):
         if given:
             raise VdevperfError(flag, "needs a topology: with --remote the path's devices are not vdevperf's")
@@ -344,6 +355,40 @@ def _remote_target(args: argparse.Namespace) -> RemoteTarget:
     except ValueError as exc:
         raise VdevperfError("--remote", str(exc)) from None
     return RemoteTarget(host=host, port=port, token=read_token(args.token_file))
+
+
+def _swept(args: argparse.Namespace, configs: Sequence[TestConfig]) -> sweeps.Sweep | None:
+    """The --sweep asked for, checked against every test before anything is built; None without one."""
+    if not args.sweep:
+        return None
+    if len(args.sweep) > 1:
+        names = " and ".join(s.text for s in args.sweep)
+        raise VdevperfError("--sweep", f"one parameter at a time; got {names}")
+    if args.iterations or args.confidence:
+        raise VdevperfError("-i/-I", "a sweep repeats in interleaved rounds: use --rounds N")
+    swept: sweeps.Sweep = args.sweep[0]
+    try:
+        sweeps.configs(swept, list(configs))
+    except ValueError as exc:
+        raise VdevperfError("--sweep", f"{swept.text}: {exc}") from None
+    return swept
+
+
+def _run_sweep(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    specs: Sequence[TopologySpec],
+    configs: Sequence[TestConfig],
+    swept: sweeps.Sweep,
+    judging: bench.Judging,
+    resumed: ResultFile | None = None,
+) -> int:
+    """A sweep of ``run`` (one topology) or ``compare`` (each topology), then its table."""
+    runs = judging.plan.rounds
+    with stored(args.output, argv, resumed) as results, _options(args, runs, configs, results) as options:
+        bench.sweep_compare(specs, configs, swept, results, options, judging)
+    _emit(args, results, sweep_table(results.runs, results.comparison or {}))
+    return 0
 
 
 def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -361,6 +406,12 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise VdevperfError("run", "give a topology (e.g. veth) or --remote HOST:PORT")
     spec = load_topology(args.topology)
     configs = _configs(args)
+    swept = _swept(args, configs)
+    if swept is not None:
+        if args.offload_matrix:
+            raise VdevperfError("--sweep", "cannot go with --offload-matrix: one sweep at a time")
+        judging = bench.Judging(plan=_plan(args, MATRIX_ROUNDS), alpha=args.alpha, placement=api.placement(args.cpu))
+        return _run_sweep(args, argv, [spec], configs, swept, judging)
     if args.offload_matrix:
         if len(configs) != 1:
             raise VdevperfError("--offload-matrix", "sweeps one test at a time; give a single -t")
@@ -396,6 +447,13 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     placement = api.placement(args.cpu, COMPARE_CPUS)
     configs = _configs(args, COMPARE_CPUS)
     plan = _plan(args, rounds.DEFAULT_ROUNDS)
+    swept = _swept(args, configs)
+    if swept is not None:
+        if args.resume is not None or args.aa or args.baseline:
+            flag = "--resume" if args.resume is not None else "--aa" if args.aa else "--baseline"
+            raise VdevperfError(flag, "cannot go with --sweep: a sweep's baseline is its first value")
+        judging = bench.Judging(plan=plan, alpha=args.alpha, target_ci_pct=args.target_ci, placement=placement)
+        return _run_sweep(args, argv, specs, configs, swept, judging)
     resumed = None
     if args.resume is not None:
         if args.output is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 from vdevperf.measure import noise
@@ -170,17 +170,23 @@ class PairedCell:
 
 
 def analyse(
-    runs: Sequence[RunResult], arm: Callable[[RunResult], str], baseline: str, alpha: float
+    runs: Sequence[RunResult],
+    arm: Callable[[RunResult], str],
+    baseline: str | Callable[[RunResult], str],
+    alpha: float,
+    pair: Callable[[RunResult], Hashable] = lambda run: run.config,
 ) -> list[PairedCell]:
-    """Every measured run against the baseline arm's run of the same config, round by round, judged as
-    one family (Holm). Rounds that either side lacks or has flagged as noisy (measure.noise), or where a
-    figure is missing or zero, are left out."""
+    """Every measured run against the baseline arm's run of the same ``pair`` key (by default the same
+    config), round by round, judged as one family (Holm). ``baseline`` names the baseline arm, or gives
+    each run its own (a sweep over several topologies: each topology's first value). Rounds that either
+    side lacks or has flagged as noisy (measure.noise), or where a figure is missing or zero, are left out."""
+    baseline_of = baseline if callable(baseline) else lambda run: baseline
     measured = [r for r in runs if r.status is RunStatus.OK]
-    base = {r.config: r for r in measured if arm(r) == baseline}
+    base = {(arm(r), pair(r)): r for r in measured if arm(r) == baseline_of(r)}
     found: list[tuple[RunResult, str, list[tuple[int, float, float]]]] = []
     for run in measured:
-        partner = base.get(run.config)
-        if arm(run) == baseline or partner is None:
+        partner = base.get((baseline_of(run), pair(run)))
+        if arm(run) == baseline_of(run) or partner is None:
             continue
         # A round where either side stayed noisy after its retries (a distorting flag) is left out.
         theirs = {it.round: it.metrics for it in partner.iterations if it.round is not None and not _flagged(it)}

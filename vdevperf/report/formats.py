@@ -14,10 +14,11 @@ import io
 import json
 from collections.abc import Callable, Sequence
 
+from vdevperf import sweeps
 from vdevperf.model import RunResult
 from vdevperf.report.cells import cell
 from vdevperf.report.rows import Row, row
-from vdevperf.report.table import compare_table, run_table
+from vdevperf.report.table import compare_table, run_table, sweep_table
 
 # --format names and the tabulate format each one is.
 TABLE_FORMATS = {"plain": "simple", "github": "github", "markdown": "pipe"}
@@ -32,6 +33,7 @@ GROUPS: dict[str, Callable[[RunResult], str]] = {
     "topology": lambda run: run.topology,
     "test": lambda run: str(run.config.test),
     "offload": _offload_label,
+    "sweep": lambda run: sweeps.label_of(run.sweep) or "not swept",
 }
 FIELDS = [f.name for f in dataclasses.fields(Row)]
 
@@ -65,6 +67,8 @@ def render(runs: Sequence[RunResult], fmt: str, group_by: str | None = None, com
     """The report in ``fmt``; tables get one heading and table per group, or, for one compare's
     file (``comparison`` given, no grouping), its table of paired ratios and verdicts again."""
     if comparison and comparison.get("baseline") and fmt in TABLE_FORMATS and group_by is None:
+        if any(r.sweep is not None for r in runs):
+            return sweep_table(runs, comparison, TABLE_FORMATS[fmt])
         return compare_table(runs, comparison, TABLE_FORMATS[fmt])
     groups = grouped(runs, group_by)
     if fmt == "csv":

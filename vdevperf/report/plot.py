@@ -5,6 +5,8 @@ Each kind draws from result data only, never from a live run:
   interval (or the iterations' spread) as error bars;
 - timeseries: rate and CPU utilisation per sampling interval of each run;
 - offload: an offload matrix, rate and service demand per combination;
+- sweep: a sweep (--sweep), rate and service demand against the swept value, one line per
+  topology, with each value's 95 % interval over its rounds;
 - scale: namespace creation rate at each mark, per method (``vdevperf scale`` results).
 Figures are written as PNG or SVG, with titles, units and legends.
 """
@@ -15,13 +17,15 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from vdevperf import sweeps
 from vdevperf.errors import VdevperfError
+from vdevperf.measure.stats import t_quantile
 from vdevperf.model import RunResult, RunStatus
 from vdevperf.report.diff import metric
 from vdevperf.report.rows import row
 from vdevperf.traits import Kind
 
-KINDS = ("bars", "timeseries", "offload", "scale")
+KINDS = ("bars", "timeseries", "offload", "sweep", "scale")
 
 
 def _pyplot():
@@ -136,6 +140,67 @@ def offload(runs: Sequence[RunResult], out: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("offload matrix")
     _save(fig, out)
+
+
+def _interval(run: RunResult, name: str, level_pct: float = 95.0) -> tuple[float, float] | None:
+    """The mean of a metric over a run's rounds and half its t interval; None without figures."""
+    values = [v for v in (metric(run, name, it.metrics) for it in run.iterations) if v is not None]
+    if not values:
+        return None
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, t_quantile(level_pct, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+
+
+def sweep(runs: Sequence[RunResult], out: Path) -> None:
+    """A sweep: rate and service demand against the swept value (log scale), one line per topology
+    and one panel pair per test; error bars are each value's 95 % t interval over its rounds. A value
+    a topology refused has no point."""
+    plt = _pyplot()
+    swept = [r for r in runs if r.sweep is not None]
+    measured = [r for r in swept if r.status is RunStatus.OK]
+    if not measured:
+        raise VdevperfError("plot", "no measured sweep runs to draw (run with --sweep)")
+    first = measured[0].sweep or {}
+    tests = list(dict.fromkeys(str(r.config.test) for r in measured))
+    fig, axes = plt.subplots(len(tests), 2, figsize=(11, 3.8 * len(tests)), squeeze=False)
+    for (ax_rate, ax_demand), test in zip(axes, tests, strict=True):
+        chosen = [r for r in measured if str(r.config.test) == test]
+        for topology in dict.fromkeys(r.topology for r in chosen):
+            line = sorted((r for r in chosen if r.topology == topology), key=lambda r: (r.sweep or {})["value"])
+            xs = [(r.sweep or {})["value"] for r in line]
+            for ax, name in ((ax_rate, "rate"), (ax_demand, "service_demand")):
+                points = [(x, i) for x, i in zip(xs, (_interval(r, name) for r in line), strict=True) if i]
+                ax.errorbar(
+                    [x for x, _ in points],
+                    [i[0] for _, i in points],
+                    yerr=[i[1] for _, i in points],
+                    marker="o",
+                    capsize=4,
+                    label=topology,
+                )
+        units = row(chosen[0])
+        ax_rate.set_title(f"{test}: rate")
+        ax_rate.set_ylabel(units.rate_units)
+        ax_demand.set_title(f"{test}: service demand (CPU per unit of work)")
+        ax_demand.set_ylabel(units.demand_units)
+        values = sorted({(r.sweep or {})["value"] for r in swept})
+        for ax in (ax_rate, ax_demand):
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(values, [sweeps.label_of(_point(swept, v)).partition("=")[2] for v in values])
+            ax.minorticks_off()
+            ax.set_xlabel(
+                f"{first.get('param', '?')} ({'bytes per message' if first.get('param') == 'size' else 'bytes'})"
+            )
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+    fig.suptitle(f"vdevperf sweep {sweeps.text_of(first)} (error bars: 95 % interval over the rounds)")
+    _save(fig, out)
+
+
+def _point(runs: Sequence[RunResult], value: int) -> dict | None:
+    return next((r.sweep for r in runs if r.sweep is not None and r.sweep["value"] == value), None)
 
 
 def scale(documents: Sequence[dict], out: Path) -> None:

@@ -72,8 +72,10 @@ def footnotes(runs: Sequence[RunResult]) -> list[str]:
     """Why some rows have no figures (once per topology), and which intervals were not met."""
     seen: dict[str, str] = {}
     for run in runs:
-        if run.status is not RunStatus.OK and run.topology not in seen:
-            seen[run.topology] = f"{run.topology}: {run.reason}"
+        # A sweep's value may be refused where the others ran: its reason is the value's own.
+        name = run_name(run)
+        if run.status is not RunStatus.OK and name not in seen:
+            seen[name] = f"{name}: {run.reason}"
     notes = list(seen.values())
     for run in runs:
         c = run.confidence
@@ -88,13 +90,18 @@ def footnotes(runs: Sequence[RunResult]) -> list[str]:
         if run.offload and run.offload["changed"]:
             changed = "; ".join(f"{dev}: {', '.join(names)}" for dev, names in run.offload["changed"].items() if names)
             notes.append(
-                f"{run.topology} {run.config.test} offload {' '.join(run.offload['requested'])}: "
+                f"{run_name(run)} {run.config.test} offload {' '.join(run.offload['requested'])}: "
                 f"changed {changed or 'nothing'}"
             )
         probe = run.iterations[-1].capture if run.iterations else None
         if probe:
-            notes.append(capture_note(run.topology, str(run.config.test), probe))
+            notes.append(capture_note(run_name(run), str(run.config.test), probe))
     return notes
+
+
+def run_name(run: RunResult) -> str:
+    """How notes name a run's topology: with its sweep value in a sweep (``veth mtu=9000``)."""
+    return run.topology if run.sweep is None else f"{run.topology} {run.sweep['label']}"
 
 
 def noise_notes(runs: Sequence[RunResult]) -> list[str]:
@@ -113,7 +120,7 @@ def noise_notes(runs: Sequence[RunResult]) -> list[str]:
             flagged = sum(1 for it in run.iterations if noise.distorted((it.noise or {}).get("flags")))
             left_out = f" ({flagged} left out of the ratios)" if flagged else ""
             notes.append(
-                f"~ {run.topology} {run.config.test}: of {len(run.iterations)} iteration(s){left_out}: "
+                f"~ {run_name(run)} {run.config.test}: of {len(run.iterations)} iteration(s){left_out}: "
                 + "; ".join(parts)
             )
     return notes
@@ -144,9 +151,9 @@ def row(run: RunResult) -> Row:
     units = (declared.rate, declared.service_demand)
     m = run.metrics
     if run.status is not RunStatus.OK or m is None:
-        return Row(
-            run.topology, str(run.config.test), None, units[0], None, None, None, units[1], note=NOTES[run.status]
-        )
+        # A sweep's value can be refused by one device of a path the kernel supports: see its footnote.
+        note = NOTES[run.status] if run.sweep is None else f"{run.sweep['label']} unsupported here (see below)"
+        return Row(run.topology, str(run.config.test), None, units[0], None, None, None, units[1], note=note)
     ci = None
     if run.confidence is not None:
         interval = next((i for i in run.confidence.intervals if i.metric == rate_key(run.config.test)), None)
@@ -186,9 +193,10 @@ def relative_rows(
     baseline: str,
     cells: Sequence[dict],
     arm: Callable[[RunResult], str] = lambda run: run.topology,
+    baseline_of: Callable[[RunResult], str] | None = None,
 ) -> list[Row]:
-    """Rows with every paired metric against the ``baseline`` arm: ``cells`` are a result's
-    comparison cells (measure.paired.PairedCell.to_json)."""
+    """Rows with every paired metric against the ``baseline`` arm (or each run's own, ``baseline_of``):
+    ``cells`` are a result's comparison cells (measure.paired.PairedCell.to_json)."""
     by_key = {(c["arm"], c["test"], c["metric"]): c for c in cells}
     out = []
     for run in runs:
@@ -196,7 +204,7 @@ def relative_rows(
         if r.rate is None:
             out.append(r)
             continue
-        changes: dict = {"baseline": arm(run) == baseline}
+        changes: dict = {"baseline": arm(run) == (baseline_of(run) if baseline_of else baseline)}
         for metric, name in VERSUS_FIELDS.items():
             c = by_key.get((arm(run), r.test, metric))
             if c is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
+from vdevperf import sweeps
 from vdevperf.measure.paired import resolvable_pct
 from vdevperf.model import RunResult
 from vdevperf.report.diff import DiffRow
@@ -87,20 +88,29 @@ def _columns(baseline: str | None) -> list[Column]:
     ]
 
 
-def _render(rows: list[Row], runs: Sequence[RunResult], baseline: str | None, fmt: str) -> str:
+def _render(
+    rows: list[Row],
+    runs: Sequence[RunResult],
+    baseline: str | None,
+    fmt: str,
+    keys: Sequence[tuple[str, Callable[[RunResult, Row], str]]] = (),
+) -> str:
+    """The table: Topology, then the ``keys`` columns (header, cell of a run), Test, then the figures."""
+    keys = [("Topology", lambda run, r: r.topology), *keys, ("Test", lambda run, r: r.test)]
     columns = [c for c in _columns(baseline) if any(c.wanted(r) for r in rows if r.rate is not None)]
     body = []
-    for r in rows:
+    for run, r in zip(runs, rows, strict=True):
+        lead = [key(run, r) for _, key in keys]
         if r.rate is None:
-            body.append([r.topology, r.test, r.note] + [""] * (len(columns) - 1))
+            body.append(lead + [r.note] + [""] * (len(columns) - 1))
         else:
-            body.append([r.topology, r.test] + [c.cell(r) for c in columns])
+            body.append(lead + [c.cell(r) for c in columns])
     table = tabulate(
         body,
-        headers=["Topology", "Test"] + [c.header for c in columns],
+        headers=[header for header, _ in keys] + [c.header for c in columns],
         tablefmt=fmt,
         disable_numparse=True,
-        colalign=("left", "left") + ("right",) * len(columns),
+        colalign=("left",) * len(keys) + ("right",) * len(columns),
     )
     return "\n".join([table, *footnotes(runs)])
 
@@ -130,6 +140,21 @@ def comparison_header(comparison: dict, runs: Sequence[RunResult]) -> str:
         f"{100 * (1 - comparison['alpha']):g} %, verdicts Holm-corrected over {len(comparison['cells'])} "
         f"cells; windows with steal above {plan['max_steal_pct']:g} % measured again"
     )
+
+
+def sweep_table(runs: Sequence[RunResult], comparison: dict, fmt: str = "simple") -> str:
+    """A sweep (--sweep): one row per topology, value and test, each value against the first value on
+    the same topology (paired by round); a header line says how it was measured and what the baseline is."""
+    swept = [r for r in runs if r.sweep is not None]
+    if not swept:
+        return "no sweep runs"
+    first = swept[0].sweep or {}
+    baseline = first.get("baseline", "")
+    rows = relative_rows(swept, baseline, comparison.get("cells", []), sweeps.arm, sweeps.baseline_arm)
+    title = f"sweep {sweeps.text_of(first)}: each value against {baseline} on the same topology"
+    value = ("Value", lambda run, r: (run.sweep or {}).get("label", "").partition("=")[2])
+    header = comparison_header(comparison, swept) if comparison else "no interleaved rounds recorded"
+    return "\n".join([title, header, _render(rows, swept, baseline, fmt, [value])])
 
 
 BREAKDOWN_FIELDS = ("user", "nice", "system", "irq", "softirq", "iowait", "steal", "unaccounted", "idle")
