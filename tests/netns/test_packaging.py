@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import leaked_by, snapshot
 
+from vdevperf.topology.spec import bundled_topologies
+
 REPO = Path(__file__).resolve().parents[2]
 # What the wheel is built from: the package and what pyproject.toml refers to.
 SOURCES = ("pyproject.toml", "README.md", "vdevperf")
@@ -60,13 +62,10 @@ def test_the_wheel_ships_every_bundled_topology(venv, tmp_path):
     )
     where, names = _check([venv / "bin" / "python", "-c", code], cwd=tmp_path, env=_clean_env()).stdout.split()
     assert where.startswith(str(venv)), where
-    assert names.split(",") == [p.stem for p in _bundled_in_tree()]
-
-
-def _bundled_in_tree() -> list[Path]:
-    order = ["loopback", "veth", "bridge", "macvlan", "ipvlan"]
-    files = sorted((REPO / "vdevperf" / "topologies").glob("*.toml"))
-    return sorted(files, key=lambda p: (order.index(p.stem) if p.stem in order else len(order), p.stem))
+    # Every file of the source tree, in the order the tree's own code lists them.
+    in_tree = {p.stem for p in (REPO / "vdevperf" / "topologies").glob("*.toml")}
+    assert set(names.split(",")) == in_tree
+    assert names.split(",") == bundled_topologies()
 
 
 def test_an_installed_vdevperf_runs_a_bundled_topology_from_anywhere(venv, tmp_path):
