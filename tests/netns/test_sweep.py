@@ -48,10 +48,20 @@ def test_every_device_takes_the_mtu_up_and_down_parents_first(name):
         assert read_mtu(topo) == applied
 
 
+def test_the_underlay_of_a_tunnel_carries_the_mtu_plus_its_headers_both_ways():
+    with build(load_topology("vxlan")) as topo:
+        for mtu in (9000, 1500, 4000):
+            applied = set_mtu(topo, mtu)
+            # The overlay, where the endpoints are, has the MTU; its underlay 50 bytes more (outer headers).
+            assert applied == {"u0": mtu + 50, "u1": mtu + 50, "x0": mtu, "x1": mtu}
+            assert {name: ip_mtu(topo, name) for name in applied} == applied
+
+
 def test_a_device_that_refuses_names_itself_and_the_reason():
     with build(load_topology("vxlan")) as topo:
-        with pytest.raises(MtuRefused, match=r"device '\w+' refused MTU 1500: Invalid argument"):
-            set_mtu(topo, 1500)  # the overlay's headers do not fit under an underlay of 1500
+        # 65535 on the overlay would need 65585 on the underlay, more than any device takes.
+        with pytest.raises(MtuRefused, match=r"device 'u0' refused MTU 65585 \(MTU 65535 and the headers"):
+            set_mtu(topo, 65535)
 
 
 def test_a_size_sweep_runs_one_row_per_value_in_interleaved_rounds(tmp_path: Path):
@@ -83,25 +93,26 @@ def test_a_size_sweep_runs_one_row_per_value_in_interleaved_rounds(tmp_path: Pat
 
 def test_an_mtu_sweep_over_two_topologies_applies_each_value_and_reports_a_refused_one(tmp_path: Path):
     out = tmp_path / "mtu.json"
-    args = ("compare", "veth", "vxlan", "-t", "TCP_STREAM", "--sweep", "mtu=1500,9000", "--capture")
+    args = ("compare", "veth", "vxlan", "-t", "TCP_STREAM", "--sweep", "mtu=1500,65535", "--capture")
     proc = vdevperf(*args, *QUICK, "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     runs = json.loads(proc.stdout)["runs"]
     assert [(r["topology"], r["sweep"]["value"], r["status"]) for r in runs] == [
         ("veth", 1500, "ok"),
-        ("veth", 9000, "ok"),
-        ("vxlan", 1500, "unsupported"),
-        ("vxlan", 9000, "unsupported"),
+        ("veth", 65535, "ok"),
+        ("vxlan", 1500, "ok"),
+        ("vxlan", 65535, "unsupported"),
     ]
     for run in runs[:2]:
         mtu = run["sweep"]["value"]
         assert run["sweep"]["applied"] == {"c0": mtu, "s0": mtu}
         # The receiving device's MTU as the kernel reported it when each iteration's probe started.
         assert [it["capture"]["mtu"] for it in run["iterations"]] == [mtu, mtu]
-    assert "refused MTU 1500: Invalid argument" in runs[2]["reason"]
+    assert runs[2]["sweep"]["applied"] == {"u0": 1550, "u1": 1550, "x0": 1500, "x1": 1500}
+    assert "refused MTU 65585 (MTU 65535 and the headers of the tunnel on it): Invalid argument" in runs[3]["reason"]
     table = vdevperf("report", str(out)).stdout
-    assert "mtu=1500 unsupported here (see below)" in table
-    assert re.search(r"^vxlan mtu=9000: device '\w+' refused MTU 9000", table, re.MULTILINE)
+    assert "mtu=65535 unsupported here (see below)" in table
+    assert re.search(r"^vxlan mtu=65535: device 'u0' refused MTU 65585", table, re.MULTILINE)
 
 
 def test_the_python_api_sweeps_too(tmp_path: Path):

@@ -6,9 +6,11 @@ crosses all of them (a veth's peer, a bridge, its ports), and a path whose devic
 measure fragmentation or PMTU discovery instead of the MTU. A veth's peer is a device of its own in
 the topology, so both ends always match. Parents go before the devices stacked on them: a macvlan or
 vxlan may not exceed its lower device, and lowering a lower device lowers them along with it, so one
-pass in that order works upwards and downwards. (A vxlan adds 50 bytes of headers, so it refuses
-its underlay's MTU: a sweep over an overlay reports that value as refused.) A topology without devices
-sets ``lo`` in each namespace. Nothing is restored: the namespaces die at teardown.
+pass in that order works upwards and downwards. A device under a tunnel gets the MTU plus the
+tunnel's headers (its kind's ``headroom``: 50 bytes under a vxlan over IPv4), so that the overlay,
+where the endpoints are, carries the swept MTU whole, as an operator raising an overlay's MTU raises
+the underlay's. A topology without devices sets ``lo`` in each namespace. Nothing is restored: the
+namespaces die at teardown.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from vdevperf.errors import TopologyError
 from vdevperf.model import DeviceSpec
 from vdevperf.topology.builder import Topology
+from vdevperf.topology.kinds import kind_of
 
 
 class MtuRefused(TopologyError):
@@ -39,6 +42,13 @@ def _targets(topology: Topology) -> list[tuple[str, str, int | str]]:
     return [(ns, f"lo ({ns})", "lo") for ns in topology.spec.namespaces]
 
 
+def _wanted(topology: Topology, name: str, mtu: int) -> int:
+    """The MTU device ``name`` needs for ``mtu`` on the devices at the top: the largest of what each
+    device stacked on it needs, plus that device's headers (0 for macvlan and the like)."""
+    above = [d for d in topology.spec.devices if d.parent == name]
+    return max((_wanted(topology, d.name, mtu) + kind_of(d).headroom(d) for d in above), default=mtu)
+
+
 def _index(topology: Topology, netns: str, device: int | str) -> int:
     if isinstance(device, int):
         return device
@@ -51,12 +61,14 @@ def set_mtu(topology: Topology, mtu: int) -> dict[str, int]:
     MtuRefused naming the first device that refused and the kernel's reason.
     """
     for netns, name, device in _targets(topology):
+        wanted = _wanted(topology, name, mtu) if isinstance(device, int) else mtu
         try:
-            topology.ipr(netns).link("set", index=_index(topology, netns, device), mtu=mtu)
+            topology.ipr(netns).link("set", index=_index(topology, netns, device), mtu=wanted)
         except NetlinkError as exc:
             reason = os.strerror(exc.code) if exc.code else str(exc)
             hint = " (above what it or its lower device allows)" if exc.code == errno.EINVAL else ""
-            raise MtuRefused(topology.what, f"device '{name}' refused MTU {mtu}: {reason}{hint}") from exc
+            carried = f" (MTU {mtu} and the headers of the tunnel on it)" if wanted != mtu else ""
+            raise MtuRefused(topology.what, f"device '{name}' refused MTU {wanted}{carried}: {reason}{hint}") from exc
     return read_mtu(topology)
 
 

@@ -94,6 +94,11 @@ class Kind:
         """The mode a device of this kind gets when its table names none."""
         return self.modes[0] if self.modes else None
 
+    def headroom(self, dev: DeviceSpec) -> int:
+        """Bytes of outer headers ``dev`` adds to what it sends through its parent (a tunnel's
+        encapsulation): the parent needs an MTU this much larger to carry ``dev``'s MTU whole."""
+        return 0
+
     def key(self, name: str) -> Key | None:
         """The declared key ``name``, or None if this kind does not take it."""
         return next((k for k in self.keys if k.name == name), None)

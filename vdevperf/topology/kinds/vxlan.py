@@ -30,6 +30,10 @@ class Vxlan(Kind):
         "the receive side aggregates through GRO on the underlay before decapsulation"
     )
 
+    def headroom(self, dev: DeviceSpec) -> int:
+        # Inner Ethernet 14 + VXLAN 8 + UDP 8 + the outer IP header: 20 over IPv4, 40 over IPv6.
+        return 30 + (20 if ipaddress.ip_address(str(dev.option("remote"))).version == 4 else 40)
+
     def check(self, dev: DeviceSpec) -> None:
         where = f"device '{dev.name}'"
         if dev.parent is None:
