@@ -60,10 +60,13 @@ def test_every_test_gives_plausible_figures(veth, test, version):
             <= m.max_latency_us
         )
         hist_count = sum(sum(h.values()) for h in result.iterations[0].raw["latency_histograms"])
-        # The histogram covers the window: one entry per counted transaction, give or take the few
-        # that complete in the microseconds between reading the counters and the histogram.
+        # The histogram covers the window: one entry per counted transaction, give or take those
+        # that complete between the sampler's reads of the counters and of the histogram. That is
+        # microseconds, unless the sampler's vCPU is preempted in between (host steal, other load):
+        # then milliseconds, tens of transactions. 1 % still fails a histogram that misses a flow
+        # or counts twice.
         counted = window_delta(result, "flow0.client.transactions")
-        assert abs(hist_count - counted) <= 2 + counted // 1000
+        assert abs(hist_count - counted) <= 2 + counted // 100
     if test is TestName.UDP_STREAM:
         assert m.messages_sent >= m.messages_received > 0
         assert m.loss_pct == pytest.approx(100 * (m.messages_sent - m.messages_received) / m.messages_sent)
@@ -96,13 +99,12 @@ def test_tcp_crr_makes_one_connection_per_transaction(veth):
     accepted = endpoint(result, 0, "server")["final_counters"]["connections"]
     assert transactions > 100
     assert 0 <= accepted - transactions <= 1  # a connection accepted as the client was stopped
-    assert (
-        abs(
-            window_delta(result, "flow0.server.connections")
-            - result.metrics.transactions_per_s * result.metrics.elapsed_s
-        )
-        <= 2
-    )
+    # Over the window: one accepted connection per transaction, give or take those made between the
+    # sampler's reads of the server's and the client's counters (microseconds apart, milliseconds if
+    # its vCPU is preempted in between), so within 1 %: a connection per several transactions or
+    # several per transaction would be far outside.
+    window = result.metrics.transactions_per_s * result.metrics.elapsed_s
+    assert abs(window_delta(result, "flow0.server.connections") - window) <= 2 + window / 100
 
 
 def test_udp_stream_loss_comes_from_real_counts(veth):

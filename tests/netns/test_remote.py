@@ -474,6 +474,8 @@ def test_a_client_that_vanishes_mid_test_does_not_leave_the_server_stuck(veth, s
         client.kill()
         client.wait()
     server.wait_for(lambda: server.endpoints() == [], timeout=5)
+    # The session logs the reason as it ends, which may be a moment after its endpoints are gone.
+    server.wait_for(lambda: "client went away" in server.log(), timeout=5)
     assert (
         "client went away (closed in the middle of a frame during TCP_STREAM)" in server.log()
         or "client went away (closed during TCP_STREAM)" in server.log()
