@@ -22,13 +22,12 @@ probe runs the same code a build does.
 from __future__ import annotations
 
 import functools
-import importlib
-import pkgutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from vdevperf.model import DeviceSpec, FeatureSpec
+from vdevperf.topology import plugins
 
 
 @dataclass(frozen=True)
@@ -124,16 +123,7 @@ class Feature:
 
 
 def _discover() -> dict[str, Feature]:
-    found: list[Feature] = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        feature = getattr(module, "FEATURE", None)
-        if not isinstance(feature, Feature):
-            raise TypeError(f"{module.__name__} defines no FEATURE (an instance of topology.features.Feature)")
-        found.append(feature)
-    found.sort(key=lambda f: (f.order, f.key))
+    found = plugins.discover(__name__, __path__, "FEATURE", Feature, lambda feature: (feature.order, feature.key))
     return {feature.key: feature for feature in found}
 
 

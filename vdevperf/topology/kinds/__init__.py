@@ -17,13 +17,12 @@ probe.py send them.
 from __future__ import annotations
 
 import functools
-import importlib
-import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from vdevperf.model import DeviceSpec, OptionValue
+from vdevperf.topology import plugins
 
 
 @dataclass(frozen=True)
@@ -132,16 +131,7 @@ class Kind:
 
 
 def _discover() -> dict[str, Kind]:
-    found: list[Kind] = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        kind = getattr(module, "KIND", None)
-        if not isinstance(kind, Kind):
-            raise TypeError(f"{module.__name__} defines no KIND (an instance of topology.kinds.Kind)")
-        found.append(kind)
-    found.sort(key=lambda k: (k.order, k.name))
+    found = plugins.discover(__name__, __path__, "KIND", Kind, lambda kind: (kind.order, kind.name))
     return {kind.name: kind for kind in found}
 
 
