@@ -458,9 +458,12 @@ def _arm_result(a: _Arm) -> RunResult:
     return result(a.name, a.source, a.cfg, iterations, a.offload, sweep=a.sweep)
 
 
-def _unsupported(spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile, why: str) -> None:
+def _unsupported(
+    spec: TopologySpec, configs: Sequence[TestConfig], results: ResultFile, why: str, sweep: dict | None = None
+) -> None:
+    """A row saying why for each config not stored yet (at this sweep value, if any)."""
     for cfg in configs:
-        if results.find(spec.name, cfg) is None:
+        if results.find(spec.name, cfg, sweep=sweep) is None:
             results.add(
                 RunResult(
                     topology=spec.name,
@@ -468,6 +471,7 @@ def _unsupported(spec: TopologySpec, configs: Sequence[TestConfig], results: Res
                     config=cfg,
                     status=RunStatus.UNSUPPORTED,
                     reason=why,
+                    sweep=sweep,
                 )
             )
 
@@ -587,13 +591,13 @@ def sweep_compare(
                 topology = stack.enter_context(build(spec))
             except UnsupportedKind as exc:
                 for value, cfgs in points:
-                    _unsupported_point(spec, cfgs, swept.point(value), results, exc.why)
+                    _unsupported(spec, cfgs, results, exc.why, swept.point(value))
                 continue
             offload = stack.enter_context(offloaded(topology, options.offload))
             for value, cfgs in points:
                 why = _refused(topology, swept, value)
                 if why is not None:
-                    _unsupported_point(spec, cfgs, swept.point(value), results, why)
+                    _unsupported(spec, cfgs, results, why, swept.point(value))
                     continue
                 arms += [_sweep_arm(topology, cfg, swept, value, offload, options) for cfg in cfgs]
         outcome = _interleave(arms, results, judging, SWEEP_PAIRING, options)
@@ -614,22 +618,6 @@ def _refused(topology: Topology, swept: sweeps.Sweep, value: int) -> str | None:
     except MtuRefused as exc:
         return exc.why
     return None
-
-
-def _unsupported_point(
-    spec: TopologySpec, configs: Sequence[TestConfig], point: dict, results: ResultFile, why: str
-) -> None:
-    for cfg in configs:
-        results.put(
-            RunResult(
-                topology=spec.name,
-                topology_source=spec.source,
-                config=cfg,
-                status=RunStatus.UNSUPPORTED,
-                reason=why,
-                sweep=point,
-            )
-        )
 
 
 def _sweep_arm(
