@@ -26,6 +26,7 @@ class TestName(enum.StrEnum):
 
     TCP_STREAM = "TCP_STREAM"
     TCP_MAERTS = "TCP_MAERTS"
+    TCP_SENDFILE = "TCP_SENDFILE"
     UDP_STREAM = "UDP_STREAM"
     TCP_RR = "TCP_RR"
     TCP_CRR = "TCP_CRR"
@@ -164,6 +165,7 @@ TRAITS: dict[TestName, Traits] = {
     for t in (
         Traits(TestName.TCP_STREAM, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",)),
         Traits(TestName.TCP_MAERTS, Kind.STREAM, Protocol.TCP, _AT_CLIENT_BYTES, STREAM_METRICS, ("server",)),
+        Traits(TestName.TCP_SENDFILE, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",)),
         Traits(
             TestName.UDP_STREAM,
             Kind.STREAM,

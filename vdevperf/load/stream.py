@@ -10,7 +10,9 @@ until SIGUSR1 raises StopLoad; the receiver until EOF or StopLoad.
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import tempfile
 
 from vdevperf.counters import BYTES_RECEIVED, BYTES_SENT, ERRORS, MESSAGES_RECEIVED, MESSAGES_SENT
 from vdevperf.load.context import Loop, LoopContext
@@ -50,6 +52,31 @@ def send_loop(ctx: LoopContext) -> None:
             pass
 
 
+def sendfile_loop(ctx: LoopContext) -> None:
+    """netperf's TCP_SENDFILE: send ``-m`` bytes per call with sendfile(2) from a file in the page
+    cache, so that the kernel sends without copying from user memory; counted as send_loop does."""
+    sock, slots = ctx.data_socket(), ctx.slots
+    size = ctx.cfg.send_size
+    out = sock.fileno()
+    sent = calls = 0
+    with tempfile.TemporaryFile() as source:
+        source.write(bytes(size))
+        source.flush()
+        fd = source.fileno()
+        try:
+            while True:
+                n = os.sendfile(out, fd, 0, size)
+                sent += n
+                calls += 1
+                slots[BYTES_SENT] = sent
+                slots[MESSAGES_SENT] = calls
+        finally:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+
 def recv_loop(ctx: LoopContext) -> None:
     """Receive into one ``-M``-byte buffer until EOF; count bytes and calls (UDP: messages)."""
     slots = ctx.slots
@@ -70,5 +97,6 @@ def recv_loop(ctx: LoopContext) -> None:
 LOOPS: dict[TestName, tuple[Loop, Loop]] = {
     TestName.TCP_STREAM: (send_loop, recv_loop),
     TestName.TCP_MAERTS: (recv_loop, send_loop),
+    TestName.TCP_SENDFILE: (sendfile_loop, recv_loop),
     TestName.UDP_STREAM: (send_loop, recv_loop),
 }
