@@ -336,8 +336,8 @@ def run_remote(
     """Run each config (those not done yet) from here against the vdevperf server at ``target``,
     one authenticated session per config; store each run as it finishes."""
     done = []
-    if any(cfg.congestion_control is not None or cfg.nodelay for cfg in configs):
-        raise VdevperfError("-K/-D", "not carried to a vdevperf server yet; run without --remote")
+    if any(cfg.congestion_control is not None or cfg.nodelay or cfg.zerocopy for cfg in configs):
+        raise VdevperfError("-K/-D/-Z", "not carried to a vdevperf server yet; run without --remote")
     fds.reserve(max((cfg.flows for cfg in configs), default=1))
     for cfg in configs:
         if options.done(REMOTE, cfg):

@@ -12,7 +12,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from vdevperf.traits import TestName
+from vdevperf.traits import TRAITS, TestName
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -242,6 +242,8 @@ class TestConfig:
     # netperf's -K and -D: TCP_CONGESTION and TCP_NODELAY on both ends' sockets (None: the namespace's default).
     congestion_control: str | None = None
     nodelay: bool = False
+    # -Z: the TCP stream sender sends with MSG_ZEROCOPY (the test's traits say whether it can).
+    zerocopy: bool = False
 
     def __post_init__(self) -> None:
         _check(within(self.duration_s, LENGTH_S), f"-l: {self.duration_s:g} is outside {span(LENGTH_S, 's')}")
@@ -284,6 +286,8 @@ class TestConfig:
         )
         for flag, given in (("-K", self.congestion_control is not None), ("-D", self.nodelay)):
             _check(not (given and traits.udp), f"{flag}: a TCP socket option; {self.test} runs over UDP")
+        able = ", ".join(t.name for t in TRAITS.values() if t.zerocopy)
+        _check(not self.zerocopy or traits.zerocopy, f"-Z: MSG_ZEROCOPY sends are for {able}, not {self.test}")
         if traits.udp:
             limit = UDP_MAX_PAYLOAD[self.ip_version]
             sizes = (self.send_size,) if traits.stream else (self.request_size, self.response_size)

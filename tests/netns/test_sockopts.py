@@ -124,3 +124,23 @@ def test_a_refused_socket_option_is_one_line_exit_2_and_builds_nothing(argv, lin
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and line in lines[0], proc.stderr
     assert set(netns.list_ours()) == before
+
+
+def _counters(result) -> dict[str, dict[str, int]]:
+    return {e["role"]: e["final_counters"] for e in result.iterations[-1].endpoints}
+
+
+@pytest.mark.parametrize("test, sender", [(TestName.TCP_STREAM, "client"), (TestName.TCP_MAERTS, "server")])
+def test_zerocopy_sends_are_completed_by_the_kernel_and_counted(veth, test, sender):
+    plain = _counters(bench.measure(veth, TestConfig(test=test, **SHORT)))[sender]
+    assert plain["zerocopy_sends"] == plain["zerocopy_copied"] == 0
+    result = bench.measure(veth, TestConfig(test=test, zerocopy=True, **SHORT))
+    ends = _counters(result)
+    completed = ends[sender]["zerocopy_sends"] + ends[sender]["zerocopy_copied"]
+    # A completion exists only for a MSG_ZEROCOPY send; all but the last ring's worth are in by the end.
+    assert ends[sender]["messages_sent"] - stream.ZEROCOPY_RING <= completed <= ends[sender]["messages_sent"]
+    assert completed > 100 and result.metrics.throughput_mbps > 10
+    receiver = "server" if sender == "client" else "client"
+    surplus = ends[receiver]["bytes_received"] - ends[sender]["bytes_sent"]
+    assert 0 <= surplus <= result.config.send_size  # every byte arrived despite the rotating buffers
+    assert result.config.zerocopy

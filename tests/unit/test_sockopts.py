@@ -1,4 +1,4 @@
-"""-K and -D as data: TestConfig's checks, and the result file keeping them (old files still load)."""
+"""-K, -D and -Z as data: TestConfig's checks, and the result file keeping them (old files still load)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ def _run(cfg: TestConfig) -> RunResult:
         ({"congestion_control": ""}, "is not a congestion control name"),
         ({"test": TestName.UDP_STREAM, "nodelay": True}, "-D: a TCP socket option; UDP_STREAM runs over UDP"),
         ({"test": TestName.UDP_RR, "congestion_control": "reno"}, "-K: a TCP socket option; UDP_RR runs over UDP"),
+        (
+            {"test": TestName.TCP_RR, "zerocopy": True},
+            "-Z: MSG_ZEROCOPY sends are for TCP_STREAM, TCP_MAERTS, not TCP_RR",
+        ),
+        ({"test": TestName.TCP_SENDFILE, "zerocopy": True}, "-Z: .* not TCP_SENDFILE"),
+        ({"test": TestName.UDP_STREAM, "zerocopy": True}, "-Z: .* not UDP_STREAM"),
     ],
 )
 def test_test_config_refuses_bad_socket_options(fields, message):
@@ -49,21 +55,21 @@ def test_tcp_tests_take_both_options():
 
 
 def test_a_result_keeps_the_options_and_validates(tmp_path):
-    run = _run(TestConfig(test=TestName.TCP_RR, congestion_control="reno", nodelay=True))
+    run = _run(TestConfig(test=TestName.TCP_STREAM, congestion_control="reno", nodelay=True, zerocopy=True))
     results = ResultFile(path=tmp_path / "r.json", command=["vdevperf", "run"])
     results.add(run)
     document = load(tmp_path / "r.json")
     jsonschema.validate(document, SCHEMA)
     assert document["runs"][0]["config"]["congestion_control"] == "reno"
-    assert document["runs"][0]["config"]["nodelay"] is True
+    assert document["runs"][0]["config"]["nodelay"] is document["runs"][0]["config"]["zerocopy"] is True
     assert run_from_json(document["runs"][0]) == run
 
 
 def test_a_result_without_the_options_loads_with_the_defaults(tmp_path):
     doc = run_to_json(_run(TestConfig(test=TestName.TCP_RR)))
-    del doc["config"]["congestion_control"], doc["config"]["nodelay"]
+    del doc["config"]["congestion_control"], doc["config"]["nodelay"], doc["config"]["zerocopy"]
     cfg = run_from_json(doc).config
-    assert cfg.congestion_control is None and cfg.nodelay is False
+    assert cfg.congestion_control is None and cfg.nodelay is False and cfg.zerocopy is False
 
 
 def test_socket_facts_keep_nodelay_and_older_facts_load():
