@@ -1,4 +1,5 @@
-"""Socket-level load options for real: TCP_SENDFILE really calls sendfile(2); -K and -D reach both ends."""
+"""Socket-level load options for real: TCP_SENDFILE really calls sendfile(2), -K and -D reach both ends,
+-Z's sends are MSG_ZEROCOPY ones the kernel completes."""
 
 from __future__ import annotations
 
@@ -115,6 +116,7 @@ def _vdevperf(*args: str) -> subprocess.CompletedProcess:
         (["-K", "Reno!"], "-K/--congestion: 'Reno!' is not a congestion control name"),
         (["-t", "UDP_STREAM", "-D"], "vdevperf: -D: a TCP socket option; UDP_STREAM runs over UDP"),
         (["-t", "UDP_RR", "-K", "reno"], "vdevperf: -K: a TCP socket option; UDP_RR runs over UDP"),
+        (["-t", "TCP_RR", "-Z"], "vdevperf: -Z: MSG_ZEROCOPY sends are for TCP_STREAM, TCP_MAERTS, not TCP_RR"),
     ],
 )
 def test_a_refused_socket_option_is_one_line_exit_2_and_builds_nothing(argv, line):
