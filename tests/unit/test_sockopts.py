@@ -8,10 +8,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from vdevperf import bench
 from vdevperf.errors import VdevperfError
 from vdevperf.load.roles import check_socket_options, usable_congestion_controls
 from vdevperf.measure.endpoints import SocketFacts
 from vdevperf.model import RunResult, RunStatus, TestConfig, TestName
+from vdevperf.remote.client import RemoteTarget
 from vdevperf.results import ResultFile, load, run_from_json, run_to_json
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "vdevperf" / "schema" / "result.schema.json").read_text())
@@ -85,3 +87,12 @@ def test_only_loaded_algorithms_pass_the_check():
     check_socket_options(TestConfig(test=TestName.TCP_STREAM))
     with pytest.raises(VdevperfError, match="congestion control 'nosuchcc' is not loaded here"):
         check_socket_options(TestConfig(test=TestName.TCP_STREAM, congestion_control="nosuchcc"))
+
+
+@pytest.mark.parametrize("fields", [{"congestion_control": "reno"}, {"nodelay": True}, {"zerocopy": True}])
+def test_remote_runs_refuse_the_options_before_connecting(tmp_path, fields):
+    # Port 9 on a TEST-NET address: a connection attempt would fail differently (or hang), not with this.
+    target = RemoteTarget("192.0.2.1", 9, b"x" * 32)
+    results = ResultFile(path=tmp_path / "r.json", command=["vdevperf", "run"])
+    with pytest.raises(VdevperfError, match="-K/-D/-Z: not carried to a vdevperf server yet"):
+        bench.run_remote(target, [TestConfig(test=TestName.TCP_STREAM, **fields)], results)
