@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 
 from vdevperf import rounds, sweeps
 from vdevperf.counters import counter_names
-from vdevperf.errors import TopologyError, UnsupportedKind
+from vdevperf.errors import TopologyError, UnsupportedKind, VdevperfError
 from vdevperf.load import fds, runner
-from vdevperf.load.roles import Side
+from vdevperf.load.roles import Side, check_socket_options
 from vdevperf.load.server import LocalServer
 from vdevperf.measure import capture, cpu, noise, paired
 from vdevperf.measure.endpoints import NOT_READ
@@ -93,6 +93,8 @@ def prepare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], option
     """Everything done before the first namespace exists: IP versions and descriptors checked, scapy
     imported, then what dead runs left removed (their endpoints would skew this run's CPU figures)."""
     check_versions(specs, configs)
+    for cfg in configs:
+        check_socket_options(cfg)
     fds.reserve(max((cfg.flows for cfg in configs), default=1), sum(len(s.namespaces) for s in specs))
     if options.capture:
         capture.prepare()
@@ -334,6 +336,8 @@ def run_remote(
     """Run each config (those not done yet) from here against the vdevperf server at ``target``,
     one authenticated session per config; store each run as it finishes."""
     done = []
+    if any(cfg.congestion_control is not None or cfg.nodelay or cfg.zerocopy for cfg in configs):
+        raise VdevperfError("-K/-D/-Z", "not carried to a vdevperf server yet; run without --remote")
     fds.reserve(max((cfg.flows for cfg in configs), default=1))
     for cfg in configs:
         if options.done(REMOTE, cfg):

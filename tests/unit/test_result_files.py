@@ -163,13 +163,19 @@ def test_the_schema_closes_what_the_reader_turns_into_dataclasses():
     """A key the model lacks is refused by the schema, not by a TypeError in run_from_json."""
     run = SCHEMA_DOC["$defs"]["run"]["properties"]
     intervals = run["confidence"]["properties"]["intervals"]["items"]
-    for node, model in (
-        (run["config"], TestConfig),
-        (SCHEMA_DOC["$defs"]["metrics"], Metrics),
-        (intervals, MetricInterval),
+    # Options added within schema_version 6 (-K, -D, -Z): optional, so older files load; the reader
+    # then takes the model's defaults, so each must have one.
+    added = {"congestion_control", "nodelay", "zerocopy"}
+    for node, model, optional in (
+        (run["config"], TestConfig, added),
+        (SCHEMA_DOC["$defs"]["metrics"], Metrics, set()),
+        (intervals, MetricInterval, set()),
     ):
         assert node["additionalProperties"] is False
-        assert set(node["properties"]) == set(node["required"]) == {f.name for f in dataclasses.fields(model)}
+        fields = {f.name: f for f in dataclasses.fields(model)}
+        assert set(node["properties"]) == set(fields)
+        assert set(node["properties"]) - set(node["required"]) == optional
+        assert all(fields[name].default is not dataclasses.MISSING for name in optional)
 
 
 def test_the_checker_knows_every_keyword_of_the_shipped_schema():

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import TypeVar
 
-from vdevperf.model import TestName, span, within
+from vdevperf.model import CC_NAME, TestName, span, within
 from vdevperf.sweeps import EXAMPLES, Param, Sweep
 from vdevperf.topology.offload import OffloadRequest, canonical, parse_requests
 
@@ -137,6 +137,13 @@ def cpu_number(text: str) -> int | None:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"'{text}' is not a CPU number (or 'none')")
     return int(text)
+
+
+def congestion(text: str) -> str:
+    """A congestion-control name as the kernel spells it (whether it is loaded is checked before the run)."""
+    if CC_NAME.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a congestion control name (a-z, 0-9, _; at most 15)")
+    return text
 
 
 def port(text: str) -> int:

@@ -211,6 +211,22 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str, length: floa
         help="pin client and server to these CPUs, 'none' for neither (default: run leaves it to "
         f"the scheduler; compare pins -T {COMPARE_CPUS[0]},{COMPARE_CPUS[1]})",
     )
+    # TCP socket options, netperf's test-specific -K and -D (iperf3: -C and -N), and neper's zerocopy.
+    p.add_argument(
+        "-K",
+        "--congestion",
+        type=argtypes.congestion,
+        metavar="CC",
+        help="TCP congestion control on both ends' sockets (TCP_CONGESTION), e.g. reno, cubic, bbr; "
+        "one the kernel has loaded (default: the namespace's)",
+    )
+    p.add_argument("-D", "--nodelay", action="store_true", help="TCP_NODELAY on both ends' sockets (no Nagle)")
+    p.add_argument(
+        "-Z",
+        "--zerocopy",
+        action="store_true",
+        help="TCP_STREAM/TCP_MAERTS: send with MSG_ZEROCOPY; results count the sends the kernel still copied",
+    )
     p.add_argument(
         "--max-steal",
         type=percent,
@@ -286,6 +302,9 @@ def _configs(args: argparse.Namespace, cpus: Cpus = api.UNPINNED) -> list[TestCo
         iterations_min=min(iterations),
         confidence_level_pct=level,
         confidence_width_pct=width,
+        congestion_control=args.congestion,
+        nodelay=args.nodelay,
+        zerocopy=args.zerocopy,
     )
 
 
