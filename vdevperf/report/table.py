@@ -53,7 +53,27 @@ class Column:
     wanted: Callable[[Row], bool] = lambda r: True
 
 
-def _columns(baseline: str | None) -> list[Column]:
+# Percentiles that already have a column of their own.
+_FIXED_PERCENTILES = ("50", "99")
+
+
+def _percentile_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> list[Column]:
+    """One column per asked percentile (--percentiles) that no fixed column shows, in increasing order.
+
+    They come from the runs' metrics, not from Row, so that CSV and JSON rows keep their fields."""
+    asked = {
+        id(r): (run.metrics.latency_percentiles_us or {}) if run.metrics else {}
+        for r, run in zip(rows, runs, strict=True)
+    }
+    keys = sorted({k for found in asked.values() for k in found} - set(_FIXED_PERCENTILES), key=float)
+
+    def cell(key: str) -> Callable[[Row], str]:
+        return lambda r: _num(asked[id(r)].get(key), 1)
+
+    return [Column(f"p{k} us", cell(k)) for k in keys]
+
+
+def _columns(baseline: str | None, extra: Sequence[Column] = ()) -> list[Column]:
     relative = baseline is not None
     return [
         Column("Result", lambda r: _num(r.rate) + ("!" if r.unstable else "") + ("~" if r.flagged else "")),
@@ -80,6 +100,7 @@ def _columns(baseline: str | None) -> list[Column]:
             lambda r: _versus(r, r.p99_vs, r.p99_latency_us is not None),
             lambda r: relative and r.p99_latency_us is not None,
         ),
+        *extra,
         Column("Loss %", lambda r: _num(r.loss_pct, 3), lambda r: r.loss_pct is not None),
         Column("Flows", lambda r: str(r.flows), lambda r: r.flows > 1),
         Column("Min flow", lambda r: _num(r.min_flow_rate), lambda r: r.flows > 1),
@@ -97,7 +118,11 @@ def _render(
 ) -> str:
     """The table: Topology, then the ``keys`` columns (header, cell of a run), Test, then the figures."""
     keys = [("Topology", lambda run, r: r.topology), *keys, ("Test", lambda run, r: r.test)]
-    columns = [c for c in _columns(baseline) if any(c.wanted(r) for r in rows if r.rate is not None)]
+    columns = [
+        c
+        for c in _columns(baseline, _percentile_columns(rows, runs))
+        if any(c.wanted(r) for r in rows if r.rate is not None)
+    ]
     body = []
     for run, r in zip(runs, rows, strict=True):
         lead = [key(run, r) for _, key in keys]
