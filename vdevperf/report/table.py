@@ -57,8 +57,9 @@ class Column:
 _FIXED_PERCENTILES = ("50", "99")
 
 
-def _percentile_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> list[Column]:
-    """One column per asked percentile (--percentiles) that no fixed column shows, in increasing order.
+def _percentile_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> dict[str, list[Column]]:
+    """One column per asked percentile (--percentiles) that no fixed column shows, in increasing order,
+    grouped by where they go: "below" p50, "between" p50 and p99, "above" p99.
 
     They come from the runs' metrics, not from Row, so that CSV and JSON rows keep their fields."""
     asked = {
@@ -70,11 +71,16 @@ def _percentile_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> list[
     def cell(key: str) -> Callable[[Row], str]:
         return lambda r: _num(asked[id(r)].get(key), 1)
 
-    return [Column(f"p{k} us", cell(k)) for k in keys]
+    groups: dict[str, list[Column]] = {"below": [], "between": [], "above": []}
+    for k in keys:
+        group = "below" if float(k) < 50 else "between" if float(k) < 99 else "above"
+        groups[group].append(Column(f"p{k} us", cell(k)))
+    return groups
 
 
-def _columns(baseline: str | None, extra: Sequence[Column] = ()) -> list[Column]:
+def _columns(baseline: str | None, asked: dict[str, list[Column]] | None = None) -> list[Column]:
     relative = baseline is not None
+    asked = asked or {}
     return [
         Column("Result", lambda r: _num(r.rate) + ("!" if r.unstable else "") + ("~" if r.flagged else "")),
         Column("±CI %", lambda r: _num(r.rate_ci_pct, 1), lambda r: r.rate_ci_pct is not None),
@@ -93,14 +99,16 @@ def _columns(baseline: str | None, extra: Sequence[Column] = ()) -> list[Column]
             lambda r: _num(r.remote_service_demand, 3),
             lambda r: r.remote_service_demand is not None,
         ),
+        *asked.get("below", []),
         Column("p50 us", lambda r: _num(r.p50_latency_us, 1), lambda r: r.p50_latency_us is not None),
+        *asked.get("between", []),
         Column("p99 us", lambda r: _num(r.p99_latency_us, 1), lambda r: r.p99_latency_us is not None),
         Column(
             f"vs {baseline}",
             lambda r: _versus(r, r.p99_vs, r.p99_latency_us is not None),
             lambda r: relative and r.p99_latency_us is not None,
         ),
-        *extra,
+        *asked.get("above", []),
         Column("Loss %", lambda r: _num(r.loss_pct, 3), lambda r: r.loss_pct is not None),
         Column("Flows", lambda r: str(r.flows), lambda r: r.flows > 1),
         Column("Min flow", lambda r: _num(r.min_flow_rate), lambda r: r.flows > 1),
