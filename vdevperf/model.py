@@ -244,8 +244,13 @@ class TestConfig:
     nodelay: bool = False
     # -Z: the TCP stream sender sends with MSG_ZEROCOPY (the test's traits say whether it can).
     zerocopy: bool = False
+    # Extra latency percentiles of RR tests (--percentiles), each 0 < p <= 100; () = the fixed ones only.
+    latency_percentiles: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        _check(
+            all(0 < p <= 100 for p in self.latency_percentiles), "--percentiles: each must be above 0 and at most 100"
+        )
         _check(within(self.duration_s, LENGTH_S), f"-l: {self.duration_s:g} is outside {span(LENGTH_S, 's')}")
         _check(within(self.warmup_s, WARMUP_S), f"--warmup: {self.warmup_s:g} is outside {span(WARMUP_S, 's')}")
         _check(
@@ -351,6 +356,8 @@ class Metrics:
     remote_softirq_pct: float | None = None
     remote_service_demand_us_per_kb: float | None = None
     remote_service_demand_us_per_tr: float | None = None
+    # The --percentiles of an RR run from the same merged histogram, keyed "50", "99.99" (µs); None if not asked.
+    latency_percentiles_us: dict[str, float] | None = None
 
 
 class RunStatus(enum.StrEnum):

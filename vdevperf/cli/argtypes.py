@@ -130,6 +130,20 @@ def counts(text: str) -> tuple[int, ...]:
     return tuple(parse(part.strip()) for part in text.split(","))
 
 
+def percentiles(text: str) -> tuple[float, ...]:
+    """Comma-separated latency percentiles, each above 0 and at most 100 (99.99 is p99.99)."""
+    out = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            value = math.nan
+        if not 0 < value <= 100:
+            raise argparse.ArgumentTypeError(f"'{part.strip()}' is not a percentile above 0 and at most 100")
+        out.append(value)
+    return tuple(sorted(set(out)))
+
+
 def cpu_number(text: str) -> int | None:
     """A CPU number, or ``none``: not pinned, where compare would pin by default."""
     if text == "none":
