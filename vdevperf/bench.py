@@ -18,14 +18,14 @@ from dataclasses import dataclass, field, replace
 
 from vdevperf import rounds, sweeps
 from vdevperf.counters import counter_names
-from vdevperf.errors import TopologyError, UnsupportedKind
+from vdevperf.errors import TopologyError, UnsupportedKind, VdevperfError
 from vdevperf.load import fds, runner
-from vdevperf.load.roles import Side
+from vdevperf.load.roles import Side, check_socket_options
 from vdevperf.load.server import LocalServer
 from vdevperf.measure import capture, cpu, noise, paired
 from vdevperf.measure.endpoints import NOT_READ
-from vdevperf.measure.metrics import confidence, derive, series, summarize
-from vdevperf.measure.sample import RawRun
+from vdevperf.measure.metrics import confidence, derive, flow_rates, series, summarize
+from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.model import Iteration, RunResult, RunStatus, TestConfig, TopologySpec
 from vdevperf.remote.client import RemoteSession, RemoteTarget
 from vdevperf.results import ResultFile, histograms_from_json, raw_to_json
@@ -59,6 +59,8 @@ class RunOptions:
     done: Callable[[str, TestConfig], bool] = field(default=lambda topology, cfg: False, compare=False)
     progress: Progress = field(default=lambda step: None, compare=False)
     notice: Callable[[str], None] = field(default=lambda line: None, compare=False)
+    # Live output (run --json-stream): each sampling interval of a run as it ends (see interval_record).
+    interval: Callable[[dict], None] | None = field(default=None, compare=False)
 
 
 def _sides(topology: Topology, cfg: TestConfig) -> tuple[Side, Side]:
@@ -93,6 +95,8 @@ def prepare(specs: Sequence[TopologySpec], configs: Sequence[TestConfig], option
     """Everything done before the first namespace exists: IP versions and descriptors checked, scapy
     imported, then what dead runs left removed (their endpoints would skew this run's CPU figures)."""
     check_versions(specs, configs)
+    for cfg in configs:
+        check_socket_options(cfg)
     fds.reserve(max((cfg.flows for cfg in configs), default=1), sum(len(s.namespaces) for s in specs))
     if options.capture:
         capture.prepare()
@@ -147,7 +151,7 @@ def noise_facts(cfg: TestConfig, raw: RawRun, steal_pct: float | None, others: S
 
 def iteration(cfg: TestConfig, raw: RawRun, others: Sequence[str] = ()) -> Iteration:
     """Everything derived from one run's raw measurements (``others``: other live runs seen meanwhile)."""
-    metrics = derive(cfg.test, cfg.flows, raw)
+    metrics = derive(cfg.test, cfg.flows, raw, cfg.latency_percentiles)
     return Iteration(
         metrics=metrics,
         endpoints=[ep.to_json() for ep in raw.endpoints],
@@ -167,8 +171,30 @@ def _watched(cfg: TestConfig, measure: Callable[[], RawRun]) -> Iteration:
     return iteration(cfg, raw, sorted({*before, *other_live_runs()}))
 
 
-def iterate(topology: Topology, cfg: TestConfig, probe: bool = False) -> Iteration:
-    """Run the test once on an already built topology."""
+def interval_record(name: str, cfg: TestConfig, samples: Sequence[Sample]) -> dict:
+    """The last sampling interval of a window, for live output: its start and end (s since the window
+    opened), the rate in the test's units, CPU shares of the machine, and each flow's rate."""
+    first, a, b = samples[0], samples[-2], samples[-1]
+    names = counter_names(cfg.flows)
+    (figures,) = series(cfg.test, cfg.flows, [a, b], names)
+    return {
+        "event": "interval",
+        "topology": name,
+        "test": str(cfg.test),
+        "start_s": a.t_s - first.t_s,
+        "end_s": b.t_s - first.t_s,
+        "rate": figures["rate"],
+        "units": TRAITS[cfg.test].units.rate,
+        "cpu_util_pct": figures["cpu_util_pct"],
+        "softirq_pct": figures["softirq_pct"],
+        "flow_rates": flow_rates(cfg.test, cfg.flows, a, b, names),
+    }
+
+
+def iterate(
+    topology: Topology, cfg: TestConfig, probe: bool = False, interval: Callable[[dict], None] | None = None
+) -> Iteration:
+    """Run the test once on an already built topology (``interval``: live output, see interval_record)."""
     client, server = _sides(topology, cfg)
 
     def measure() -> RawRun:
@@ -179,6 +205,11 @@ def iterate(topology: Topology, cfg: TestConfig, probe: bool = False) -> Iterati
                 half,
                 on_spawn=topology.ledger.add_pids,
                 capture=_receiver(topology, cfg) if probe else None,
+                on_interval=(
+                    (lambda samples: interval(interval_record(topology.spec.name, cfg, samples)))
+                    if interval is not None
+                    else (lambda samples: None)
+                ),
             )
 
     return _watched(cfg, measure)
@@ -191,13 +222,14 @@ def measure(
     probe: bool = False,
     offload: dict | None = None,
     plan: rounds.Plan = rounds.DEFAULT_PLAN,
+    interval: Callable[[dict], None] | None = None,
 ) -> RunResult:
     """Run the test on a built topology, repeated until its confidence interval is met (netperf's -i/-I)."""
     return _repeated(
         topology.spec.name,
         topology.spec.source,
         cfg,
-        lambda: iterate(topology, cfg, probe),
+        lambda: iterate(topology, cfg, probe, interval),
         progress,
         offload=offload,
         plan=plan,
@@ -232,7 +264,7 @@ def result(
         topology_source=source,
         config=cfg,
         status=RunStatus.OK,
-        metrics=summarize(cfg.test, [it.metrics for it in iterations], histograms),
+        metrics=summarize(cfg.test, [it.metrics for it in iterations], histograms, cfg.latency_percentiles),
         iterations=tuple(iterations),
         confidence=verdict,
         offload=offload,
@@ -318,7 +350,7 @@ def run(
             return [_arm_result(a) for a in arms]
         for cfg in todo:
             options.progress(Step(f"{spec.name} {cfg.test}", new_run=True))
-            measured = measure(topology, cfg, options.progress, options.capture, offload, plan)
+            measured = measure(topology, cfg, options.progress, options.capture, offload, plan, options.interval)
             results.add(measured)
             done.append(measured)
     return done
@@ -334,6 +366,8 @@ def run_remote(
     """Run each config (those not done yet) from here against the vdevperf server at ``target``,
     one authenticated session per config; store each run as it finishes."""
     done = []
+    if any(cfg.congestion_control is not None or cfg.nodelay or cfg.zerocopy for cfg in configs):
+        raise VdevperfError("-K/-D/-Z", "not carried to a vdevperf server yet; run without --remote")
     fds.reserve(max((cfg.flows for cfg in configs), default=1))
     for cfg in configs:
         if options.done(REMOTE, cfg):

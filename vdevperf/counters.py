@@ -7,8 +7,30 @@ remote server sends them in this order: one layout, so it lives at the bottom.
 
 from __future__ import annotations
 
-SLOTS = ("bytes_sent", "bytes_received", "messages_sent", "messages_received", "transactions", "connections", "errors")
-BYTES_SENT, BYTES_RECEIVED, MESSAGES_SENT, MESSAGES_RECEIVED, TRANSACTIONS, CONNECTIONS, ERRORS = range(len(SLOTS))
+# zerocopy_*: -Z sends whose MSG_ZEROCOPY completion said the kernel sent from our pages, or had to copy
+# them after all (SO_EE_CODE_ZEROCOPY_COPIED: what loopback and veth, delivering locally, report).
+SLOTS = (
+    "bytes_sent",
+    "bytes_received",
+    "messages_sent",
+    "messages_received",
+    "transactions",
+    "connections",
+    "errors",
+    "zerocopy_sends",
+    "zerocopy_copied",
+)
+(
+    BYTES_SENT,
+    BYTES_RECEIVED,
+    MESSAGES_SENT,
+    MESSAGES_RECEIVED,
+    TRANSACTIONS,
+    CONNECTIONS,
+    ERRORS,
+    ZEROCOPY_SENDS,
+    ZEROCOPY_COPIED,
+) = range(len(SLOTS))
 
 ROLES = ("client", "server")
 

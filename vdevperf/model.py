@@ -12,7 +12,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from vdevperf.traits import TestName
+from vdevperf.traits import TRAITS, TestName
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -188,6 +188,8 @@ MAX_BUFFERS_BYTES = 1024**3
 # stays exact on every kernel (newer ones clamp, older ones overflow to the minimum).
 SOCKBUF_BYTES = (1, 512 * 1024**2)
 FLOWS = (1, 256)
+# -K: a kernel congestion-control name (TCP_CA_NAME_MAX is 16 bytes with its NUL).
+CC_NAME = re.compile(r"[a-z0-9_]{1,15}")
 
 
 def within(value: float, bounds: tuple[float, float]) -> bool:
@@ -237,8 +239,18 @@ class TestConfig:
     iterations_min: int = 1
     confidence_level_pct: float = 99.0
     confidence_width_pct: float = 5.0
+    # netperf's -K and -D: TCP_CONGESTION and TCP_NODELAY on both ends' sockets (None: the namespace's default).
+    congestion_control: str | None = None
+    nodelay: bool = False
+    # -Z: the TCP stream sender sends with MSG_ZEROCOPY (the test's traits say whether it can).
+    zerocopy: bool = False
+    # Extra latency percentiles of RR tests (--percentiles), each 0 < p <= 100; () = the fixed ones only.
+    latency_percentiles: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        _check(
+            all(0 < p <= 100 for p in self.latency_percentiles), "--percentiles: each must be above 0 and at most 100"
+        )
         _check(within(self.duration_s, LENGTH_S), f"-l: {self.duration_s:g} is outside {span(LENGTH_S, 's')}")
         _check(within(self.warmup_s, WARMUP_S), f"--warmup: {self.warmup_s:g} is outside {span(WARMUP_S, 's')}")
         _check(
@@ -273,6 +285,14 @@ class TestConfig:
         _check(50 <= self.confidence_level_pct < 100, "-I: confidence level must be 50-99.9 %")
         _check(0 < self.confidence_width_pct <= 100, "-I: interval width must be 0-100 %")
         traits = self.test.traits
+        _check(
+            self.congestion_control is None or CC_NAME.fullmatch(self.congestion_control) is not None,
+            f"-K: '{self.congestion_control}' is not a congestion control name (a-z, 0-9, _; at most 15)",
+        )
+        for flag, given in (("-K", self.congestion_control is not None), ("-D", self.nodelay)):
+            _check(not (given and traits.udp), f"{flag}: a TCP socket option; {self.test} runs over UDP")
+        able = ", ".join(t.name for t in TRAITS.values() if t.zerocopy)
+        _check(not self.zerocopy or traits.zerocopy, f"-Z: MSG_ZEROCOPY sends are for {able}, not {self.test}")
         if traits.udp:
             limit = UDP_MAX_PAYLOAD[self.ip_version]
             sizes = (self.send_size,) if traits.stream else (self.request_size, self.response_size)
@@ -336,6 +356,8 @@ class Metrics:
     remote_softirq_pct: float | None = None
     remote_service_demand_us_per_kb: float | None = None
     remote_service_demand_us_per_tr: float | None = None
+    # The --percentiles of an RR run from the same merged histogram, keyed "50", "99.99" (µs); None if not asked.
+    latency_percentiles_us: dict[str, float] | None = None
 
 
 class RunStatus(enum.StrEnum):

@@ -41,7 +41,9 @@ vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
      and verdict), null outside compare and the offload matrix.
      Later, without a version change (an optional key older files lack): runs of a sweep
      (--sweep) gain sweep (parameter, value, label, the values and baseline, and for an
-     MTU the MTU each device reported); other runs have no such key.
+     MTU the MTU each device reported); other runs have no such key. RR runs asked for
+     --percentiles gain config.latency_percentiles and metrics.latency_percentiles_us
+     ({"99.99": µs}); others have neither key.
 """
 
 from __future__ import annotations
@@ -82,8 +84,13 @@ from vdevperf.model import (
 SCHEMA_VERSION = 6
 # Where a command stores its result file when no -o names one (relative to the working directory).
 DEFAULT_RESULTS_DIR = Path("results")
-METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics))
-CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TestConfig) if f.name != "test"}
+# Optional keys: written only when a run asked for them (--percentiles), so other files are unchanged.
+OPTIONAL_METRIC_KEYS = ("latency_percentiles_us",)
+OPTIONAL_CONFIG_KEYS = ("latency_percentiles",)
+METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics) if f.name not in OPTIONAL_METRIC_KEYS)
+CONFIG_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(TestConfig) if f.name != "test" and f.name not in OPTIONAL_CONFIG_KEYS
+}
 
 
 def raw_to_json(raw: RawRun, flows: int) -> dict:
@@ -133,7 +140,8 @@ def histograms_from_json(raw: dict) -> list[dict[int, int]]:
 def _metrics_to_json(metrics: Metrics | None) -> dict:
     if metrics is None:
         return dict.fromkeys(METRIC_KEYS) | {"flows": []}
-    return dataclasses.asdict(metrics) | {"flows": [dataclasses.asdict(f) for f in metrics.flows]}
+    stored = dataclasses.asdict(metrics) | {"flows": [dataclasses.asdict(f) for f in metrics.flows]}
+    return {k: v for k, v in stored.items() if k not in OPTIONAL_METRIC_KEYS or v is not None}
 
 
 def _metrics_from_json(doc: dict) -> Metrics:
@@ -141,7 +149,17 @@ def _metrics_from_json(doc: dict) -> Metrics:
 
 
 def _config_to_json(config: TestConfig) -> dict:
-    return dataclasses.asdict(config) | {"test": str(config.test)}
+    stored = dataclasses.asdict(config) | {
+        "test": str(config.test),
+        "latency_percentiles": list(config.latency_percentiles),
+    }
+    return {k: v for k, v in stored.items() if k not in OPTIONAL_CONFIG_KEYS or v}
+
+
+def _config_from_json(doc: dict) -> TestConfig:
+    return TestConfig(
+        **(doc | {"test": TestName(doc["test"]), "latency_percentiles": tuple(doc.get("latency_percentiles", ()))})
+    )
 
 
 def run_to_json(run: RunResult) -> dict:
@@ -199,7 +217,7 @@ def run_from_json(doc: dict) -> RunResult:
     return RunResult(
         topology=doc["topology"],
         topology_source=doc["topology_source"],
-        config=TestConfig(**(doc["config"] | {"test": TestName(doc["config"]["test"])})),
+        config=_config_from_json(doc["config"]),
         status=status,
         reason=doc["reason"],
         metrics=_metrics_from_json(doc["metrics"]) if status is RunStatus.OK else None,

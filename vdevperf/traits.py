@@ -26,6 +26,7 @@ class TestName(enum.StrEnum):
 
     TCP_STREAM = "TCP_STREAM"
     TCP_MAERTS = "TCP_MAERTS"
+    TCP_SENDFILE = "TCP_SENDFILE"
     UDP_STREAM = "UDP_STREAM"
     TCP_RR = "TCP_RR"
     TCP_CRR = "TCP_CRR"
@@ -134,6 +135,8 @@ class Traits:
     latency: bool = False
     # -m when the user gives none: UDP's is a message that fits a 1500-byte MTU unfragmented.
     default_send_size: int = 128 * 1024
+    # -Z: its sender is send_loop over TCP, which can send with MSG_ZEROCOPY.
+    zerocopy: bool = False
 
     def __post_init__(self) -> None:
         roles = (self.work.role, *self.stop)
@@ -162,8 +165,11 @@ _AT_CLIENT_BYTES = Work("client", BYTES_RECEIVED)
 TRAITS: dict[TestName, Traits] = {
     t.name: t
     for t in (
-        Traits(TestName.TCP_STREAM, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",)),
-        Traits(TestName.TCP_MAERTS, Kind.STREAM, Protocol.TCP, _AT_CLIENT_BYTES, STREAM_METRICS, ("server",)),
+        Traits(TestName.TCP_STREAM, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",), zerocopy=True),
+        Traits(
+            TestName.TCP_MAERTS, Kind.STREAM, Protocol.TCP, _AT_CLIENT_BYTES, STREAM_METRICS, ("server",), zerocopy=True
+        ),
+        Traits(TestName.TCP_SENDFILE, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",)),
         Traits(
             TestName.UDP_STREAM,
             Kind.STREAM,

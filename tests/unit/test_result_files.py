@@ -24,7 +24,7 @@ from vdevperf import cli
 from vdevperf.jsoncheck import Schema
 from vdevperf.model import MetricInterval, Metrics, TestConfig
 from vdevperf.report import formats
-from vdevperf.results import SCHEMA_VERSION, load, schema
+from vdevperf.results import OPTIONAL_CONFIG_KEYS, OPTIONAL_METRIC_KEYS, SCHEMA_VERSION, load, schema
 
 DATA = Path(__file__).parents[1] / "data"
 BAD = DATA / "bad_results"
@@ -163,13 +163,19 @@ def test_the_schema_closes_what_the_reader_turns_into_dataclasses():
     """A key the model lacks is refused by the schema, not by a TypeError in run_from_json."""
     run = SCHEMA_DOC["$defs"]["run"]["properties"]
     intervals = run["confidence"]["properties"]["intervals"]["items"]
-    for node, model in (
-        (run["config"], TestConfig),
-        (SCHEMA_DOC["$defs"]["metrics"], Metrics),
-        (intervals, MetricInterval),
+    # Keys added within schema_version 6: optional, so older files load. -K, -D and -Z are read back
+    # as the model's defaults when absent, so each has one; --percentiles keys are written only when asked.
+    added = {"congestion_control", "nodelay", "zerocopy"}
+    for node, model, optional in (
+        (run["config"], TestConfig, added | set(OPTIONAL_CONFIG_KEYS)),
+        (SCHEMA_DOC["$defs"]["metrics"], Metrics, set(OPTIONAL_METRIC_KEYS)),
+        (intervals, MetricInterval, set()),
     ):
         assert node["additionalProperties"] is False
-        assert set(node["properties"]) == set(node["required"]) == {f.name for f in dataclasses.fields(model)}
+        fields = {f.name: f for f in dataclasses.fields(model)}
+        assert set(node["properties"]) == set(fields)
+        assert set(node["properties"]) - set(node["required"]) == optional
+        assert all(fields[name].default is not dataclasses.MISSING for name in optional)
 
 
 def test_the_checker_knows_every_keyword_of_the_shipped_schema():

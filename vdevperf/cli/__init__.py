@@ -1,7 +1,7 @@
 """Command line: the parser of every subcommand and the dispatch to one ``cmd_*`` per subcommand.
 
 One module per command family: ``measuring`` (run, compare), ``monitor``,
-``reports`` (report, diff, plot), ``server``, ``maintenance`` (cleanup,
+``reports`` (report, diff, plot, export-hdr), ``server``, ``maintenance`` (cleanup,
 doctor), ``scale`` and ``lab``; ``argtypes`` holds every flag's value type and
 ``common`` what they share (result file, progress line, exit codes, signals).
 Each command is a thin layer: its flags become typed configs, one operation of
@@ -31,6 +31,7 @@ COMMANDS: dict[str, Command] = {
     "report": reports.cmd_report,
     "diff": reports.cmd_diff,
     "plot": reports.cmd_plot,
+    "export-hdr": reports.cmd_export_hdr,
     "server": server.cmd_server,
     "cleanup": maintenance.cmd_cleanup,
     "doctor": maintenance.cmd_doctor,

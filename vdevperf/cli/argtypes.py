@@ -12,7 +12,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import TypeVar
 
-from vdevperf.model import TestName, span, within
+from vdevperf.model import CC_NAME, TestName, span, within
 from vdevperf.sweeps import EXAMPLES, Param, Sweep
 from vdevperf.topology.offload import OffloadRequest, canonical, parse_requests
 
@@ -130,6 +130,20 @@ def counts(text: str) -> tuple[int, ...]:
     return tuple(parse(part.strip()) for part in text.split(","))
 
 
+def percentiles(text: str) -> tuple[float, ...]:
+    """Comma-separated latency percentiles, each above 0 and at most 100 (99.99 is p99.99)."""
+    out = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            value = math.nan
+        if not 0 < value <= 100:
+            raise argparse.ArgumentTypeError(f"'{part.strip()}' is not a percentile above 0 and at most 100")
+        out.append(value)
+    return tuple(sorted(set(out)))
+
+
 def cpu_number(text: str) -> int | None:
     """A CPU number, or ``none``: not pinned, where compare would pin by default."""
     if text == "none":
@@ -137,6 +151,13 @@ def cpu_number(text: str) -> int | None:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"'{text}' is not a CPU number (or 'none')")
     return int(text)
+
+
+def congestion(text: str) -> str:
+    """A congestion-control name as the kernel spells it (whether it is loaded is checked before the run)."""
+    if CC_NAME.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a congestion control name (a-z, 0-9, _; at most 15)")
+    return text
 
 
 def port(text: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,6 +80,12 @@ def add_parsers(sub: Subparsers) -> None:
         type=Path,
         metavar="FILE",
         help="with --remote: the shared secret the server was started with (mode 600)",
+    )
+    run.add_argument(
+        "--json-stream",
+        action="store_true",
+        help="print one JSON object per line as each sampling interval ends (iperf3's --json-stream), "
+        "then the result document as the last line",
     )
     compare = sub.add_parser("compare", help="compare topologies (default: all bundled ones)")
     compare.add_argument("topologies", nargs="*", help="topology names or files (default: all bundled)")
@@ -211,6 +218,22 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str, length: floa
         help="pin client and server to these CPUs, 'none' for neither (default: run leaves it to "
         f"the scheduler; compare pins -T {COMPARE_CPUS[0]},{COMPARE_CPUS[1]})",
     )
+    # TCP socket options, netperf's test-specific -K and -D (iperf3: -C and -N), and neper's zerocopy.
+    p.add_argument(
+        "-K",
+        "--congestion",
+        type=argtypes.congestion,
+        metavar="CC",
+        help="TCP congestion control on both ends' sockets (TCP_CONGESTION), e.g. reno, cubic, bbr; "
+        "one the kernel has loaded (default: the namespace's)",
+    )
+    p.add_argument("-D", "--nodelay", action="store_true", help="TCP_NODELAY on both ends' sockets (no Nagle)")
+    p.add_argument(
+        "-Z",
+        "--zerocopy",
+        action="store_true",
+        help="TCP_STREAM/TCP_MAERTS: send with MSG_ZEROCOPY; results count the sends the kernel still copied",
+    )
     p.add_argument(
         "--max-steal",
         type=percent,
@@ -253,6 +276,13 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str, length: floa
         action="store_true",
         help="probe frame sizes at the receiving device during the warm-up (implied by --offload)",
     )
+    p.add_argument(
+        "--percentiles",
+        type=argtypes.percentiles,
+        default=(),
+        help="RR tests: also these latency percentiles, comma-separated (e.g. 50,90,99,99.9,99.99), "
+        "from the merged histogram; stored as metrics.latency_percentiles_us and shown as columns",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.add_argument(
         "--cpu-detail",
@@ -286,6 +316,10 @@ def _configs(args: argparse.Namespace, cpus: Cpus = api.UNPINNED) -> list[TestCo
         iterations_min=min(iterations),
         confidence_level_pct=level,
         confidence_width_pct=width,
+        congestion_control=args.congestion,
+        nodelay=args.nodelay,
+        zerocopy=args.zerocopy,
+        latency_percentiles=args.percentiles,
     )
 
 
@@ -303,17 +337,27 @@ def _options(
     """Run options from the flags; a progress line only on a terminal, and not with --json/--quiet."""
     offload = tuple(r for group in args.offload for r in group)
     done = {(r.topology, r.config) for r in results.runs}
-    with progress_line(args.json or args.quiet, runs, configs) as progress:
+    streaming = getattr(args, "json_stream", False)
+    with progress_line(args.json or args.quiet or streaming, runs, configs) as progress:
         yield bench.RunOptions(
             offload=offload,
             capture=args.capture or bool(offload) or bool(getattr(args, "offload_matrix", None)),
             done=lambda topology, cfg: (topology, cfg) in done,
             progress=progress,
             notice=note,
+            interval=_stream_line if streaming else None,
         )
 
 
+def _stream_line(record: dict[str, object]) -> None:
+    """One line of --json-stream, flushed at once so that a reader sees each interval as it ends."""
+    print(json.dumps(record), flush=True)
+
+
 def _emit(args: argparse.Namespace, results: ResultFile, table: str) -> None:
+    if getattr(args, "json_stream", False):
+        _stream_line({"event": "end", "result": results.document()})
+        return
     if args.json:
         print_document(results)
         return
@@ -393,6 +437,8 @@ def _run_sweep(
 
 def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Run tests on one topology, or against a vdevperf server, and print a netperf-style table."""
+    if args.json_stream and (args.remote is not None or args.sweep is not None or args.offload_matrix):
+        raise VdevperfError("--json-stream", "goes with a plain run, not with --remote, --sweep or --offload-matrix")
     if args.remote is not None:
         target = _remote_target(args)
         configs = _configs(args)

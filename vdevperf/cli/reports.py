@@ -1,4 +1,4 @@
-"""``vdevperf report``, ``diff`` and ``plot``: stored results shown again, compared, drawn."""
+"""``vdevperf report``, ``diff``, ``plot`` and ``export-hdr``: stored results shown again, compared, drawn, exported."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 
 from vdevperf.cli.argtypes import fraction
 from vdevperf.cli.common import EXIT_REGRESSION, Subparsers, note
-from vdevperf.report import diff, formats, plot
+from vdevperf.report import diff, formats, latency, plot
 from vdevperf.report.table import diff_table
 from vdevperf.results import documents_of_kind, load, load_runs, runs_of
 
 
 def add_parsers(sub: Subparsers) -> None:
-    """Add ``report``, ``diff`` and ``plot`` to the subcommands."""
+    """Add ``report``, ``diff``, ``plot`` and ``export-hdr`` to the subcommands."""
     report = sub.add_parser("report", help="show stored results again (tables, CSV, JSON)")
     report.add_argument("files", nargs="+", type=Path, help="result files or directories of them")
     report.add_argument("--format", choices=formats.FORMATS, default="plain")
@@ -36,6 +36,14 @@ def add_parsers(sub: Subparsers) -> None:
     plotter.add_argument("files", nargs="+", type=Path, help="result files or directories of them")
     plotter.add_argument("--kind", choices=plot.KINDS, default="bars")
     plotter.add_argument("-o", "--output", type=Path, required=True, help="OUT.png or OUT.svg")
+    export = sub.add_parser(
+        "export-hdr",
+        help="write each RR run's merged latency histogram as HdrHistogram files (needs vdevperf[hdr])",
+    )
+    export.add_argument("files", nargs="+", type=Path, help="result files or directories of them")
+    export.add_argument(
+        "-o", "--output", type=Path, required=True, help="directory for NN-topology-TEST.hlog (ns) and .hgrm (us)"
+    )
 
 
 def cmd_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -73,4 +81,11 @@ def cmd_plot(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         getattr(plot, args.kind)(load_runs(args.files, note), args.output)
     print(f"plot: {args.output}")
+    return 0
+
+
+def cmd_export_hdr(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Stored RR latency histograms in HdrHistogram's formats, one .hlog and one .hgrm per run."""
+    for path in latency.write_hdr(load_runs(args.files, note), args.output):
+        print(f"export-hdr: {path}")
     return 0

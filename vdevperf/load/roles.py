@@ -9,12 +9,14 @@ role, with ``admit`` picking the data connection its client announced.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vdevperf.errors import VdevperfError
 from vdevperf.load import endpoint
 from vdevperf.load.context import Loop, LoopContext, StopLoad
 from vdevperf.load.endpoint import Channel, Counters
@@ -26,6 +28,9 @@ SETUP_TIMEOUT_S = 10.0
 # How long a UDP_RR client waits for a response before it counts the transaction lost.
 UDP_RR_TIMEOUT_S = 1.0
 TCP_CONGESTION = getattr(socket, "TCP_CONGESTION", 13)
+# Global, not per namespace: a namespace has its own default (tcp_congestion_control) but not its own lists.
+AVAILABLE_CC = "/proc/sys/net/ipv4/tcp_available_congestion_control"
+ALLOWED_CC = "/proc/sys/net/ipv4/tcp_allowed_congestion_control"
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,36 @@ def _set_buffers(sock: socket.socket, sndbuf: int | None, rcvbuf: int | None) ->
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
 
 
+def usable_congestion_controls() -> frozenset[str]:
+    """The algorithms setsockopt(TCP_CONGESTION) accepts from us without loading a module.
+
+    Without CAP_NET_ADMIN only the allowed list; with it, any registered (available) one. A name that
+    is neither would make the kernel load a module (root) or refuse (EPERM/ENOENT) in every endpoint.
+    """
+    with open(AVAILABLE_CC if os.geteuid() == 0 else ALLOWED_CC) as f:
+        return frozenset(f.read().split())
+
+
+def check_socket_options(cfg: TestConfig) -> None:
+    """VdevperfError, before anything is built, if the kernel will not take -K's algorithm."""
+    if cfg.congestion_control is None:
+        return
+    usable = usable_congestion_controls()
+    if cfg.congestion_control not in usable:
+        names, cc = ", ".join(sorted(usable)), cfg.congestion_control
+        raise VdevperfError("-K", f"congestion control '{cc}' is not loaded here; use one of {names}")
+
+
+def _set_tcp_options(sock: socket.socket, cfg: TestConfig) -> None:
+    # On the listener too: accepted sockets inherit both, which TCP_CRR's per-connection sockets rely on.
+    if sock.type != socket.SOCK_STREAM:
+        return
+    if cfg.congestion_control is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, cfg.congestion_control.encode())
+    if cfg.nodelay:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _socket_facts(sock: socket.socket) -> dict[str, int | str]:
     """Effective socket settings worth keeping with a result (the kernel doubles SO_*BUF)."""
     facts: dict[str, int | str] = {
@@ -66,6 +101,7 @@ def _socket_facts(sock: socket.socket) -> dict[str, int | str]:
     if sock.type == socket.SOCK_STREAM:
         raw = sock.getsockopt(socket.IPPROTO_TCP, TCP_CONGESTION, 16)
         facts["congestion_control"] = raw.split(b"\0", 1)[0].decode()
+        facts["nodelay"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     return facts
 
 
@@ -90,6 +126,7 @@ def server_socket(tdef: TestDef, side: Side, family: int, cfg: TestConfig) -> so
         sock = socket.socket(family, kind)
     try:
         _set_buffers(sock, cfg.server_sndbuf, cfg.server_rcvbuf)
+        _set_tcp_options(sock, cfg)
         sock.bind((side.address, 0))
         if kind == socket.SOCK_STREAM:
             sock.listen(128)
@@ -134,6 +171,7 @@ def client_role(
     def new_socket() -> socket.socket:
         sock = socket.socket(family, kind)
         _set_buffers(sock, cfg.client_sndbuf, cfg.client_rcvbuf)
+        _set_tcp_options(sock, cfg)
         return sock
 
     def connect() -> socket.socket:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from vdevperf.counters import ROLES, SLOTS, endpoint_index
@@ -28,9 +28,12 @@ from vdevperf.load.tests import TESTS, TestDef
 from vdevperf.measure import histogram, noise
 from vdevperf.measure.capture import CaptureSpec
 from vdevperf.measure.endpoints import EndpointReport, Finished, Ready
-from vdevperf.measure.sample import RawRun
+from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.measure.watch import Reading, Watch
 from vdevperf.model import TestConfig
+
+# Called with the window's samples so far, after each new one.
+OnInterval = Callable[[Sequence[Sample]], None]
 
 
 class ServerHalf(Protocol):
@@ -92,9 +95,11 @@ def _warm_up(cfg: TestConfig, capture: CaptureSpec | None, on_spawn: Callable[[i
             prober.close()
 
 
-def _sample(cfg: TestConfig, tdef: TestDef, watch: Watch, server: ServerHalf) -> dict[str, object]:
-    """The measured window: samples from its start to its end, every ``interval_s``; returns the CPU
-    used meanwhile by processes outside the test."""
+def _sample(
+    cfg: TestConfig, tdef: TestDef, watch: Watch, server: ServerHalf, on_interval: OnInterval
+) -> dict[str, object]:
+    """The measured window: samples from its start to its end, every ``interval_s``, each shown to
+    ``on_interval`` as it is taken; returns the CPU used meanwhile by processes outside the test."""
     # What else runs, read just outside the window's edges so that it costs the window nothing.
     others = noise.processes()
     watch.edge()
@@ -111,6 +116,7 @@ def _sample(cfg: TestConfig, tdef: TestDef, watch: Watch, server: ServerHalf) ->
         closed = time.monotonic() >= end
         # The sample that closes the window also takes the histograms.
         watch.take(histograms=latency and closed)
+        on_interval(watch.samples)
     watch.edge()
     server.edge()
     return noise.foreign_cpu(others, noise.processes(), watch.samples[-1].t_s, len(watch.samples[0].cpu))
@@ -161,11 +167,13 @@ def run(
     server: ServerHalf,
     on_spawn: Callable[[int], None] = lambda pid: None,
     capture: CaptureSpec | None = None,
+    on_interval: OnInterval = lambda samples: None,
 ) -> RawRun:
     """Run ``cfg`` (all its flows) from ``client`` to ``server`` and return the raw measurements.
 
     ``on_spawn(pid)`` learns every client endpoint pid as it starts (for the ledger); ``capture``
-    asks for a frame-size probe during the warm-up. The caller owns ``server`` and closes it.
+    asks for a frame-size probe during the warm-up; ``on_interval(samples)`` sees the window's samples
+    so far after each one (live output). The caller owns ``server`` and closes it.
     """
     tdef = TESTS[cfg.test]
     shared = Counters(cfg.flows * len(ROLES), histogram.BUCKETS if tdef.traits.latency else 0)
@@ -181,7 +189,7 @@ def run(
         for ep in clients:
             ep.go()
         captured = _warm_up(cfg, capture, on_spawn)
-        foreign = _sample(cfg, tdef, watch, server)
+        foreign = _sample(cfg, tdef, watch, server, on_interval)
         server_ends = _finish(tdef, clients, server)
         final = shared.read()
     finally:

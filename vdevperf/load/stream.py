@@ -10,11 +10,35 @@ until SIGUSR1 raises StopLoad; the receiver until EOF or StopLoad.
 from __future__ import annotations
 
 import errno
+import os
+import select
 import socket
+import struct
+import tempfile
+from collections.abc import Callable
 
-from vdevperf.counters import BYTES_RECEIVED, BYTES_SENT, ERRORS, MESSAGES_RECEIVED, MESSAGES_SENT
+from vdevperf.counters import (
+    BYTES_RECEIVED,
+    BYTES_SENT,
+    ERRORS,
+    MESSAGES_RECEIVED,
+    MESSAGES_SENT,
+    ZEROCOPY_COPIED,
+    ZEROCOPY_SENDS,
+)
 from vdevperf.load.context import Loop, LoopContext
 from vdevperf.traits import TestName
+
+# MSG_ZEROCOPY (linux/socket.h, errqueue.h); Python names some of them only on newer versions.
+SO_ZEROCOPY = getattr(socket, "SO_ZEROCOPY", 60)
+MSG_ZEROCOPY = getattr(socket, "MSG_ZEROCOPY", 0x4000000)
+MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+_ORIGIN_ZEROCOPY = 5  # SO_EE_ORIGIN_ZEROCOPY
+_CODE_COPIED = 1  # SO_EE_CODE_ZEROCOPY_COPIED
+_EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err
+# -Z: buffers the sender rotates through; a power of two, so a send's id picks its buffer by a mask
+# that stays right when the kernel's 32-bit ids wrap.
+ZEROCOPY_RING = 4
 
 
 def send_loop(ctx: LoopContext) -> None:
@@ -22,7 +46,11 @@ def send_loop(ctx: LoopContext) -> None:
 
     The stop can land just after a send returned and before it was counted, so
     the sender's total may fall short by one call; figures use the receiver's.
+    With -Z (TCP) the sends are MSG_ZEROCOPY ones (zerocopy_send_loop).
     """
+    if ctx.cfg.zerocopy:
+        zerocopy_send_loop(ctx)
+        return
     sock, slots = ctx.data_socket(), ctx.slots
     buf = memoryview(bytearray(ctx.cfg.send_size))
     send = sock.send
@@ -50,6 +78,96 @@ def send_loop(ctx: LoopContext) -> None:
             pass
 
 
+def _reap(recvmsg: Callable[..., tuple], busy: bytearray, slots: memoryview) -> bool:
+    """Take every MSG_ZEROCOPY completion queued on the socket: free the buffers of the sends it
+    covers (ids lo..hi) and count them as sent from our pages or copied. True if there was one."""
+    mask, reaped = len(busy) - 1, False
+    while True:
+        try:
+            _, ancdata, _, _ = recvmsg(0, 64, MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return reaped
+        for _level, _type, data in ancdata:
+            _errno, origin, _kind, code, _pad, lo, hi = _EXTENDED_ERR.unpack_from(data)
+            if origin != _ORIGIN_ZEROCOPY:
+                continue
+            count = ((hi - lo) & 0xFFFFFFFF) + 1
+            for i in range(min(count, len(busy))):  # never more ids in flight than buffers
+                busy[(lo + i) & mask] = 0
+            slots[ZEROCOPY_COPIED if code & _CODE_COPIED else ZEROCOPY_SENDS] += count
+            reaped = True
+
+
+def zerocopy_send_loop(ctx: LoopContext) -> None:
+    """-Z: send with MSG_ZEROCOPY (neper's zerocopy), so the kernel sends from our pages, not a copy.
+
+    The kernel holds a send's pages until its completion arrives on the socket's error queue, so a
+    buffer is reused only once the completion of the send that used it is in: the loop rotates
+    through ZEROCOPY_RING buffers and waits (poll for POLLERR) only when the next one is still
+    busy. Send number k (the kernel numbers successful sends from 0) uses buffer k % ZEROCOPY_RING.
+    Completions say whether the kernel copied after all; both counts go to the zerocopy_* slots.
+    Reaping allocates (recvmsg's control data), but per batch of completions, not per send.
+    """
+    sock, slots = ctx.data_socket(), ctx.slots
+    sock.setsockopt(socket.SOL_SOCKET, SO_ZEROCOPY, 1)
+    ring = [memoryview(bytearray(ctx.cfg.send_size)) for _ in range(ZEROCOPY_RING)]
+    busy = bytearray(ZEROCOPY_RING)  # 1 while the kernel may still read that buffer
+    mask = ZEROCOPY_RING - 1
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLERR)
+    wait, send, recvmsg = poller.poll, sock.send, sock.recvmsg
+    sent = calls = 0
+    try:
+        while True:
+            slot = calls & mask
+            while busy[slot] and not _reap(recvmsg, busy, slots):
+                wait()
+            try:
+                n = send(ring[slot], MSG_ZEROCOPY)
+            except OSError as exc:
+                # ENOBUFS: too many completions pending (optmem); take them and try again.
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                if not _reap(recvmsg, busy, slots):
+                    wait(1)
+                continue
+            busy[slot] = 1
+            sent += n
+            calls += 1
+            slots[BYTES_SENT] = sent
+            slots[MESSAGES_SENT] = calls
+    finally:
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def sendfile_loop(ctx: LoopContext) -> None:
+    """netperf's TCP_SENDFILE: send ``-m`` bytes per call with sendfile(2) from a file in the page
+    cache, so that the kernel sends without copying from user memory; counted as send_loop does."""
+    sock, slots = ctx.data_socket(), ctx.slots
+    size = ctx.cfg.send_size
+    out = sock.fileno()
+    sent = calls = 0
+    with tempfile.TemporaryFile() as source:
+        source.write(bytes(size))
+        source.flush()
+        fd = source.fileno()
+        try:
+            while True:
+                n = os.sendfile(out, fd, 0, size)
+                sent += n
+                calls += 1
+                slots[BYTES_SENT] = sent
+                slots[MESSAGES_SENT] = calls
+        finally:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+
 def recv_loop(ctx: LoopContext) -> None:
     """Receive into one ``-M``-byte buffer until EOF; count bytes and calls (UDP: messages)."""
     slots = ctx.slots
@@ -70,5 +188,6 @@ def recv_loop(ctx: LoopContext) -> None:
 LOOPS: dict[TestName, tuple[Loop, Loop]] = {
     TestName.TCP_STREAM: (send_loop, recv_loop),
     TestName.TCP_MAERTS: (recv_loop, send_loop),
+    TestName.TCP_SENDFILE: (sendfile_loop, recv_loop),
     TestName.UDP_STREAM: (send_loop, recv_loop),
 }

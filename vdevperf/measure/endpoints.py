@@ -28,23 +28,27 @@ NOT_READ = NotRead.NOT_READ
 
 @dataclass(frozen=True)
 class SocketFacts:
-    """An endpoint socket's effective settings (the kernel doubles SO_*BUF); TCP's congestion control."""
+    """An endpoint socket's effective settings (the kernel doubles SO_*BUF); TCP's congestion control
+    and TCP_NODELAY, read back with getsockopt so that -K and -D are seen to have taken."""
 
     sndbuf_bytes: int
     rcvbuf_bytes: int
     congestion_control: str | None = None
+    nodelay: int | None = None  # None: UDP, or a result written before -D existed
 
     def to_json(self) -> dict[str, Any]:
-        """The ``socket`` object of a result's endpoint (no congestion control for UDP)."""
+        """The ``socket`` object of a result's endpoint (no TCP options for UDP)."""
         doc: dict[str, Any] = {"sndbuf_bytes": self.sndbuf_bytes, "rcvbuf_bytes": self.rcvbuf_bytes}
         if self.congestion_control is not None:
             doc["congestion_control"] = self.congestion_control
+        if self.nodelay is not None:
+            doc["nodelay"] = self.nodelay
         return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> SocketFacts:
         """The facts from their JSON object."""
-        return cls(doc["sndbuf_bytes"], doc["rcvbuf_bytes"], doc.get("congestion_control"))
+        return cls(doc["sndbuf_bytes"], doc["rcvbuf_bytes"], doc.get("congestion_control"), doc.get("nodelay"))
 
 
 @dataclass(frozen=True)

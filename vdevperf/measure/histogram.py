@@ -75,11 +75,30 @@ def summary_us(hist: Mapping[int, int]) -> dict[str, float | None]:
         "max": bounds(items[-1][0])[1] / 1e3,
     }
     for key, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99_9", 0.999)):
-        rank = max(1, -(-total * q // 1))  # ceil(q * total): nearest-rank percentile
-        seen = 0
-        for bucket, count in items:
-            seen += count
-            if seen >= rank:
-                out[key] = midpoint_ns(bucket) / 1e3
-                break
+        out[key] = _rank_us(items, total, q)
     return {k: out[k] for k in keys}
+
+
+def _rank_us(items: list[tuple[int, int]], total: int, q: float) -> float:
+    """The nearest-rank ``q`` quantile of sorted non-empty buckets: its bucket's midpoint in µs."""
+    rank = max(1, -(-total * q // 1))  # ceil(q * total)
+    seen = 0
+    for bucket, count in items:
+        seen += count
+        if seen >= rank:
+            return midpoint_ns(bucket) / 1e3
+    return midpoint_ns(items[-1][0]) / 1e3
+
+
+def percentile_key(p: float) -> str:
+    """How a percentile is named in results and tables: 99.9 -> "99.9", 50 -> "50"."""
+    return f"{p:g}"
+
+
+def percentiles_us(hist: Mapping[int, int], percentiles: Iterable[float]) -> dict[str, float] | None:
+    """The asked percentiles (0 < p <= 100) in µs, as summary_us computes its fixed ones; None if empty."""
+    items = sorted((int(b), c) for b, c in hist.items() if c)
+    total = sum(c for _, c in items)
+    if not total:
+        return None
+    return {percentile_key(p): _rank_us(items, total, p / 100) for p in percentiles}

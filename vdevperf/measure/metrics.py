@@ -33,6 +33,11 @@ def latency_fields(hist: dict[int, int]) -> dict[str, float | None]:
     return {f"{key}_latency_us": value for key, value in summary.items()}
 
 
+def asked_percentiles(hist: dict[int, int], percentiles: Sequence[float]) -> dict[str, float] | None:
+    """Metrics.latency_percentiles_us: the --percentiles from the same histogram; None if none were asked."""
+    return histogram.percentiles_us(hist, percentiles) if percentiles else None
+
+
 def _process_split(
     first: Sample, last: Sample, flows: int, used: cpu.CpuDelta, remote: cpu.CpuDelta | None
 ) -> dict[str, float | None]:
@@ -63,9 +68,10 @@ def _remote_delta(first: Sample, last: Sample) -> cpu.CpuDelta | None:
     return cpu.delta(first.remote_cpu, last.remote_cpu, last.remote_t_s - first.remote_t_s)
 
 
-def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
+def derive(test: TestName, flows: int, raw: RawRun, percentiles: Sequence[float] = ()) -> Metrics:
     """Metrics over the window from the first to the last sample of ``raw``."""
     first, last, histograms = raw.samples[0], raw.samples[-1], raw.histograms
+    asked = None
     traits = TRAITS[test]
     role, slot = traits.work.role, traits.work.slot
     elapsed = last.t_s - first.t_s
@@ -112,14 +118,16 @@ def derive(test: TestName, flows: int, raw: RawRun) -> Metrics:
             "transactions_per_s": sum(rates),
             "service_demand_us_per_kb": None,
             "service_demand_us_per_tr": cpu.service_demand_us(used, work),
-            **latency_fields(histogram.merge(histograms)),
+            **latency_fields(merged := histogram.merge(histograms)),
         }
+        asked = asked_percentiles(merged, percentiles)
     return Metrics(
         elapsed_s=elapsed,
         cpu_util_pct=used.util_pct,
         softirq_pct=used.softirq_pct,
         **common,
         **extra,
+        latency_percentiles_us=asked,
         flows=tuple(FlowMetrics(flow=i, rate=r) for i, r in enumerate(rates)),
         min_flow_rate=min(rates),
         max_flow_rate=max(rates),
@@ -141,7 +149,12 @@ def figure(test: TestName, name: str, m: Metrics) -> float | None:
     return getattr(m, name)
 
 
-def summarize(test: TestName, iterations: Sequence[Metrics], histograms: Sequence[dict[int, int]]) -> Metrics:
+def summarize(
+    test: TestName,
+    iterations: Sequence[Metrics],
+    histograms: Sequence[dict[int, int]],
+    percentiles: Sequence[float] = (),
+) -> Metrics:
     """One Metrics for several iterations: means of every figure, latency from all histograms merged."""
     if len(iterations) == 1:
         return iterations[0]
@@ -158,7 +171,8 @@ def summarize(test: TestName, iterations: Sequence[Metrics], histograms: Sequenc
         else:
             values[f.name] = None
     if TRAITS[test].latency:
-        values |= latency_fields(histogram.merge(histograms))
+        merged = histogram.merge(histograms)
+        values |= latency_fields(merged) | {"latency_percentiles_us": asked_percentiles(merged, percentiles)}
     return Metrics(**values)
 
 
@@ -175,25 +189,30 @@ def confidence(cfg: TestConfig, iterations: Sequence[Metrics]) -> Confidence:
     )
 
 
+def flow_rates(test: TestName, flows: int, a: Sample, b: Sample, names: Sequence[str]) -> list[float]:
+    """Each flow's rate (the test's units) between samples ``a`` and ``b``, its counters found by ``names``."""
+    work = TRAITS[test].work
+    scale = 8 / 1e6 if TRAITS[test].stream else 1.0
+    dt = b.t_s - a.t_s
+    indexes = (names.index(f"flow{f}.{work.role}.{SLOTS[work.slot]}") for f in range(flows))
+    return [(b.counters[i] - a.counters[i]) * scale / dt if dt > 0 else 0.0 for i in indexes]
+
+
 def series(test: TestName, flows: int, samples: Sequence[Sample], names: Sequence[str]) -> list[dict[str, float]]:
     """Per sampling interval: its end, length, rate (the test's units, all flows) and CPU shares.
 
     Counters are found by their ``names`` (a sample's counter_names), so files
     written with another counter layout give the same series.
     """
-    work = TRAITS[test].work
-    indexes = [names.index(f"flow{f}.{work.role}.{SLOTS[work.slot]}") for f in range(flows)]
-    scale = 8 / 1e6 if TRAITS[test].stream else 1.0
     out = []
     for a, b in zip(samples, samples[1:], strict=False):
         dt = b.t_s - a.t_s
         used = cpu.delta(a.cpu, b.cpu, dt)
-        done = sum(b.counters[i] - a.counters[i] for i in indexes)
         out.append(
             {
                 "t_s": b.t_s,
                 "dt_s": dt,
-                "rate": done * scale / dt if dt > 0 else 0.0,
+                "rate": sum(flow_rates(test, flows, a, b, names)),
                 "cpu_util_pct": used.util_pct,
                 "softirq_pct": used.softirq_pct,
             }

@@ -325,8 +325,13 @@ _READY_ENDPOINT = Record(
         "pid": _PID,
         "placement": Record({"requested_cpu": Maybe(_CPU), "affinity": Seq(_CPU, 1, MAX_CPUS)}),
         "socket": Record(
-            {"sndbuf_bytes": Int(0, 2**31 - 1), "rcvbuf_bytes": Int(0, 2**31 - 1), "congestion_control": Text(16)},
-            optional=frozenset({"congestion_control"}),
+            {
+                "sndbuf_bytes": Int(0, 2**31 - 1),
+                "rcvbuf_bytes": Int(0, 2**31 - 1),
+                "congestion_control": Text(16),
+                "nodelay": Int(0, 1),
+            },
+            optional=frozenset({"congestion_control", "nodelay"}),
         ),
     }
 )

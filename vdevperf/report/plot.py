@@ -7,6 +7,8 @@ Each kind draws from result data only, never from a live run:
 - offload: an offload matrix, rate and service demand per combination;
 - sweep: a sweep (--sweep), rate and service demand against the swept value, one line per
   topology, with each value's 95 % interval over its rounds;
+- cdf: each RR run's latency CDF (log x), from its merged histogram, one line per
+  topology and test;
 - scale: namespace creation rate at each mark, per method (``vdevperf scale`` results).
 Figures are written as PNG or SVG, with titles, units and legends.
 """
@@ -22,10 +24,11 @@ from vdevperf.errors import VdevperfError
 from vdevperf.measure.stats import t_quantile
 from vdevperf.model import RunResult, RunStatus
 from vdevperf.report.diff import metric
+from vdevperf.report.latency import cdf_us, latency_runs
 from vdevperf.report.rows import row
 from vdevperf.traits import Kind
 
-KINDS = ("bars", "timeseries", "offload", "sweep", "scale")
+KINDS = ("bars", "timeseries", "offload", "sweep", "cdf", "scale")
 
 
 def _pyplot():
@@ -87,6 +90,29 @@ def bars(runs: Sequence[RunResult], out: Path) -> None:
             ax.tick_params(axis="x", labelrotation=20)
             ax.grid(axis="y", alpha=0.3)
     fig.suptitle("vdevperf: rate and CPU cost per topology (error bars: confidence interval or spread)")
+    _save(fig, out)
+
+
+def cdf(runs: Sequence[RunResult], out: Path) -> None:
+    """Latency CDF of each RR run (all flows and iterations merged), log x, with p50/p99 marked."""
+    plt = _pyplot()
+    found = latency_runs(runs)
+    if not found:
+        raise VdevperfError("plot", "no measured RR run with a latency histogram to draw")
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    for run, hist in found:
+        values, fractions = cdf_us(hist)
+        label = f"{run.topology} {run.config.test}" + (f" {run.sweep['label']}" if run.sweep else "")
+        ax.step(values, fractions, where="post", label=label)
+    for q in (0.5, 0.99):
+        ax.axhline(q, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.005)
+    ax.set_xlabel("latency (µs, log scale; steps at our bucket bounds)")
+    ax.set_ylabel("fraction of transactions at or below")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    fig.suptitle("vdevperf: latency CDF per topology and test (dotted: p50, p99)")
     _save(fig, out)
 
 

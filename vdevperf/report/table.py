@@ -53,8 +53,34 @@ class Column:
     wanted: Callable[[Row], bool] = lambda r: True
 
 
-def _columns(baseline: str | None) -> list[Column]:
+# Percentiles that already have a column of their own.
+_FIXED_PERCENTILES = ("50", "99")
+
+
+def _percentile_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> dict[str, list[Column]]:
+    """One column per asked percentile (--percentiles) that no fixed column shows, in increasing order,
+    grouped by where they go: "below" p50, "between" p50 and p99, "above" p99.
+
+    They come from the runs' metrics, not from Row, so that CSV and JSON rows keep their fields."""
+    asked = {
+        id(r): (run.metrics.latency_percentiles_us or {}) if run.metrics else {}
+        for r, run in zip(rows, runs, strict=True)
+    }
+    keys = sorted({k for found in asked.values() for k in found} - set(_FIXED_PERCENTILES), key=float)
+
+    def cell(key: str) -> Callable[[Row], str]:
+        return lambda r: _num(asked[id(r)].get(key), 1)
+
+    groups: dict[str, list[Column]] = {"below": [], "between": [], "above": []}
+    for k in keys:
+        group = "below" if float(k) < 50 else "between" if float(k) < 99 else "above"
+        groups[group].append(Column(f"p{k} us", cell(k)))
+    return groups
+
+
+def _columns(baseline: str | None, asked: dict[str, list[Column]] | None = None) -> list[Column]:
     relative = baseline is not None
+    asked = asked or {}
     return [
         Column("Result", lambda r: _num(r.rate) + ("!" if r.unstable else "") + ("~" if r.flagged else "")),
         Column("±CI %", lambda r: _num(r.rate_ci_pct, 1), lambda r: r.rate_ci_pct is not None),
@@ -73,13 +99,16 @@ def _columns(baseline: str | None) -> list[Column]:
             lambda r: _num(r.remote_service_demand, 3),
             lambda r: r.remote_service_demand is not None,
         ),
+        *asked.get("below", []),
         Column("p50 us", lambda r: _num(r.p50_latency_us, 1), lambda r: r.p50_latency_us is not None),
+        *asked.get("between", []),
         Column("p99 us", lambda r: _num(r.p99_latency_us, 1), lambda r: r.p99_latency_us is not None),
         Column(
             f"vs {baseline}",
             lambda r: _versus(r, r.p99_vs, r.p99_latency_us is not None),
             lambda r: relative and r.p99_latency_us is not None,
         ),
+        *asked.get("above", []),
         Column("Loss %", lambda r: _num(r.loss_pct, 3), lambda r: r.loss_pct is not None),
         Column("Flows", lambda r: str(r.flows), lambda r: r.flows > 1),
         Column("Min flow", lambda r: _num(r.min_flow_rate), lambda r: r.flows > 1),
@@ -97,7 +126,11 @@ def _render(
 ) -> str:
     """The table: Topology, then the ``keys`` columns (header, cell of a run), Test, then the figures."""
     keys = [("Topology", lambda run, r: r.topology), *keys, ("Test", lambda run, r: r.test)]
-    columns = [c for c in _columns(baseline) if any(c.wanted(r) for r in rows if r.rate is not None)]
+    columns = [
+        c
+        for c in _columns(baseline, _percentile_columns(rows, runs))
+        if any(c.wanted(r) for r in rows if r.rate is not None)
+    ]
     body = []
     for run, r in zip(runs, rows, strict=True):
         lead = [key(run, r) for _, key in keys]
