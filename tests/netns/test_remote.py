@@ -312,7 +312,7 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     send(sock, "hello", client_nonce=os.urandom(32).hex(), software="raw")
     assert reply(sock)["type"] == "challenge"
     send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR)))
-    assert refusal(sock) == {"v": 2, "type": "error", "code": "auth", "message": "expected 'auth', got 'test'"}
+    assert refusal(sock) == {"v": protocol.VERSION, "type": "error", "code": "auth", "message": "expected 'auth', got 'test'"}
 
     # A recorded handshake, replayed on a new connection: the server's nonce is new, the proof is not.
     sock = connect(veth, server)
@@ -324,7 +324,7 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     assert reply(sock)["type"] == "challenge"
     sock.sendall(recorded[1])
     assert refusal(sock) == {
-        "v": 2,
+        "v": protocol.VERSION,
         "type": "error",
         "code": "auth",
         "message": "authentication failed: the client's token is not this server's",
@@ -334,10 +334,10 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     sock = connect(veth, server)
     body = json.dumps({"v": 1, "type": "hello", "client_nonce": "00" * 32, "software": "vdevperf 0.1"}).encode()
     sock.sendall(len(body).to_bytes(4, "big") + body)
-    assert refusal(sock)["message"] == "protocol version mismatch: server speaks protocol 2, client sent 1"
+    assert refusal(sock)["message"] == "protocol version mismatch: server speaks protocol 3, client sent 1"
 
     log = server.log()
-    assert "refused: version: protocol version mismatch: server speaks protocol 2, client sent 1" in log
+    assert "refused: version: protocol version mismatch: server speaks protocol 3, client sent 1" in log
     assert ": authentication failed: no proof (closed)" in log  # the client with the wrong token
     assert ": authentication failed: no proof (expected 'auth', got 'test')" in log
     assert ": authentication failed: wrong proof" in log and "backs off" not in log  # --auth-backoff 0
@@ -440,7 +440,7 @@ def test_idle_sessions_end(veth, server):
     sock = connect(veth, server)
     handshake(sock)
     assert reply(sock)["type"] == "welcome"
-    assert refusal(sock) == {"v": 2, "type": "error", "code": "idle", "message": "idle for 3 s: session closed"}
+    assert refusal(sock) == {"v": protocol.VERSION, "type": "error", "code": "idle", "message": "idle for 3 s: session closed"}
 
 
 def test_a_client_that_vanishes_mid_test_does_not_leave_the_server_stuck(veth, server, token_file, tmp_path):
@@ -588,7 +588,7 @@ def test_64_idle_connections_from_one_address_do_not_lock_a_client_out(veth, ser
 def test_handshake_slots_are_capped_per_address_and_in_total_oldest_first(veth, guarded, sources):
     a, b, c = sources[4], sources[5], sources[6]
     busy = {
-        "v": 2,
+        "v": protocol.VERSION,
         "type": "error",
         "code": "busy",
         "message": "busy: too many connections are authenticating; try again later",
@@ -642,7 +642,7 @@ def test_a_failed_authentication_backs_its_address_off(veth, guarded, sources):
     # one, is not checked; another address is served.
     late = connect(veth, guarded, source)
     assert refusal(late) == {
-        "v": 2,
+        "v": protocol.VERSION,
         "type": "error",
         "code": "busy",
         "message": "busy: an authentication from this address failed; it may try again in 1 s",
@@ -655,7 +655,7 @@ def test_a_failed_authentication_backs_its_address_off(veth, guarded, sources):
     other.close()
     # The wrong proof is answered once the back-off has passed.
     assert refusal(guesses[0]) == {
-        "v": 2,
+        "v": protocol.VERSION,
         "type": "error",
         "code": "auth",
         "message": "authentication failed: the client's token is not this server's",
@@ -709,7 +709,7 @@ def test_the_server_proves_itself_first_and_an_impostor_hears_no_proof(veth, tok
                 "v": 1,
                 "type": "error",
                 "code": "version",
-                "message": "protocol version mismatch: server speaks protocol 1, client sent 2",
+                "message": "protocol version mismatch: server speaks protocol 1, client sent 3",
             }
         )
         return len(body).to_bytes(4, "big") + body.encode()
@@ -742,7 +742,7 @@ def test_the_server_proves_itself_first_and_an_impostor_hears_no_proof(veth, tok
             else:
                 assert line == (
                     f"vdevperf: server {SERVER_IP}:{port}: protocol version mismatch: this client "
-                    "speaks protocol 2, the server sent 1"
+                    "speaks protocol 3, the server sent 1"
                 )
     finally:
         impostor.close()
@@ -818,7 +818,7 @@ def test_a_failed_fork_leaks_nothing_and_the_server_goes_on(veth, server):
         (group / "pids.max").write_text(str(int((group / "pids.current").read_text()) + 1))
         send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, flows=3, **SHORT)))
         assert refusal(sock) == {
-            "v": 2,
+            "v": protocol.VERSION,
             "type": "error",
             "code": "load",
             "message": "server endpoint: cannot start it: Resource temporarily unavailable",
@@ -840,7 +840,7 @@ def test_endpoint_processes_are_capped_server_wide(veth, guarded):
         assert reply(sock)["limits"]["max_flows"] == 3
         send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, flows=2, **SHORT)))
         assert refusal(sock) == {
-            "v": 2,
+            "v": protocol.VERSION,
             "type": "error",
             "code": "busy",
             "message": "busy: running its maximum of 3 endpoint processes; try again later",
@@ -858,7 +858,7 @@ def test_endpoint_processes_are_capped_server_wide(veth, guarded):
     assert reply(sock)["type"] == "welcome"
     send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR, flows=4, **SHORT)))
     assert refusal(sock) == {
-        "v": 2,
+        "v": protocol.VERSION,
         "type": "error",
         "code": "limit",
         "message": "4 flows exceed this server's limit of 3",
@@ -901,7 +901,7 @@ def test_a_session_lasts_at_most_max_session_time(veth, guarded):
     time.sleep(0.6)
     run_raw_test(veth, sock)
     assert refusal(sock) == {
-        "v": 2,
+        "v": protocol.VERSION,
         "type": "error",
         "code": "limit",
         "message": "session reached this server's --max-session-time of 2.5 s; connect again to go on",
