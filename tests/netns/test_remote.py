@@ -312,7 +312,12 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     send(sock, "hello", client_nonce=os.urandom(32).hex(), software="raw")
     assert reply(sock)["type"] == "challenge"
     send(sock, "test", config=protocol.config_to_wire(TestConfig(test=TestName.TCP_RR)))
-    assert refusal(sock) == {"v": protocol.VERSION, "type": "error", "code": "auth", "message": "expected 'auth', got 'test'"}
+    assert refusal(sock) == {
+        "v": protocol.VERSION,
+        "type": "error",
+        "code": "auth",
+        "message": "expected 'auth', got 'test'",
+    }
 
     # A recorded handshake, replayed on a new connection: the server's nonce is new, the proof is not.
     sock = connect(veth, server)
@@ -440,7 +445,12 @@ def test_idle_sessions_end(veth, server):
     sock = connect(veth, server)
     handshake(sock)
     assert reply(sock)["type"] == "welcome"
-    assert refusal(sock) == {"v": protocol.VERSION, "type": "error", "code": "idle", "message": "idle for 3 s: session closed"}
+    assert refusal(sock) == {
+        "v": protocol.VERSION,
+        "type": "error",
+        "code": "idle",
+        "message": "idle for 3 s: session closed",
+    }
 
 
 def test_a_client_that_vanishes_mid_test_does_not_leave_the_server_stuck(veth, server, token_file, tmp_path):
