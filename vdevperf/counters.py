@@ -9,6 +9,7 @@ from __future__ import annotations
 
 # zerocopy_*: -Z sends whose MSG_ZEROCOPY completion said the kernel sent from our pages, or had to copy
 # them after all (SO_EE_CODE_ZEROCOPY_COPIED: what loopback and veth, delivering locally, report).
+# jitter_ns: not a running total but the receiver's RFC 3550 jitter estimate so far (UDP tests; ns).
 SLOTS = (
     "bytes_sent",
     "bytes_received",
@@ -19,6 +20,7 @@ SLOTS = (
     "errors",
     "zerocopy_sends",
     "zerocopy_copied",
+    "jitter_ns",
 )
 (
     BYTES_SENT,
@@ -30,6 +32,7 @@ SLOTS = (
     ERRORS,
     ZEROCOPY_SENDS,
     ZEROCOPY_COPIED,
+    JITTER_NS,
 ) = range(len(SLOTS))
 
 ROLES = ("client", "server")

@@ -188,6 +188,11 @@ MAX_BUFFERS_BYTES = 1024**3
 # stays exact on every kernel (newer ones clamp, older ones overflow to the minimum).
 SOCKBUF_BYTES = (1, 512 * 1024**2)
 FLOWS = (1, 256)
+# --burst: transactions in flight at once (netperf's -b N is --burst N+1).
+BURST = (1, 1024)
+# UDP_STREAM: each datagram starts with the sender's clock (int64 ns) and a sequence number (uint64),
+# for the receiver's RFC 3550 jitter; a smaller -m or -M carries no timestamp and measures no jitter.
+UDP_TIMESTAMP_BYTES = 16
 # -K: a kernel congestion-control name (TCP_CA_NAME_MAX is 16 bytes with its NUL).
 CC_NAME = re.compile(r"[a-z0-9_]{1,15}")
 
@@ -246,6 +251,8 @@ class TestConfig:
     zerocopy: bool = False
     # Extra latency percentiles of RR tests (--percentiles), each 0 < p <= 100; () = the fixed ones only.
     latency_percentiles: tuple[float, ...] = ()
+    # --burst: TCP_RR/UDP_RR transactions the client keeps in flight at once; 1 = one at a time.
+    burst: int = 1
 
     def __post_init__(self) -> None:
         _check(
@@ -297,6 +304,23 @@ class TestConfig:
             limit = UDP_MAX_PAYLOAD[self.ip_version]
             sizes = (self.send_size,) if traits.stream else (self.request_size, self.response_size)
             _check(max(sizes) <= limit, f"-m/-r: a UDP message carries at most {limit} bytes over IPv{self.ip_version}")
+        _check(within(self.burst, BURST), f"--burst: {self.burst} is outside {span(BURST, 'transactions')}")
+        able = ", ".join(t.name for t in TRAITS.values() if t.burst)
+        _check(self.burst == 1 or traits.burst, f"--burst: transactions in flight are for {able}, not {self.test}")
+        _check(
+            self.flows * self.burst * self.response_size <= MAX_BUFFERS_BYTES,
+            f"--burst/-r: {self.flows} flows of {self.burst} responses of {self.response_size} bytes in flight need "
+            f"more than {MAX_BUFFERS_BYTES // 1024**2} MiB",
+        )
+
+    @property
+    def measures_jitter(self) -> bool:
+        """True if the run measures RFC 3550 jitter: UDP_RR always (of round trips), UDP_STREAM when
+        its datagrams can carry the sender's timestamp."""
+        traits = self.test.traits
+        if not traits.udp:
+            return False
+        return not traits.stream or min(self.send_size, self.recv_size) >= UDP_TIMESTAMP_BYTES
 
 
 @dataclass(frozen=True)
@@ -358,6 +382,9 @@ class Metrics:
     remote_service_demand_us_per_tr: float | None = None
     # The --percentiles of an RR run from the same merged histogram, keyed "50", "99.99" (µs); None if not asked.
     latency_percentiles_us: dict[str, float] | None = None
+    # UDP tests: RFC 3550's interarrival jitter at the receiver at the window's end, µs, mean over flows
+    # (UDP_STREAM: of one-way transit times; UDP_RR: of round-trip times at the client); None otherwise.
+    jitter_us: float | None = None
 
 
 class RunStatus(enum.StrEnum):

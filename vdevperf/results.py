@@ -43,7 +43,8 @@ vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
      (--sweep) gain sweep (parameter, value, label, the values and baseline, and for an
      MTU the MTU each device reported); other runs have no such key. RR runs asked for
      --percentiles gain config.latency_percentiles and metrics.latency_percentiles_us
-     ({"99.99": µs}); others have neither key.
+     ({"99.99": µs}); others have neither key. RR runs with --burst N > 1 gain config.burst;
+     UDP runs that measured jitter (RFC 3550) gain metrics.jitter_us.
 """
 
 from __future__ import annotations
@@ -84,10 +85,12 @@ from vdevperf.model import (
 SCHEMA_VERSION = 6
 # Where a command stores its result file when no -o names one (relative to the working directory).
 DEFAULT_RESULTS_DIR = Path("results")
-# Optional keys: written only when a run asked for them (--percentiles), so other files are unchanged.
-OPTIONAL_METRIC_KEYS = ("latency_percentiles_us",)
-OPTIONAL_CONFIG_KEYS = ("latency_percentiles",)
+# Optional keys: written only when a run asked for them (--percentiles, --burst) or has them (UDP jitter),
+# so other files are unchanged. A config key is left out at its model default ("off").
+OPTIONAL_METRIC_KEYS = ("latency_percentiles_us", "jitter_us")
+OPTIONAL_CONFIG_KEYS = ("latency_percentiles", "burst")
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics) if f.name not in OPTIONAL_METRIC_KEYS)
+_OFF = {f.name: f.default for f in dataclasses.fields(TestConfig) if f.name in OPTIONAL_CONFIG_KEYS}
 CONFIG_DEFAULTS = {
     f.name: f.default for f in dataclasses.fields(TestConfig) if f.name != "test" and f.name not in OPTIONAL_CONFIG_KEYS
 }
@@ -153,7 +156,7 @@ def _config_to_json(config: TestConfig) -> dict:
         "test": str(config.test),
         "latency_percentiles": list(config.latency_percentiles),
     }
-    return {k: v for k, v in stored.items() if k not in OPTIONAL_CONFIG_KEYS or v}
+    return {k: v for k, v in stored.items() if k not in OPTIONAL_CONFIG_KEYS or getattr(config, k) != _OFF[k]}
 
 
 def _config_from_json(doc: dict) -> TestConfig:

@@ -101,8 +101,9 @@ LATENCY_METRICS = tuple(
     f"{key}_latency_us" for key in ("mean", "min", "p50", "p90", "p99", "p99_9", "max")
 )  # measure.histogram.summary_us's keys
 STREAM_METRICS = ("throughput_mbps", "service_demand_us_per_kb", "send_throughput_mbps")
-UDP_STREAM_METRICS = (*STREAM_METRICS, "messages_sent", "messages_received", "loss_pct")
+UDP_STREAM_METRICS = (*STREAM_METRICS, "messages_sent", "messages_received", "loss_pct", "jitter_us")
 RR_METRICS = ("transactions_per_s", "service_demand_us_per_tr", *LATENCY_METRICS)
+UDP_RR_METRICS = (*RR_METRICS, "jitter_us")
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,8 @@ class Traits:
     default_send_size: int = 128 * 1024
     # -Z: its sender is send_loop over TCP, which can send with MSG_ZEROCOPY.
     zerocopy: bool = False
+    # --burst: its client can keep several transactions in flight on one connection (burst_request_loop).
+    burst: bool = False
 
     def __post_init__(self) -> None:
         roles = (self.work.role, *self.stop)
@@ -179,7 +182,7 @@ TRAITS: dict[TestName, Traits] = {
             ("client", "server"),
             default_send_size=1472,
         ),
-        Traits(TestName.TCP_RR, Kind.RR, Protocol.TCP, _AT_CLIENT, RR_METRICS, ("client",), latency=True),
+        Traits(TestName.TCP_RR, Kind.RR, Protocol.TCP, _AT_CLIENT, RR_METRICS, ("client",), latency=True, burst=True),
         Traits(
             TestName.TCP_CRR,
             Kind.RR,
@@ -190,6 +193,15 @@ TRAITS: dict[TestName, Traits] = {
             per_connection=True,
             latency=True,
         ),
-        Traits(TestName.UDP_RR, Kind.RR, Protocol.UDP, _AT_CLIENT, RR_METRICS, ("client", "server"), latency=True),
+        Traits(
+            TestName.UDP_RR,
+            Kind.RR,
+            Protocol.UDP,
+            _AT_CLIENT,
+            UDP_RR_METRICS,
+            ("client", "server"),
+            latency=True,
+            burst=True,
+        ),
     )
 }

@@ -22,6 +22,7 @@ from vdevperf.cli.argtypes import cpu_number, fraction, number_in, pair, percent
 from vdevperf.cli.common import Subparsers, note, print_document, progress_line, stored
 from vdevperf.errors import VdevperfError
 from vdevperf.model import (
+    BURST,
     FLOWS,
     INTERVAL_S,
     LENGTH_S,
@@ -283,6 +284,14 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str, length: floa
         help="RR tests: also these latency percentiles, comma-separated (e.g. 50,90,99,99.9,99.99), "
         "from the merged histogram; stored as metrics.latency_percentiles_us and shown as columns",
     )
+    p.add_argument(
+        "--burst",
+        type=whole(*BURST),
+        default=1,
+        metavar="N",
+        help=f"TCP_RR/UDP_RR: keep N transactions in flight at once ({span(BURST, 'transactions')}; default 1; "
+        "netperf's test-specific -b N is --burst N+1); use -D with TCP, or Nagle holds back the requests",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.add_argument(
         "--cpu-detail",
@@ -320,6 +329,7 @@ def _configs(args: argparse.Namespace, cpus: Cpus = api.UNPINNED) -> list[TestCo
         nodelay=args.nodelay,
         zerocopy=args.zerocopy,
         latency_percentiles=args.percentiles,
+        burst=args.burst,
     )
 
 

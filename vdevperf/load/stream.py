@@ -15,12 +15,14 @@ import select
 import socket
 import struct
 import tempfile
+import time
 from collections.abc import Callable
 
 from vdevperf.counters import (
     BYTES_RECEIVED,
     BYTES_SENT,
     ERRORS,
+    JITTER_NS,
     MESSAGES_RECEIVED,
     MESSAGES_SENT,
     ZEROCOPY_COPIED,
@@ -39,6 +41,10 @@ _EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err
 # -Z: buffers the sender rotates through; a power of two, so a send's id picks its buffer by a mask
 # that stays right when the kernel's 32-bit ids wrap.
 ZEROCOPY_RING = 4
+# UDP_STREAM with jitter: each datagram starts with its send time (CLOCK_MONOTONIC ns, one clock for every
+# namespace of a host) and its sequence number; model.UDP_TIMESTAMP_BYTES is this header's size.
+_STAMP = struct.Struct("=qQ")
+_SENT_AT = struct.Struct("=q")
 
 
 def send_loop(ctx: LoopContext) -> None:
@@ -168,6 +174,73 @@ def sendfile_loop(ctx: LoopContext) -> None:
                 pass
 
 
+def udp_send_loop(ctx: LoopContext) -> None:
+    """UDP_STREAM sender: send_loop's datagrams, each stamped with its send time and sequence number
+    for the receiver's jitter (a -m or -M too small for the stamp: send_loop itself)."""
+    if not ctx.cfg.measures_jitter:
+        send_loop(ctx)
+        return
+    sock, slots = ctx.data_socket(), ctx.slots
+    buf = bytearray(ctx.cfg.send_size)
+    stamp, clock, send = _STAMP.pack_into, time.monotonic_ns, sock.send
+    sent = calls = errors = 0
+    try:
+        while True:
+            stamp(buf, 0, clock(), calls)
+            try:
+                n = send(buf)
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:  # a full queue below: that datagram is lost, as in send_loop
+                    raise
+                errors += 1
+                slots[ERRORS] = errors
+                continue
+            sent += n
+            calls += 1
+            slots[BYTES_SENT] = sent
+            slots[MESSAGES_SENT] = calls
+    finally:
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def udp_recv_loop(ctx: LoopContext) -> None:
+    """UDP_STREAM receiver: recv_loop's counts plus RFC 3550 jitter of the datagrams' transit times.
+
+    Transit is the arrival time (read after recv returns, as iperf3 does) minus the sender's stamp;
+    with both ends on one host they share CLOCK_MONOTONIC, and across hosts the clocks' offset
+    cancels in the differences (measure.jitter). Datagrams count in arrival order, reordered or
+    not, as the RFC does. Per datagram: one clock read, one unpack and a few integer operations.
+    """
+    if not ctx.cfg.measures_jitter:
+        recv_loop(ctx)
+        return
+    slots = ctx.slots
+    buf = bytearray(ctx.cfg.recv_size)
+    recv_into = ctx.data_socket().recv_into
+    sent_at, clock = _SENT_AT.unpack_from, time.monotonic_ns
+    received = calls = jitter = 0
+    n = recv_into(buf)
+    if not n:
+        return
+    previous = clock() - sent_at(buf)[0]  # the first datagram only sets the reference transit
+    while True:
+        received += n
+        calls += 1
+        slots[BYTES_RECEIVED] = received
+        slots[MESSAGES_RECEIVED] = calls
+        n = recv_into(buf)
+        if not n:
+            return
+        transit = clock() - sent_at(buf)[0]
+        d = transit - previous
+        previous = transit
+        jitter += ((d if d >= 0 else -d) - jitter) >> 4  # measure.jitter.step, inline
+        slots[JITTER_NS] = jitter
+
+
 def recv_loop(ctx: LoopContext) -> None:
     """Receive into one ``-M``-byte buffer until EOF; count bytes and calls (UDP: messages)."""
     slots = ctx.slots
@@ -189,5 +262,5 @@ LOOPS: dict[TestName, tuple[Loop, Loop]] = {
     TestName.TCP_STREAM: (send_loop, recv_loop),
     TestName.TCP_MAERTS: (recv_loop, send_loop),
     TestName.TCP_SENDFILE: (sendfile_loop, recv_loop),
-    TestName.UDP_STREAM: (send_loop, recv_loop),
+    TestName.UDP_STREAM: (udp_send_loop, udp_recv_loop),
 }

@@ -14,7 +14,16 @@ import dataclasses
 import statistics
 from collections.abc import Sequence
 
-from vdevperf.counters import BYTES_SENT, MESSAGES_RECEIVED, MESSAGES_SENT, ROLES, SLOTS, endpoint_index, slot_index
+from vdevperf.counters import (
+    BYTES_SENT,
+    JITTER_NS,
+    MESSAGES_RECEIVED,
+    MESSAGES_SENT,
+    ROLES,
+    SLOTS,
+    endpoint_index,
+    slot_index,
+)
 from vdevperf.measure import cpu, histogram
 from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.measure.stats import confidence_interval, jain_index
@@ -68,8 +77,15 @@ def _remote_delta(first: Sample, last: Sample) -> cpu.CpuDelta | None:
     return cpu.delta(first.remote_cpu, last.remote_cpu, last.remote_t_s - first.remote_t_s)
 
 
-def derive(test: TestName, flows: int, raw: RawRun, percentiles: Sequence[float] = ()) -> Metrics:
-    """Metrics over the window from the first to the last sample of ``raw``."""
+def jitter_us(last: Sample, flows: int, role: str) -> float:
+    """Metrics.jitter_us: the receivers' RFC 3550 jitter at the window's end (as iperf3 reports its
+    last value), mean over flows. Not a difference: the slot holds the estimate itself."""
+    return statistics.fmean(last.counters[slot_index(f, role, JITTER_NS)] for f in range(flows)) / 1000
+
+
+def derive(test: TestName, flows: int, raw: RawRun, percentiles: Sequence[float] = (), jitter: bool = True) -> Metrics:
+    """Metrics over the window from the first to the last sample of ``raw``; UDP jitter unless ``jitter``
+    is False (the run's datagrams carried no timestamps: TestConfig.measures_jitter)."""
     first, last, histograms = raw.samples[0], raw.samples[-1], raw.histograms
     asked = None
     traits = TRAITS[test]
@@ -121,6 +137,8 @@ def derive(test: TestName, flows: int, raw: RawRun, percentiles: Sequence[float]
             **latency_fields(merged := histogram.merge(histograms)),
         }
         asked = asked_percentiles(merged, percentiles)
+    if traits.udp and jitter:
+        extra["jitter_us"] = jitter_us(last, flows, role)
     return Metrics(
         elapsed_s=elapsed,
         cpu_util_pct=used.util_pct,

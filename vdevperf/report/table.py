@@ -1,7 +1,7 @@
 """Text tables of runs (tabulate), in netperf's units and column order.
 
 The columns every run has come first; columns that only some tests fill
-(remote CPU, latency percentiles, UDP loss, per-flow spread, confidence)
+(remote CPU, latency percentiles, UDP loss and jitter, per-flow spread, confidence)
 appear only when a row has them, so a plain TCP_STREAM table stays as narrow
 as netperf's. Against a vdevperf server, ``CPU util %`` and ``Svc demand``
 are the client host's, ``remote CPU %`` and ``remote svc demand`` the server
@@ -78,6 +78,12 @@ def _percentile_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> dict[
     return groups
 
 
+def _jitter_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> dict[str, list[Column]]:
+    """UDP runs' RFC 3550 jitter, after the loss column; from the metrics, as percentiles are."""
+    jitter = {id(r): run.metrics.jitter_us if run.metrics else None for r, run in zip(rows, runs, strict=True)}
+    return {"jitter": [Column("Jitter us", lambda r: _num(jitter[id(r)], 1), lambda r: jitter[id(r)] is not None)]}
+
+
 def _columns(baseline: str | None, asked: dict[str, list[Column]] | None = None) -> list[Column]:
     relative = baseline is not None
     asked = asked or {}
@@ -110,6 +116,7 @@ def _columns(baseline: str | None, asked: dict[str, list[Column]] | None = None)
         ),
         *asked.get("above", []),
         Column("Loss %", lambda r: _num(r.loss_pct, 3), lambda r: r.loss_pct is not None),
+        *asked.get("jitter", []),
         Column("Flows", lambda r: str(r.flows), lambda r: r.flows > 1),
         Column("Min flow", lambda r: _num(r.min_flow_rate), lambda r: r.flows > 1),
         Column("Max flow", lambda r: _num(r.max_flow_rate), lambda r: r.flows > 1),
@@ -128,7 +135,7 @@ def _render(
     keys = [("Topology", lambda run, r: r.topology), *keys, ("Test", lambda run, r: r.test)]
     columns = [
         c
-        for c in _columns(baseline, _percentile_columns(rows, runs))
+        for c in _columns(baseline, _percentile_columns(rows, runs) | _jitter_columns(rows, runs))
         if any(c.wanted(r) for r in rows if r.rate is not None)
     ]
     body = []
