@@ -9,7 +9,8 @@ from __future__ import annotations
 
 # zerocopy_*: -Z sends whose MSG_ZEROCOPY completion said the kernel sent from our pages, or had to copy
 # them after all (SO_EE_CODE_ZEROCOPY_COPIED: what loopback and veth, delivering locally, report).
-# jitter_ns: not a running total but the receiver's RFC 3550 jitter estimate so far (UDP tests; ns).
+# jitter_sum_ns: UDP tests' receiver (UDP_RR: client) adds its RFC 3550 jitter estimate after every packet
+# (transaction), so that its growth over a window divided by the packets is the window's mean jitter.
 SLOTS = (
     "bytes_sent",
     "bytes_received",
@@ -20,7 +21,7 @@ SLOTS = (
     "errors",
     "zerocopy_sends",
     "zerocopy_copied",
-    "jitter_ns",
+    "jitter_sum_ns",
 )
 (
     BYTES_SENT,
@@ -32,7 +33,7 @@ SLOTS = (
     ERRORS,
     ZEROCOPY_SENDS,
     ZEROCOPY_COPIED,
-    JITTER_NS,
+    JITTER_SUM_NS,
 ) = range(len(SLOTS))
 
 ROLES = ("client", "server")

@@ -382,8 +382,9 @@ class Metrics:
     remote_service_demand_us_per_tr: float | None = None
     # The --percentiles of an RR run from the same merged histogram, keyed "50", "99.99" (µs); None if not asked.
     latency_percentiles_us: dict[str, float] | None = None
-    # UDP tests: RFC 3550's interarrival jitter at the receiver at the window's end, µs, mean over flows
-    # (UDP_STREAM: of one-way transit times; UDP_RR: of round-trip times at the client); None otherwise.
+    # UDP tests: RFC 3550's interarrival jitter at the receiver, µs, its estimate after each packet averaged
+    # over the window's packets of all flows (UDP_STREAM: of one-way transit times; UDP_RR: of round-trip
+    # times at the client); None otherwise.
     jitter_us: float | None = None
 
 

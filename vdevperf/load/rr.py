@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 
-from vdevperf.counters import BYTES_RECEIVED, BYTES_SENT, CONNECTIONS, ERRORS, JITTER_NS, TRANSACTIONS
+from vdevperf.counters import BYTES_RECEIVED, BYTES_SENT, CONNECTIONS, ERRORS, JITTER_SUM_NS, TRANSACTIONS
 from vdevperf.errors import LoadError
 from vdevperf.load.context import Loop, LoopContext
 from vdevperf.measure.histogram import HALF_BITS, SUB_BITS
@@ -109,6 +109,7 @@ def burst_request_loop(ctx: LoopContext) -> None:
 
     Every transaction also feeds RFC 3550's jitter estimator (section 6.4.1; measure.jitter)
     with its latency as the transit time: round-trip jitter, since one clock takes both ends.
+    The estimate after each adds up in the jitter_sum_ns slot (see counters).
 
     UDP loss: a lost request or response leaves the window one short, unnoticed (responses carry
     no id) until all N are lost; the receive timeout (SO_RCVTIMEO, set by the runner) then ends
@@ -125,7 +126,7 @@ def burst_request_loop(ctx: LoopContext) -> None:
     sub, half = SUB_BITS, HALF_BITS
     # The estimator starts at 0 with a first step of the first latency: forgotten ((15/16)^n) within
     # a few hundred transactions, long before the window opens.
-    done = lost = carried = jitter = prev = 0
+    done = lost = carried = jitter = total = prev = 0
     sent = [0] * inflight  # send times, a ring: sent[oldest] is the next response's request
     oldest, last = 0, inflight - 1
     try:
@@ -165,8 +166,9 @@ def burst_request_loop(ctx: LoopContext) -> None:
                 d = v - prev
                 prev = v
                 jitter += ((d if d >= 0 else -d) - jitter) >> 4
+                total += jitter
             slots[TRANSACTIONS] = done
-            slots[JITTER_NS] = jitter
+            slots[JITTER_SUM_NS] = total
     finally:
         slots[BYTES_SENT] = done * cfg.request_size
         slots[BYTES_RECEIVED] = done * want

@@ -22,7 +22,7 @@ from vdevperf.counters import (
     BYTES_RECEIVED,
     BYTES_SENT,
     ERRORS,
-    JITTER_NS,
+    JITTER_SUM_NS,
     MESSAGES_RECEIVED,
     MESSAGES_SENT,
     ZEROCOPY_COPIED,
@@ -212,7 +212,8 @@ def udp_recv_loop(ctx: LoopContext) -> None:
     Transit is the arrival time (read after recv returns, as iperf3 does) minus the sender's stamp;
     with both ends on one host they share CLOCK_MONOTONIC, and across hosts the clocks' offset
     cancels in the differences (measure.jitter). Datagrams count in arrival order, reordered or
-    not, as the RFC does. Per datagram: one clock read, one unpack and a few integer operations.
+    not, as the RFC does. The estimate after each datagram adds up in the jitter_sum_ns slot (see
+    counters). Per datagram: one clock read, one unpack and a few integer operations.
     """
     if not ctx.cfg.measures_jitter:
         recv_loop(ctx)
@@ -221,7 +222,7 @@ def udp_recv_loop(ctx: LoopContext) -> None:
     buf = bytearray(ctx.cfg.recv_size)
     recv_into = ctx.data_socket().recv_into
     sent_at, clock = _SENT_AT.unpack_from, time.monotonic_ns
-    received = calls = jitter = 0
+    received = calls = jitter = total = 0
     n = recv_into(buf)
     if not n:
         return
@@ -238,7 +239,8 @@ def udp_recv_loop(ctx: LoopContext) -> None:
         d = transit - previous
         previous = transit
         jitter += ((d if d >= 0 else -d) - jitter) >> 4  # measure.jitter.step, inline
-        slots[JITTER_NS] = jitter
+        total += jitter
+        slots[JITTER_SUM_NS] = total
 
 
 def recv_loop(ctx: LoopContext) -> None:

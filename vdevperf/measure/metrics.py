@@ -16,11 +16,12 @@ from collections.abc import Sequence
 
 from vdevperf.counters import (
     BYTES_SENT,
-    JITTER_NS,
+    JITTER_SUM_NS,
     MESSAGES_RECEIVED,
     MESSAGES_SENT,
     ROLES,
     SLOTS,
+    TRANSACTIONS,
     endpoint_index,
     slot_index,
 )
@@ -77,10 +78,13 @@ def _remote_delta(first: Sample, last: Sample) -> cpu.CpuDelta | None:
     return cpu.delta(first.remote_cpu, last.remote_cpu, last.remote_t_s - first.remote_t_s)
 
 
-def jitter_us(last: Sample, flows: int, role: str) -> float:
-    """Metrics.jitter_us: the receivers' RFC 3550 jitter at the window's end (as iperf3 reports its
-    last value), mean over flows. Not a difference: the slot holds the estimate itself."""
-    return statistics.fmean(last.counters[slot_index(f, role, JITTER_NS)] for f in range(flows)) / 1000
+def jitter_us(first: Sample, last: Sample, flows: int, test: TestName) -> float | None:
+    """Metrics.jitter_us: RFC 3550's estimate averaged over the window's packets (UDP_STREAM: datagrams
+    received; UDP_RR: transactions) of all flows; None if none arrived."""
+    traits = TRAITS[test]
+    packets = sum(_deltas(first, last, flows, traits.work.role, TRANSACTIONS if traits.latency else MESSAGES_RECEIVED))
+    summed = sum(_deltas(first, last, flows, traits.work.role, JITTER_SUM_NS))
+    return summed / packets / 1000 if packets > 0 else None
 
 
 def derive(test: TestName, flows: int, raw: RawRun, percentiles: Sequence[float] = (), jitter: bool = True) -> Metrics:
@@ -138,7 +142,7 @@ def derive(test: TestName, flows: int, raw: RawRun, percentiles: Sequence[float]
         }
         asked = asked_percentiles(merged, percentiles)
     if traits.udp and jitter:
-        extra["jitter_us"] = jitter_us(last, flows, role)
+        extra["jitter_us"] = jitter_us(first, last, flows, test)
     return Metrics(
         elapsed_s=elapsed,
         cpu_util_pct=used.util_pct,
