@@ -151,7 +151,7 @@ def noise_facts(cfg: TestConfig, raw: RawRun, steal_pct: float | None, others: S
 
 def iteration(cfg: TestConfig, raw: RawRun, others: Sequence[str] = ()) -> Iteration:
     """Everything derived from one run's raw measurements (``others``: other live runs seen meanwhile)."""
-    metrics = derive(cfg.test, cfg.flows, raw, cfg.latency_percentiles, cfg.measures_jitter)
+    metrics = derive(cfg.test, cfg.flows, raw, cfg.latency_percentiles)
     return Iteration(
         metrics=metrics,
         endpoints=[ep.to_json() for ep in raw.endpoints],

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 
 from vdevperf.counters import (
     BYTES_SENT,
-    JITTER_SUM_NS,
     MESSAGES_RECEIVED,
     MESSAGES_SENT,
     ROLES,
     SLOTS,
     TRANSACTIONS,
+    counter_names,
     endpoint_index,
     slot_index,
 )
@@ -78,13 +78,25 @@ def _remote_delta(first: Sample, last: Sample) -> cpu.CpuDelta | None:
     return cpu.delta(first.remote_cpu, last.remote_cpu, last.remote_t_s - first.remote_t_s)
 
 
-def jitter_us(first: Sample, last: Sample, flows: int, test: TestName) -> float | None:
-    """Metrics.jitter_us: RFC 3550's estimate averaged over the window's packets (UDP_STREAM: datagrams
-    received; UDP_RR: transactions) of all flows; None if none arrived."""
+def jitter_us(test: TestName, flows: int, a: Sample, b: Sample, names: Sequence[str]) -> float | None:
+    """Metrics.jitter_us between samples ``a`` and ``b`` (counters found by ``names``): RFC 3550's estimate
+    averaged over the packets that arrived in between (UDP_STREAM: datagrams received; UDP_RR:
+    transactions) of all flows. None for TCP tests, files older than the jitter_sum_ns slot, and runs
+    whose datagrams carried no stamp (-m or -M under 16 bytes: the slot stays 0)."""
     traits = TRAITS[test]
-    packets = sum(_deltas(first, last, flows, traits.work.role, TRANSACTIONS if traits.latency else MESSAGES_RECEIVED))
-    summed = sum(_deltas(first, last, flows, traits.work.role, JITTER_SUM_NS))
-    return summed / packets / 1000 if packets > 0 else None
+    if not traits.udp:
+        return None
+    role, packets_slot = traits.work.role, SLOTS[TRANSACTIONS if traits.latency else MESSAGES_RECEIVED]
+    try:
+        at = [
+            (names.index(f"flow{f}.{role}.jitter_sum_ns"), names.index(f"flow{f}.{role}.{packets_slot}"))
+            for f in range(flows)
+        ]
+    except ValueError:
+        return None
+    summed = sum(b.counters[j] - a.counters[j] for j, _ in at)
+    packets = sum(b.counters[p] - a.counters[p] for _, p in at)
+    return summed / packets / 1000 if summed > 0 and packets > 0 else None
 
 
 def derive(test: TestName, flows: int, raw: RawRun, percentiles: Sequence[float] = (), jitter: bool = True) -> Metrics:
@@ -141,8 +153,7 @@ def derive(test: TestName, flows: int, raw: RawRun, percentiles: Sequence[float]
             **latency_fields(merged := histogram.merge(histograms)),
         }
         asked = asked_percentiles(merged, percentiles)
-    if traits.udp and jitter:
-        extra["jitter_us"] = jitter_us(first, last, flows, test)
+    extra["jitter_us"] = jitter_us(test, flows, first, last, counter_names(flows))
     return Metrics(
         elapsed_s=elapsed,
         cpu_util_pct=used.util_pct,
@@ -221,7 +232,8 @@ def flow_rates(test: TestName, flows: int, a: Sample, b: Sample, names: Sequence
 
 
 def series(test: TestName, flows: int, samples: Sequence[Sample], names: Sequence[str]) -> list[dict[str, float]]:
-    """Per sampling interval: its end, length, rate (the test's units, all flows) and CPU shares.
+    """Per sampling interval: its end, length, rate (the test's units, all flows) and CPU shares; UDP
+    runs that measured jitter also its mean over the interval's packets (``jitter_us``).
 
     Counters are found by their ``names`` (a sample's counter_names), so files
     written with another counter layout give the same series.
@@ -230,13 +242,13 @@ def series(test: TestName, flows: int, samples: Sequence[Sample], names: Sequenc
     for a, b in zip(samples, samples[1:], strict=False):
         dt = b.t_s - a.t_s
         used = cpu.delta(a.cpu, b.cpu, dt)
-        out.append(
-            {
-                "t_s": b.t_s,
-                "dt_s": dt,
-                "rate": sum(flow_rates(test, flows, a, b, names)),
-                "cpu_util_pct": used.util_pct,
-                "softirq_pct": used.softirq_pct,
-            }
-        )
+        interval = {
+            "t_s": b.t_s,
+            "dt_s": dt,
+            "rate": sum(flow_rates(test, flows, a, b, names)),
+            "cpu_util_pct": used.util_pct,
+            "softirq_pct": used.softirq_pct,
+        }
+        jitter = jitter_us(test, flows, a, b, names)
+        out.append(interval if jitter is None else interval | {"jitter_us": jitter})
     return out
