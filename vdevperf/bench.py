@@ -151,13 +151,13 @@ def noise_facts(cfg: TestConfig, raw: RawRun, steal_pct: float | None, others: S
 
 def iteration(cfg: TestConfig, raw: RawRun, others: Sequence[str] = ()) -> Iteration:
     """Everything derived from one run's raw measurements (``others``: other live runs seen meanwhile)."""
-    metrics = derive(cfg.test, cfg.flows, raw, cfg.latency_percentiles)
+    metrics = derive(cfg.test, cfg.flows, raw, cfg.latency_percentiles, cfg.bidir)
     return Iteration(
         metrics=metrics,
         endpoints=[ep.to_json() for ep in raw.endpoints],
         raw=raw_to_json(raw, cfg.flows),
         cpu_breakdown=cpu.breakdown(raw.samples[0].cpu, raw.samples[-1].cpu, raw.samples[-1].t_s - raw.samples[0].t_s),
-        series=series(cfg.test, cfg.flows, raw.samples, counter_names(cfg.flows)),
+        series=series(cfg.test, cfg.flows, raw.samples, counter_names(cfg.flows), cfg.bidir),
         capture=raw.capture,
         noise=noise_facts(cfg, raw, metrics.steal_pct, others),
     )
@@ -176,7 +176,7 @@ def interval_record(name: str, cfg: TestConfig, samples: Sequence[Sample]) -> di
     opened), the rate in the test's units, CPU shares of the machine, and each flow's rate."""
     first, a, b = samples[0], samples[-2], samples[-1]
     names = counter_names(cfg.flows)
-    (figures,) = series(cfg.test, cfg.flows, [a, b], names)
+    (figures,) = series(cfg.test, cfg.flows, [a, b], names, cfg.bidir)
     return {
         "event": "interval",
         "topology": name,
@@ -187,7 +187,7 @@ def interval_record(name: str, cfg: TestConfig, samples: Sequence[Sample]) -> di
         "units": TRAITS[cfg.test].units.rate,
         "cpu_util_pct": figures["cpu_util_pct"],
         "softirq_pct": figures["softirq_pct"],
-        "flow_rates": flow_rates(cfg.test, cfg.flows, a, b, names),
+        "flow_rates": flow_rates(cfg.test, cfg.flows, a, b, names, cfg.bidir),
     }
 
 
@@ -368,6 +368,8 @@ def run_remote(
     done = []
     if any(cfg.congestion_control is not None or cfg.nodelay or cfg.zerocopy for cfg in configs):
         raise VdevperfError("-K/-D/-Z", "not carried to a vdevperf server yet; run without --remote")
+    if any(cfg.bidir for cfg in configs):
+        raise VdevperfError("--bidir", "not carried to a vdevperf server yet; run without --remote")
     fds.reserve(max((cfg.flows for cfg in configs), default=1))
     for cfg in configs:
         if options.done(REMOTE, cfg):

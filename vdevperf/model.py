@@ -12,7 +12,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from vdevperf.traits import TRAITS, TestName
+from vdevperf.traits import TRAITS, TestName, flow_test, reversed_flow
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -246,8 +246,20 @@ class TestConfig:
     zerocopy: bool = False
     # Extra latency percentiles of RR tests (--percentiles), each 0 < p <= 100; () = the fixed ones only.
     latency_percentiles: tuple[float, ...] = ()
+    # --bidir: half the flows run the test's reverse (iperf3's --bidir); ``flows`` counts both halves.
+    bidir: bool = False
 
     def __post_init__(self) -> None:
+        if self.bidir:
+            able = ", ".join(t.name for t in TRAITS.values() if t.reverse is not None)
+            shape = " (a request/response test already goes both ways)" if not self.test.is_stream else ""
+            _check(self.test.traits.reverse is not None, f"--bidir: runs {able} both ways, not {self.test}{shape}")
+            _check(self.flows % 2 == 0, f"--bidir: {self.flows} flows; as many each way makes an even number")
+            _check(
+                self.flows <= FLOWS[1],
+                f"--bidir: -P {self.flows // 2} per direction makes {self.flows} flows; "
+                f"at most {FLOWS[1] // 2} per direction",
+            )
         _check(
             all(0 < p <= 100 for p in self.latency_percentiles), "--percentiles: each must be above 0 and at most 100"
         )
@@ -297,6 +309,14 @@ class TestConfig:
             limit = UDP_MAX_PAYLOAD[self.ip_version]
             sizes = (self.send_size,) if traits.stream else (self.request_size, self.response_size)
             _check(max(sizes) <= limit, f"-m/-r: a UDP message carries at most {limit} bytes over IPv{self.ip_version}")
+
+    def flow_test(self, flow: int) -> TestName:
+        """The test flow ``flow`` runs (traits.flow_test): with --bidir, the reverse for the second half."""
+        return flow_test(self.test, self.flows, self.bidir, flow)
+
+    def reversed_flow(self, flow: int) -> bool:
+        """True if flow ``flow`` runs the other way (--bidir's second half)."""
+        return reversed_flow(self.flows, self.bidir, flow)
 
 
 @dataclass(frozen=True)
@@ -358,6 +378,10 @@ class Metrics:
     remote_service_demand_us_per_tr: float | None = None
     # The --percentiles of an RR run from the same merged histogram, keyed "50", "99.99" (µs); None if not asked.
     latency_percentiles_us: dict[str, float] | None = None
+    # --bidir: the rate of the flows running the test itself and of those running its reverse (they sum
+    # to throughput_mbps, which service demand divides by); None for a one-way run.
+    forward_mbps: float | None = None
+    reverse_mbps: float | None = None
 
 
 class RunStatus(enum.StrEnum):

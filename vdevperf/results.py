@@ -43,7 +43,9 @@ vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
      (--sweep) gain sweep (parameter, value, label, the values and baseline, and for an
      MTU the MTU each device reported); other runs have no such key. RR runs asked for
      --percentiles gain config.latency_percentiles and metrics.latency_percentiles_us
-     ({"99.99": µs}); others have neither key.
+     ({"99.99": µs}); others have neither key. Runs with --bidir gain config.bidir (true;
+     config.flows counts both directions' flows, the second half running the reverse test)
+     and metrics.forward_mbps and reverse_mbps; others have none of these keys.
 """
 
 from __future__ import annotations
@@ -84,9 +86,9 @@ from vdevperf.model import (
 SCHEMA_VERSION = 6
 # Where a command stores its result file when no -o names one (relative to the working directory).
 DEFAULT_RESULTS_DIR = Path("results")
-# Optional keys: written only when a run asked for them (--percentiles), so other files are unchanged.
-OPTIONAL_METRIC_KEYS = ("latency_percentiles_us",)
-OPTIONAL_CONFIG_KEYS = ("latency_percentiles",)
+# Optional keys: written only when a run asked for them (--percentiles, --bidir), so other files are unchanged.
+OPTIONAL_METRIC_KEYS = ("latency_percentiles_us", "forward_mbps", "reverse_mbps")
+OPTIONAL_CONFIG_KEYS = ("latency_percentiles", "bidir")
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics) if f.name not in OPTIONAL_METRIC_KEYS)
 CONFIG_DEFAULTS = {
     f.name: f.default for f in dataclasses.fields(TestConfig) if f.name != "test" and f.name not in OPTIONAL_CONFIG_KEYS

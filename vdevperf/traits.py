@@ -137,6 +137,9 @@ class Traits:
     default_send_size: int = 128 * 1024
     # -Z: its sender is send_loop over TCP, which can send with MSG_ZEROCOPY.
     zerocopy: bool = False
+    # --bidir: the test whose flows move data the other way over the same kind of connection (a
+    # TCP_STREAM flow's reverse is a TCP_MAERTS flow); None: the test cannot run both ways.
+    reverse: TestName | None = None
 
     def __post_init__(self) -> None:
         roles = (self.work.role, *self.stop)
@@ -165,9 +168,25 @@ _AT_CLIENT_BYTES = Work("client", BYTES_RECEIVED)
 TRAITS: dict[TestName, Traits] = {
     t.name: t
     for t in (
-        Traits(TestName.TCP_STREAM, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",), zerocopy=True),
         Traits(
-            TestName.TCP_MAERTS, Kind.STREAM, Protocol.TCP, _AT_CLIENT_BYTES, STREAM_METRICS, ("server",), zerocopy=True
+            TestName.TCP_STREAM,
+            Kind.STREAM,
+            Protocol.TCP,
+            _AT_SERVER,
+            STREAM_METRICS,
+            ("client",),
+            zerocopy=True,
+            reverse=TestName.TCP_MAERTS,
+        ),
+        Traits(
+            TestName.TCP_MAERTS,
+            Kind.STREAM,
+            Protocol.TCP,
+            _AT_CLIENT_BYTES,
+            STREAM_METRICS,
+            ("server",),
+            zerocopy=True,
+            reverse=TestName.TCP_STREAM,
         ),
         Traits(TestName.TCP_SENDFILE, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",)),
         Traits(
@@ -193,3 +212,27 @@ TRAITS: dict[TestName, Traits] = {
         Traits(TestName.UDP_RR, Kind.RR, Protocol.UDP, _AT_CLIENT, RR_METRICS, ("client", "server"), latency=True),
     )
 }
+
+
+def reversed_flow(flows: int, bidir: bool, flow: int) -> bool:
+    """True if flow ``flow`` of ``flows`` runs the other way: with --bidir, the second half of the flows."""
+    return bidir and flow >= flows // 2
+
+
+def flow_test(test: TestName, flows: int, bidir: bool, flow: int) -> TestName:
+    """The test flow ``flow`` of ``flows`` runs: ``test``, or with --bidir its reverse for the second half.
+
+    The one place a flow's direction is decided: which loop each of its ends runs, which role
+    SIGUSR1 stops and where its work is counted all follow from the test this returns.
+    """
+    if not reversed_flow(flows, bidir, flow):
+        return test
+    reverse = TRAITS[test].reverse
+    if reverse is None:
+        raise ValueError(f"--bidir: {test} has no reverse test")
+    return reverse
+
+
+def flow_tests(test: TestName, flows: int, bidir: bool) -> tuple[TestName, ...]:
+    """Per flow, the test it runs (flow_test of each)."""
+    return tuple(flow_test(test, flows, bidir, flow) for flow in range(flows))

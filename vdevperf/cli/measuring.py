@@ -235,6 +235,12 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str, length: floa
         help="TCP_STREAM/TCP_MAERTS: send with MSG_ZEROCOPY; results count the sends the kernel still copied",
     )
     p.add_argument(
+        "--bidir",
+        action="store_true",
+        help="TCP_STREAM/TCP_MAERTS: both directions at once (iperf3's --bidir): -P flows each way, each "
+        "its own connection; the rate is the total, with columns per direction",
+    )
+    p.add_argument(
         "--max-steal",
         type=percent,
         default=rounds.DEFAULT_MAX_STEAL_PCT,
@@ -307,7 +313,8 @@ def _configs(args: argparse.Namespace, cpus: Cpus = api.UNPINNED) -> list[TestCo
         response_size=args.rr_size[1],
         ip_version=args.ip_version,
         interval_s=args.interval,
-        flows=args.parallel,
+        # --bidir: -P flows each way; a TestConfig counts every flow.
+        flows=args.parallel * (2 if args.bidir else 1),
         client_sndbuf=args.client_sockbuf[0],
         client_rcvbuf=args.client_sockbuf[1],
         server_sndbuf=args.server_sockbuf[0],
@@ -320,6 +327,7 @@ def _configs(args: argparse.Namespace, cpus: Cpus = api.UNPINNED) -> list[TestCo
         nodelay=args.nodelay,
         zerocopy=args.zerocopy,
         latency_percentiles=args.percentiles,
+        bidir=args.bidir,
     )
 
 

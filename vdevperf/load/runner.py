@@ -24,7 +24,7 @@ from vdevperf.counters import ROLES, SLOTS, endpoint_index
 from vdevperf.load import endpoint, probe
 from vdevperf.load.endpoint import Counters, Endpoint
 from vdevperf.load.roles import SETUP_TIMEOUT_S, Greet, Side, client_role
-from vdevperf.load.tests import TESTS, TestDef
+from vdevperf.load.tests import TESTS, TestDef, flow_def
 from vdevperf.measure import histogram, noise
 from vdevperf.measure.capture import CaptureSpec
 from vdevperf.measure.endpoints import EndpointReport, Finished, Ready
@@ -61,7 +61,6 @@ class ServerHalf(Protocol):
 
 
 def _start_clients(
-    tdef: TestDef,
     cfg: TestConfig,
     client: Side,
     targets: list[tuple[str, int]],
@@ -75,7 +74,10 @@ def _start_clients(
     for flow, address in enumerate(targets):
         index = endpoint_index(flow, "client")
         clients[index] = ep = endpoint.start(
-            "client", client.netns_path, client.cpu, client_role(tdef, address, family, cfg, shared, index, greet)
+            "client",
+            client.netns_path,
+            client.cpu,
+            client_role(flow_def(cfg, flow), address, family, cfg, shared, index, greet),
         )
         on_spawn(ep.pid)
 
@@ -122,18 +124,23 @@ def _sample(
     return noise.foreign_cpu(others, noise.processes(), watch.samples[-1].t_s, len(watch.samples[0].cpu))
 
 
-def _finish(tdef: TestDef, clients: list[Endpoint], server: ServerHalf) -> list[Finished]:
-    """End the load in the test's order; the server half's per-flow reports."""
+def _finish(cfg: TestConfig, clients: list[Endpoint], server: ServerHalf) -> list[Finished]:
+    """End the load in each flow's order; the server half's per-flow reports.
+
+    Every test stops its client before its server (traits' ``stop`` order), so across flows of
+    different tests (--bidir) the clients any flow stops go first, then the server half stops
+    its own and waits for all; clients left end at EOF."""
+    stops = [flow_def(cfg, flow).traits.stop for flow in range(len(clients))]
     finished: list[Finished] | None = None
-    for role in tdef.traits.stop:
+    for role in (r for r in ROLES if any(r in stop for stop in stops)):
         if role == "client":
-            endpoint.finish(clients, stop=True)
+            endpoint.finish([ep for ep, stop in zip(clients, stops, strict=True) if "client" in stop], stop=True)
         else:
             finished = server.stop()
     if finished is None:
         finished = server.stop()  # a server that ends at EOF: its clients were stopped above
-    if "client" not in tdef.traits.stop:
-        endpoint.finish(clients, stop=False)  # clients that end at EOF
+    # Clients that end at EOF.
+    endpoint.finish([ep for ep, stop in zip(clients, stops, strict=True) if "client" not in stop], stop=False)
     return finished
 
 
@@ -180,7 +187,7 @@ def run(
     local: dict[int, Endpoint] = {}
     try:
         targets, greet = server.open(cfg)
-        _start_clients(tdef, cfg, client, targets, greet, shared, local, on_spawn)
+        _start_clients(cfg, client, targets, greet, shared, local, on_spawn)
         clients = [local[i] for i in sorted(local)]
         deadline = time.monotonic() + SETUP_TIMEOUT_S
         client_ready = [Ready.from_message(ep.pid, ep.receive(deadline)) for ep in clients]
@@ -190,7 +197,7 @@ def run(
             ep.go()
         captured = _warm_up(cfg, capture, on_spawn)
         foreign = _sample(cfg, tdef, watch, server, on_interval)
-        server_ends = _finish(tdef, clients, server)
+        server_ends = _finish(cfg, clients, server)
         final = shared.read()
     finally:
         for ep in local.values():
