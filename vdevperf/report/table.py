@@ -1,7 +1,8 @@
 """Text tables of runs (tabulate), in netperf's units and column order.
 
 The columns every run has come first; columns that only some tests fill
-(remote CPU, latency percentiles, UDP loss, per-flow spread, confidence)
+(remote CPU, latency percentiles, UDP loss, per-flow spread, confidence,
+--bidir's rate per direction)
 appear only when a row has them, so a plain TCP_STREAM table stays as narrow
 as netperf's. Against a vdevperf server, ``CPU util %`` and ``Svc demand``
 are the client host's, ``remote CPU %`` and ``remote svc demand`` the server
@@ -78,12 +79,31 @@ def _percentile_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> dict[
     return groups
 
 
-def _columns(baseline: str | None, asked: dict[str, list[Column]] | None = None) -> list[Column]:
+def _direction_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> list[Column]:
+    """--bidir runs: the rate each way (the test's own flows, its reverse's), which Result sums.
+
+    From the runs' metrics, not from Row, so that CSV and JSON rows keep their fields."""
+    ways = {
+        id(r): (run.metrics.forward_mbps, run.metrics.reverse_mbps) if run.metrics else (None, None)
+        for r, run in zip(rows, runs, strict=True)
+    }
+
+    def way(at: int) -> Column:
+        header = ("Forward", "Reverse")[at]
+        return Column(header, lambda r: _num(ways[id(r)][at]), lambda r: ways[id(r)][at] is not None)
+
+    return [way(0), way(1)]
+
+
+def _columns(
+    baseline: str | None, asked: dict[str, list[Column]] | None = None, ways: Sequence[Column] = ()
+) -> list[Column]:
     relative = baseline is not None
     asked = asked or {}
     return [
         Column("Result", lambda r: _num(r.rate) + ("!" if r.unstable else "") + ("~" if r.flagged else "")),
         Column("±CI %", lambda r: _num(r.rate_ci_pct, 1), lambda r: r.rate_ci_pct is not None),
+        *ways,
         Column("Units", lambda r: r.rate_units),
         Column(f"vs {baseline}", lambda r: _versus(r, r.rate_vs), lambda r: relative),
         Column("CPU util %", lambda r: _num(r.cpu_util_pct)),
@@ -128,7 +148,7 @@ def _render(
     keys = [("Topology", lambda run, r: r.topology), *keys, ("Test", lambda run, r: r.test)]
     columns = [
         c
-        for c in _columns(baseline, _percentile_columns(rows, runs))
+        for c in _columns(baseline, _percentile_columns(rows, runs), _direction_columns(rows, runs))
         if any(c.wanted(r) for r in rows if r.rate is not None)
     ]
     body = []
