@@ -113,8 +113,9 @@ def data_path(topology: Topology) -> list[Device]:
 
 
 def _receiver(topology: Topology, cfg: TestConfig) -> capture.CaptureSpec:
-    """The device where the test's data arrives: the one holding the receiving endpoint's address."""
-    site = topology.client if TRAITS[cfg.test].work.role == "client" else topology.server
+    """The device where the test's data arrives: the one holding the receiving endpoint's address
+    (with --bidir, the forward flows' receiver, which the reverse flows' data leaves through)."""
+    site = topology.client if TRAITS[cfg.flow_test(0)].work.role == "client" else topology.server
     address = site.address(cfg.ip_version)
     ifname, mtu = "lo", 65536
     for dev in topology.spec.devices:
