@@ -86,7 +86,7 @@ SCHEMA_VERSION = 6
 DEFAULT_RESULTS_DIR = Path("results")
 # Optional keys: written only when a run asked for them (--percentiles), so other files are unchanged.
 OPTIONAL_METRIC_KEYS = ("latency_percentiles_us",)
-OPTIONAL_CONFIG_KEYS = ("latency_percentiles",)
+OPTIONAL_CONFIG_KEYS = ("latency_percentiles", "rate_bps", "fq_rate_bps", "rate_tps")
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics) if f.name not in OPTIONAL_METRIC_KEYS)
 CONFIG_DEFAULTS = {
     f.name: f.default for f in dataclasses.fields(TestConfig) if f.name != "test" and f.name not in OPTIONAL_CONFIG_KEYS

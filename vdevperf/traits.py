@@ -137,6 +137,8 @@ class Traits:
     default_send_size: int = 128 * 1024
     # -Z: its sender is send_loop over TCP, which can send with MSG_ZEROCOPY.
     zerocopy: bool = False
+    # Its load can be paced: a stream test's sender at -b bits/s, an RR client at --rate transactions/s.
+    pacing: bool = False
 
     def __post_init__(self) -> None:
         roles = (self.work.role, *self.stop)
@@ -165,9 +167,25 @@ _AT_CLIENT_BYTES = Work("client", BYTES_RECEIVED)
 TRAITS: dict[TestName, Traits] = {
     t.name: t
     for t in (
-        Traits(TestName.TCP_STREAM, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",), zerocopy=True),
         Traits(
-            TestName.TCP_MAERTS, Kind.STREAM, Protocol.TCP, _AT_CLIENT_BYTES, STREAM_METRICS, ("server",), zerocopy=True
+            TestName.TCP_STREAM,
+            Kind.STREAM,
+            Protocol.TCP,
+            _AT_SERVER,
+            STREAM_METRICS,
+            ("client",),
+            zerocopy=True,
+            pacing=True,
+        ),
+        Traits(
+            TestName.TCP_MAERTS,
+            Kind.STREAM,
+            Protocol.TCP,
+            _AT_CLIENT_BYTES,
+            STREAM_METRICS,
+            ("server",),
+            zerocopy=True,
+            pacing=True,
         ),
         Traits(TestName.TCP_SENDFILE, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",)),
         Traits(
@@ -178,8 +196,9 @@ TRAITS: dict[TestName, Traits] = {
             UDP_STREAM_METRICS,
             ("client", "server"),
             default_send_size=1472,
+            pacing=True,
         ),
-        Traits(TestName.TCP_RR, Kind.RR, Protocol.TCP, _AT_CLIENT, RR_METRICS, ("client",), latency=True),
+        Traits(TestName.TCP_RR, Kind.RR, Protocol.TCP, _AT_CLIENT, RR_METRICS, ("client",), latency=True, pacing=True),
         Traits(
             TestName.TCP_CRR,
             Kind.RR,
@@ -190,6 +209,15 @@ TRAITS: dict[TestName, Traits] = {
             per_connection=True,
             latency=True,
         ),
-        Traits(TestName.UDP_RR, Kind.RR, Protocol.UDP, _AT_CLIENT, RR_METRICS, ("client", "server"), latency=True),
+        Traits(
+            TestName.UDP_RR,
+            Kind.RR,
+            Protocol.UDP,
+            _AT_CLIENT,
+            RR_METRICS,
+            ("client", "server"),
+            latency=True,
+            pacing=True,
+        ),
     )
 }
