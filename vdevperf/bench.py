@@ -369,6 +369,11 @@ def run_remote(
     done = []
     if any(cfg.congestion_control is not None or cfg.nodelay or cfg.zerocopy for cfg in configs):
         raise VdevperfError("-K/-D/-Z", "not carried to a vdevperf server yet; run without --remote")
+    if any(
+        cfg.asked_rate is not None and cfg.test.traits.work.role == "client" and cfg.test.is_stream for cfg in configs
+    ):
+        # The sender is the server half, which a remote session does not pace (yet).
+        raise VdevperfError("-b/--fq-rate", "a remote server does not pace its sends; pace TCP_STREAM or UDP_STREAM")
     if any(cfg.bidir for cfg in configs):
         raise VdevperfError("--bidir", "not carried to a vdevperf server yet; run without --remote")
     fds.reserve(max((cfg.flows for cfg in configs), default=1))

@@ -188,6 +188,9 @@ MAX_BUFFERS_BYTES = 1024**3
 # stays exact on every kernel (newer ones clamp, older ones overflow to the minimum).
 SOCKBUF_BYTES = (1, 512 * 1024**2)
 FLOWS = (1, 256)
+# -b and --fq-rate (bits/s) and --rate (transactions/s): the offered load of a whole run, all flows together.
+RATE_BPS = (1e3, 1e12)
+RATE_TPS = (1.0, 1e7)
 # -K: a kernel congestion-control name (TCP_CA_NAME_MAX is 16 bytes with its NUL).
 CC_NAME = re.compile(r"[a-z0-9_]{1,15}")
 
@@ -246,6 +249,15 @@ class TestConfig:
     zerocopy: bool = False
     # Extra latency percentiles of RR tests (--percentiles), each 0 < p <= 100; () = the fixed ones only.
     latency_percentiles: tuple[float, ...] = ()
+    # Offered load, all flows together, split evenly between them (None: as fast as the path goes).
+    # -b: a stream test's senders pace their sends in the application (iperf3's -b), bits/s of payload.
+    rate_bps: float | None = None
+    # --fq-rate: a TCP stream sender's socket is capped with SO_MAX_PACING_RATE (iperf3's --fq-rate), bits/s
+    # on the wire; the kernel paces (TCP's own pacing when the qdisc is not fq).
+    fq_rate_bps: float | None = None
+    # --rate: an RR client starts transactions on a fixed schedule, transactions/s, and times each from its
+    # scheduled start (wrk2's cure for coordinated omission).
+    rate_tps: float | None = None
     # --bidir: half the flows run the test's reverse (iperf3's --bidir); ``flows`` counts both halves.
     bidir: bool = False
 
@@ -305,10 +317,46 @@ class TestConfig:
             _check(not (given and traits.udp), f"{flag}: a TCP socket option; {self.test} runs over UDP")
         able = ", ".join(t.name for t in TRAITS.values() if t.zerocopy)
         _check(not self.zerocopy or traits.zerocopy, f"-Z: MSG_ZEROCOPY sends are for {able}, not {self.test}")
+        self._check_pacing()
         if traits.udp:
             limit = UDP_MAX_PAYLOAD[self.ip_version]
             sizes = (self.send_size,) if traits.stream else (self.request_size, self.response_size)
             _check(max(sizes) <= limit, f"-m/-r: a UDP message carries at most {limit} bytes over IPv{self.ip_version}")
+
+    def _check_pacing(self) -> None:
+        traits = self.test.traits
+        for flag, rate, bounds, unit, kind in (
+            ("-b", self.rate_bps, RATE_BPS, "bits/s", "stream"),
+            ("--fq-rate", self.fq_rate_bps, RATE_BPS, "bits/s", "stream"),
+            ("--rate", self.rate_tps, RATE_TPS, "transactions/s", "rr"),
+        ):
+            if rate is None:
+                continue
+            _check(within(rate, bounds), f"{flag}: {rate:g} is outside {span(bounds, unit)}")
+            able = ", ".join(t.name for t in TRAITS.values() if t.pacing and t.kind == kind)
+            _check(traits.pacing and traits.kind == kind, f"{flag}: paces {able}, not {self.test}")
+        _check(
+            self.fq_rate_bps is None or not traits.udp,
+            "--fq-rate: SO_MAX_PACING_RATE paces UDP only under the fq qdisc; use -b",
+        )
+        _check(self.rate_bps is None or self.fq_rate_bps is None, "-b/--fq-rate: one way of pacing at a time")
+        _check(self.rate_bps is None or not self.zerocopy, "-b: paces plain sends; not with -Z")
+
+    @property
+    def flow_rate_bps(self) -> float | None:
+        """-b's share of one flow, in bits/s (None: unpaced)."""
+        return None if self.rate_bps is None else self.rate_bps / self.flows
+
+    @property
+    def flow_rate_tps(self) -> float | None:
+        """--rate's share of one flow, in transactions/s (None: unpaced)."""
+        return None if self.rate_tps is None else self.rate_tps / self.flows
+
+    @property
+    def asked_rate(self) -> float | None:
+        """The offered load in the test's rate units (10^6 bits/s or Trans/s), or None if unpaced."""
+        bps = self.rate_bps if self.rate_bps is not None else self.fq_rate_bps
+        return bps / 1e6 if bps is not None else self.rate_tps
 
     def flow_test(self, flow: int) -> TestName:
         """The test flow ``flow`` runs (traits.flow_test): with --bidir, the reverse for the second half."""
@@ -489,6 +537,8 @@ __all__ = [
     "MAX_BUFFERS_BYTES",
     "SOCKBUF_BYTES",
     "FLOWS",
+    "RATE_BPS",
+    "RATE_TPS",
     "MAX_NAMESPACES",
     "MAX_DEVICES",
     "MAX_ADDRESSES",

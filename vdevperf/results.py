@@ -88,7 +88,7 @@ SCHEMA_VERSION = 6
 DEFAULT_RESULTS_DIR = Path("results")
 # Optional keys: written only when a run asked for them (--percentiles, --bidir), so other files are unchanged.
 OPTIONAL_METRIC_KEYS = ("latency_percentiles_us", "forward_mbps", "reverse_mbps")
-OPTIONAL_CONFIG_KEYS = ("latency_percentiles", "bidir")
+OPTIONAL_CONFIG_KEYS = ("latency_percentiles", "rate_bps", "fq_rate_bps", "rate_tps", "bidir")
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics) if f.name not in OPTIONAL_METRIC_KEYS)
 CONFIG_DEFAULTS = {
     f.name: f.default for f in dataclasses.fields(TestConfig) if f.name != "test" and f.name not in OPTIONAL_CONFIG_KEYS

@@ -137,6 +137,8 @@ class Traits:
     default_send_size: int = 128 * 1024
     # -Z: its sender is send_loop over TCP, which can send with MSG_ZEROCOPY.
     zerocopy: bool = False
+    # Its load can be paced: a stream test's sender at -b bits/s, an RR client at --rate transactions/s.
+    pacing: bool = False
     # --bidir: the test whose flows move data the other way over the same kind of connection (a
     # TCP_STREAM flow's reverse is a TCP_MAERTS flow); None: the test cannot run both ways.
     reverse: TestName | None = None
@@ -176,6 +178,7 @@ TRAITS: dict[TestName, Traits] = {
             STREAM_METRICS,
             ("client",),
             zerocopy=True,
+            pacing=True,
             reverse=TestName.TCP_MAERTS,
         ),
         Traits(
@@ -186,6 +189,7 @@ TRAITS: dict[TestName, Traits] = {
             STREAM_METRICS,
             ("server",),
             zerocopy=True,
+            pacing=True,
             reverse=TestName.TCP_STREAM,
         ),
         Traits(TestName.TCP_SENDFILE, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",)),
@@ -197,8 +201,9 @@ TRAITS: dict[TestName, Traits] = {
             UDP_STREAM_METRICS,
             ("client", "server"),
             default_send_size=1472,
+            pacing=True,
         ),
-        Traits(TestName.TCP_RR, Kind.RR, Protocol.TCP, _AT_CLIENT, RR_METRICS, ("client",), latency=True),
+        Traits(TestName.TCP_RR, Kind.RR, Protocol.TCP, _AT_CLIENT, RR_METRICS, ("client",), latency=True, pacing=True),
         Traits(
             TestName.TCP_CRR,
             Kind.RR,
@@ -209,7 +214,16 @@ TRAITS: dict[TestName, Traits] = {
             per_connection=True,
             latency=True,
         ),
-        Traits(TestName.UDP_RR, Kind.RR, Protocol.UDP, _AT_CLIENT, RR_METRICS, ("client", "server"), latency=True),
+        Traits(
+            TestName.UDP_RR,
+            Kind.RR,
+            Protocol.UDP,
+            _AT_CLIENT,
+            RR_METRICS,
+            ("client", "server"),
+            latency=True,
+            pacing=True,
+        ),
     )
 }
 

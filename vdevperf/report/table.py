@@ -103,6 +103,7 @@ def _columns(
     return [
         Column("Result", lambda r: _num(r.rate) + ("!" if r.unstable else "") + ("~" if r.flagged else "")),
         Column("±CI %", lambda r: _num(r.rate_ci_pct, 1), lambda r: r.rate_ci_pct is not None),
+        Column("Asked", lambda r: _num(r.asked_rate), lambda r: r.asked_rate is not None),
         *ways,
         Column("Units", lambda r: r.rate_units),
         Column(f"vs {baseline}", lambda r: _versus(r, r.rate_vs), lambda r: relative),
