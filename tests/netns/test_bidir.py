@@ -36,7 +36,8 @@ def _window_bytes(it, flow: int, role: str) -> int:
 
 @pytest.mark.parametrize("test", [TestName.TCP_STREAM, TestName.TCP_MAERTS])
 def test_bidir_moves_data_both_ways_at_once_and_figures_each_direction(veth, test):
-    result = bench.measure(veth, TestConfig(test=test, flows=4, bidir=True, **SHORT))  # -P 2 --bidir
+    records: list[dict] = []
+    result = bench.measure(veth, TestConfig(test=test, flows=4, bidir=True, **SHORT), interval=records.append)
     it, m = result.iterations[-1], result.metrics
     assert result.config.flows == 4 and len(m.flows) == 4
     assert sorted({(e["flow"], e["role"]) for e in it.endpoints}) == [
@@ -61,6 +62,9 @@ def test_bidir_moves_data_both_ways_at_once_and_figures_each_direction(veth, tes
     assert [f.rate for f in m.flows] == pytest.approx(
         [_window_bytes(it, f, forward_at if f < 2 else reverse_at) * 8 / seconds / 1e6 for f in range(4)]
     )
+    # Live output (--json-stream) and the stored series count every flow at its own receiver too.
+    assert records and all(len(r["flow_rates"]) == 4 and min(r["flow_rates"]) > 0 for r in records)
+    assert sum(s["rate"] * s["dt_s"] for s in it.series) / seconds == pytest.approx(m.throughput_mbps)
 
 
 def _vdevperf(*args: str) -> subprocess.CompletedProcess:
