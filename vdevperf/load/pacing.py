@@ -21,6 +21,10 @@ PR_SET_TIMERSLACK = 29
 # it) makes up at most this much of the lag at once, so a stall is not followed by an unbounded
 # line-rate burst. RR schedules are never trimmed: their latency is timed from the schedule.
 MAX_STREAM_LAG_NS = 100_000_000
+# A stream sender sleeps only once it is this far ahead of its schedule, so small UDP datagrams go
+# out in short bursts (at most this much ahead) instead of one sleep per datagram; over a window
+# of seconds the rate error this allows is below 0.01 %. iperf3's --pacing-timer does the same.
+STREAM_AHEAD_NS = 200_000
 
 
 def fine_timer() -> None:

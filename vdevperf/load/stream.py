@@ -28,7 +28,7 @@ from vdevperf.counters import (
     ZEROCOPY_SENDS,
 )
 from vdevperf.load.context import Loop, LoopContext
-from vdevperf.load.pacing import MAX_STREAM_LAG_NS, cap_pacing_rate, fine_timer
+from vdevperf.load.pacing import MAX_STREAM_LAG_NS, STREAM_AHEAD_NS, cap_pacing_rate, fine_timer
 from vdevperf.traits import TestName
 
 # MSG_ZEROCOPY (linux/socket.h, errqueue.h); Python names some of them only on newer versions.
@@ -89,9 +89,10 @@ def send_loop(ctx: LoopContext) -> None:
 def paced_send_loop(ctx: LoopContext) -> None:
     """-b: send_loop on an absolute schedule, this flow's share of -b in payload bits/s (iperf3's -b).
 
-    A send of n bytes moves the schedule on by n / rate; the loop sleeps while it is ahead, sends while
-    it is behind. Lag beyond MAX_STREAM_LAG_NS (a path slower than asked, a host stall) is forgiven,
-    so the achieved rate then falls short, as the table shows, rather than bursting to catch up.
+    A send of n bytes moves the schedule on by n / rate; the loop sleeps once it is STREAM_AHEAD_NS
+    ahead, until it is on time again, and sends while it is behind. Lag beyond MAX_STREAM_LAG_NS (a
+    path slower than asked, a host stall) is forgiven, so the achieved rate then falls short, as the
+    table shows, rather than bursting to catch up.
     """
     cfg, sock, slots = ctx.cfg, ctx.data_socket(), ctx.slots
     fine_timer()
@@ -103,7 +104,7 @@ def paced_send_loop(ctx: LoopContext) -> None:
     try:
         while True:
             now = clock()
-            if due > now:
+            if due - now > STREAM_AHEAD_NS:
                 sleep((due - now) / 1e9)
             elif now - due > MAX_STREAM_LAG_NS:
                 due = now - MAX_STREAM_LAG_NS
