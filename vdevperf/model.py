@@ -358,6 +358,9 @@ class Metrics:
     remote_service_demand_us_per_tr: float | None = None
     # The --percentiles of an RR run from the same merged histogram, keyed "50", "99.99" (µs); None if not asked.
     latency_percentiles_us: dict[str, float] | None = None
+    # TCP tests with one connection per flow: segments the senders retransmitted in the window (TCP_INFO's
+    # total_retrans, summed over flows; iperf3's "Retr"); None where not read, a mean over iterations.
+    retransmits: float | None = None
 
 
 class RunStatus(enum.StrEnum):

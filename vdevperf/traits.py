@@ -137,11 +137,16 @@ class Traits:
     default_send_size: int = 128 * 1024
     # -Z: its sender is send_loop over TCP, which can send with MSG_ZEROCOPY.
     zerocopy: bool = False
+    # Each flow keeps one TCP connection for the whole window, whose TCP_INFO the sampler reads
+    # (measure.tcpinfo); not TCP_CRR, whose connections live for one transaction.
+    tcp_info: bool = False
 
     def __post_init__(self) -> None:
         roles = (self.work.role, *self.stop)
         if any(role not in ROLES for role in roles) or len(set(self.stop)) != len(self.stop):
             raise ValueError(f"{self.name}: roles must be distinct ones of {', '.join(ROLES)}")
+        if self.tcp_info and (self.protocol is not Protocol.TCP or self.per_connection):
+            raise ValueError(f"{self.name}: TCP_INFO needs one TCP connection per flow for the whole window")
 
     @property
     def units(self) -> Units:
@@ -158,6 +163,14 @@ class Traits:
         """True for tests over UDP."""
         return self.protocol is Protocol.UDP
 
+    @property
+    def senders(self) -> tuple[str, ...]:
+        """The roles that send data: a stream test's sender (the one not counting received bytes), both
+        ends of an RR test."""
+        if self.stream:
+            return tuple(role for role in ROLES if role != self.work.role)
+        return ROLES
+
 
 _AT_SERVER, _AT_CLIENT = Work("server", BYTES_RECEIVED), Work("client", TRANSACTIONS)
 _AT_CLIENT_BYTES = Work("client", BYTES_RECEIVED)
@@ -165,11 +178,29 @@ _AT_CLIENT_BYTES = Work("client", BYTES_RECEIVED)
 TRAITS: dict[TestName, Traits] = {
     t.name: t
     for t in (
-        Traits(TestName.TCP_STREAM, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",), zerocopy=True),
         Traits(
-            TestName.TCP_MAERTS, Kind.STREAM, Protocol.TCP, _AT_CLIENT_BYTES, STREAM_METRICS, ("server",), zerocopy=True
+            TestName.TCP_STREAM,
+            Kind.STREAM,
+            Protocol.TCP,
+            _AT_SERVER,
+            STREAM_METRICS,
+            ("client",),
+            zerocopy=True,
+            tcp_info=True,
         ),
-        Traits(TestName.TCP_SENDFILE, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",)),
+        Traits(
+            TestName.TCP_MAERTS,
+            Kind.STREAM,
+            Protocol.TCP,
+            _AT_CLIENT_BYTES,
+            STREAM_METRICS,
+            ("server",),
+            zerocopy=True,
+            tcp_info=True,
+        ),
+        Traits(
+            TestName.TCP_SENDFILE, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",), tcp_info=True
+        ),
         Traits(
             TestName.UDP_STREAM,
             Kind.STREAM,
@@ -179,7 +210,9 @@ TRAITS: dict[TestName, Traits] = {
             ("client", "server"),
             default_send_size=1472,
         ),
-        Traits(TestName.TCP_RR, Kind.RR, Protocol.TCP, _AT_CLIENT, RR_METRICS, ("client",), latency=True),
+        Traits(
+            TestName.TCP_RR, Kind.RR, Protocol.TCP, _AT_CLIENT, RR_METRICS, ("client",), latency=True, tcp_info=True
+        ),
         Traits(
             TestName.TCP_CRR,
             Kind.RR,
