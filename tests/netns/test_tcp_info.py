@@ -64,7 +64,7 @@ def _check_readings(raw: dict, flows: int) -> None:
             assert [r["t_s"] for r in readings] == times
             assert [r["edge"] for r in readings] == ["start", *[None] * (len(times) - 2), "end"]
             for r in readings:
-                assert None not in r.values() or r["edge"] is None  # this kernel has every field
+                assert None not in [v for k, v in r.items() if k != "edge"]  # this kernel has every field
                 assert r["rtt_us"] > 0 and r["snd_cwnd"] > 0 and r["snd_mss"] > 0
                 assert r["retransmits"] == 0  # no timeout pending on a veth
             totals = [r["total_retrans"] for r in readings]
@@ -86,9 +86,10 @@ def test_tcp_stream_readings_agree_with_the_counted_bytes_and_give_the_retransmi
     assert _grown(client, "bytes_acked") == pytest.approx(counted, rel=0.05)
     assert _grown(server, "bytes_received") == pytest.approx(counted, rel=0.05)
     assert _grown(client, "bytes_sent") >= _grown(client, "bytes_acked") - 4 * 1024**2  # less what is in flight
-    # The sender's delivery-rate estimate is of the rate the window measured.
+    # The sender's delivery-rate estimate is of the rate the window measured: a reading is one ACK's sample
+    # (here 0.8-1.6 times the window's rate, with one in five or so up to 5 times or far below), so their median.
     delivery_mbps = statistics.median(r["delivery_rate_bytes_per_s"] for r in client) * 8 / 1e6
-    assert m.throughput_mbps / 4 < delivery_mbps < m.throughput_mbps * 4
+    assert m.throughput_mbps / 3 < delivery_mbps < m.throughput_mbps * 3
     assert all(r["pacing_rate_bytes_per_s"] > 0 for r in client)
     assert m.retransmits == _grown(client, "total_retrans") >= 0
     assert _grown(client, "bytes_retrans") >= 0
@@ -101,10 +102,10 @@ def test_tcp_rr_reads_both_ends_whose_bytes_are_its_transactions(veth):
     _check_readings(raw, 1)
     client, server = raw["tcp_info"][0]["client"], raw["tcp_info"][0]["server"]
     done = _counter(raw, -1, 0, "client", "transactions") - _counter(raw, 0, 0, "client", "transactions")
-    # One 1-byte request and one 1-byte response per transaction; a few more may complete between the
-    # counters' read and TCP_INFO's.
+    # One 1-byte request and one 1-byte response per transaction; more may complete between the counters'
+    # read and TCP_INFO's, at either edge (on a loaded machine the sampler can be preempted in between).
     for role_readings in (client, server):
-        assert done <= _grown(role_readings, "bytes_acked") <= done * 1.01 + 50
+        assert _grown(role_readings, "bytes_acked") == pytest.approx(done, rel=0.05, abs=50)
     assert all(r["delivery_rate_app_limited"] for r in client[1:])  # one byte at a time: the app limits it
     # An RR round trip on a veth is tens of µs: the smoothed RTT is in that range, not ms.
     assert statistics.median(r["rtt_us"] for r in client) < 5_000
