@@ -26,6 +26,7 @@ from vdevperf.report.table import run_table
 from vdevperf.results import ResultFile, load, run_from_json
 from vdevperf.traits import TRAITS
 
+TCP_FACTS = {"sndbuf_bytes": 1, "rcvbuf_bytes": 1, "congestion_control": "cubic", "nodelay": 0}
 SCHEMA = json.loads((Path(__file__).parents[2] / "vdevperf" / "schema" / "result.schema.json").read_text())
 
 # struct tcp_info of linux/tcp.h up to tcpi_snd_wnd (232 bytes), in declaration order.
@@ -312,3 +313,12 @@ def test_a_borrowed_socket_reads_tcp_info_and_given_back_lets_the_peer_see_eof()
             os.close(tell)
             os.waitpid(pid, 0)
             peer.close()
+
+
+def test_a_remote_endpoints_ready_never_names_a_descriptor_to_borrow():
+    # A vdevperf server's started message carries no descriptor; one that did must not make this host
+    # borrow descriptor 3 of whichever local process has that pid.
+    doc = {"pid": os.getpid(), "placement": {"requested_cpu": None, "affinity": [0]}, "socket": TCP_FACTS, "fd": 3}
+    assert Ready.from_json(doc).data_fd is None
+    local = Ready.from_message(os.getpid(), doc)
+    assert local.data_fd == 3 and "fd" not in json.dumps(local.to_json())

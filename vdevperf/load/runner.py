@@ -11,9 +11,9 @@ and the latency histograms at both edges, asking the server half for its
 reading at the same instants. For tests that keep one TCP connection per
 flow, the sampler also reads each connection's TCP_INFO through a copy of
 its socket (load.borrowed), given back at the window's closing edge, before
-the loops end. Afterwards the loops are stopped as the test
-prescribes and every endpoint's report is collected. Sampling happens
-here, outside the endpoint processes, so it costs them nothing.
+the loops end. Afterwards the loops are stopped as the test prescribes and
+every endpoint's report is collected. Sampling happens here, outside the
+endpoint processes, so it costs them nothing.
 """
 
 from __future__ import annotations
