@@ -22,7 +22,7 @@ from vdevperf.errors import TopologyError, UnsupportedKind, VdevperfError
 from vdevperf.load import fds, runner
 from vdevperf.load.roles import Side, check_socket_options
 from vdevperf.load.server import LocalServer
-from vdevperf.measure import capture, cpu, noise, paired
+from vdevperf.measure import capture, cpu, noise, paired, tcpinfo
 from vdevperf.measure.endpoints import NOT_READ
 from vdevperf.measure.metrics import confidence, derive, flow_rates, series, summarize
 from vdevperf.measure.sample import RawRun, Sample
@@ -174,11 +174,12 @@ def _watched(cfg: TestConfig, measure: Callable[[], RawRun]) -> Iteration:
 
 def interval_record(name: str, cfg: TestConfig, samples: Sequence[Sample]) -> dict:
     """The last sampling interval of a window, for live output: its start and end (s since the window
-    opened), the rate in the test's units, CPU shares of the machine, and each flow's rate."""
+    opened), the rate in the test's units, CPU shares of the machine, each flow's rate, and the senders'
+    retransmits where TCP_INFO was read."""
     first, a, b = samples[0], samples[-2], samples[-1]
     names = counter_names(cfg.flows)
     (figures,) = series(cfg.test, cfg.flows, [a, b], names, cfg.bidir)
-    return {
+    record = {
         "event": "interval",
         "topology": name,
         "test": str(cfg.test),
@@ -190,6 +191,8 @@ def interval_record(name: str, cfg: TestConfig, samples: Sequence[Sample]) -> di
         "softirq_pct": figures["softirq_pct"],
         "flow_rates": flow_rates(cfg.test, cfg.flows, a, b, names, cfg.bidir),
     }
+    retransmits = tcpinfo.retransmits(TRAITS[cfg.test], cfg.flows, a.tcp_info, b.tcp_info, cfg.bidir)
+    return record if retransmits is None else record | {"retransmits": retransmits}
 
 
 def iterate(

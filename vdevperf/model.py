@@ -430,6 +430,9 @@ class Metrics:
     # to throughput_mbps, which service demand divides by); None for a one-way run.
     forward_mbps: float | None = None
     reverse_mbps: float | None = None
+    # TCP tests with one connection per flow: segments the senders retransmitted in the window (TCP_INFO's
+    # total_retrans, summed over flows; iperf3's "Retr"); None where not read, a mean over iterations.
+    retransmits: float | None = None
 
 
 class RunStatus(enum.StrEnum):

@@ -142,11 +142,16 @@ class Traits:
     # --bidir: the test whose flows move data the other way over the same kind of connection (a
     # TCP_STREAM flow's reverse is a TCP_MAERTS flow); None: the test cannot run both ways.
     reverse: TestName | None = None
+    # Each flow keeps one TCP connection for the whole window, whose TCP_INFO the sampler reads
+    # (measure.tcpinfo); not TCP_CRR, whose connections live for one transaction.
+    tcp_info: bool = False
 
     def __post_init__(self) -> None:
         roles = (self.work.role, *self.stop)
         if any(role not in ROLES for role in roles) or len(set(self.stop)) != len(self.stop):
             raise ValueError(f"{self.name}: roles must be distinct ones of {', '.join(ROLES)}")
+        if self.tcp_info and (self.protocol is not Protocol.TCP or self.per_connection):
+            raise ValueError(f"{self.name}: TCP_INFO needs one TCP connection per flow for the whole window")
 
     @property
     def units(self) -> Units:
@@ -162,6 +167,14 @@ class Traits:
     def udp(self) -> bool:
         """True for tests over UDP."""
         return self.protocol is Protocol.UDP
+
+    @property
+    def senders(self) -> tuple[str, ...]:
+        """The roles that send data: a stream test's sender (the one not counting received bytes), both
+        ends of an RR test."""
+        if self.stream:
+            return tuple(role for role in ROLES if role != self.work.role)
+        return ROLES
 
 
 _AT_SERVER, _AT_CLIENT = Work("server", BYTES_RECEIVED), Work("client", TRANSACTIONS)
@@ -180,6 +193,7 @@ TRAITS: dict[TestName, Traits] = {
             zerocopy=True,
             pacing=True,
             reverse=TestName.TCP_MAERTS,
+            tcp_info=True,
         ),
         Traits(
             TestName.TCP_MAERTS,
@@ -191,8 +205,11 @@ TRAITS: dict[TestName, Traits] = {
             zerocopy=True,
             pacing=True,
             reverse=TestName.TCP_STREAM,
+            tcp_info=True,
         ),
-        Traits(TestName.TCP_SENDFILE, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",)),
+        Traits(
+            TestName.TCP_SENDFILE, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",), tcp_info=True
+        ),
         Traits(
             TestName.UDP_STREAM,
             Kind.STREAM,
@@ -203,7 +220,17 @@ TRAITS: dict[TestName, Traits] = {
             default_send_size=1472,
             pacing=True,
         ),
-        Traits(TestName.TCP_RR, Kind.RR, Protocol.TCP, _AT_CLIENT, RR_METRICS, ("client",), latency=True, pacing=True),
+        Traits(
+            TestName.TCP_RR,
+            Kind.RR,
+            Protocol.TCP,
+            _AT_CLIENT,
+            RR_METRICS,
+            ("client",),
+            latency=True,
+            pacing=True,
+            tcp_info=True,
+        ),
         Traits(
             TestName.TCP_CRR,
             Kind.RR,

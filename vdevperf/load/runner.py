@@ -8,9 +8,12 @@ ready all are released together (the start barrier). The warm-up passes
 (with the frame-size probe, if asked), then a Watch reads CPU times and the
 counters at the window start, every ``interval_s`` and at the window end,
 and the latency histograms at both edges, asking the server half for its
-reading at the same instants. Afterwards the loops are stopped as the test
-prescribes and every endpoint's report is collected. Sampling happens
-here, outside the endpoint processes, so it costs them nothing.
+reading at the same instants. For tests that keep one TCP connection per
+flow, the sampler also reads each connection's TCP_INFO through a copy of
+its socket (load.borrowed), given back at the window's closing edge, before
+the loops end. Afterwards the loops are stopped as the test prescribes and
+every endpoint's report is collected. Sampling happens here, outside the
+endpoint processes, so it costs them nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Protocol
 
 from vdevperf.counters import ROLES, SLOTS, endpoint_index
 from vdevperf.load import endpoint, probe
+from vdevperf.load.borrowed import Borrowed
 from vdevperf.load.endpoint import Counters, Endpoint
 from vdevperf.load.roles import SETUP_TIMEOUT_S, Greet, Side, client_role
 from vdevperf.load.tests import TESTS, TestDef, flow_def
@@ -144,6 +148,12 @@ def _finish(cfg: TestConfig, clients: list[Endpoint], server: ServerHalf) -> lis
     return finished
 
 
+def _data_sockets(clients: list[Ready], servers: list[Ready]) -> list[tuple[int, int] | None]:
+    """Per endpoint (endpoint order) its process and data socket's descriptor, where it runs on this host."""
+    ends = [ready for pair in zip(clients, servers, strict=True) for ready in pair]
+    return [None if ready.data_fd is None else (ready.pid, ready.data_fd) for ready in ends]
+
+
 def _client_finished(watch: Watch, index: int, final: list[int]) -> Finished:
     return Finished(
         observed_cpus=dict(watch.observed[index]),
@@ -185,21 +195,29 @@ def run(
     tdef = TESTS[cfg.test]
     shared = Counters(cfg.flows * len(ROLES), histogram.BUCKETS if tdef.traits.latency else 0)
     local: dict[int, Endpoint] = {}
+    borrowed: Borrowed | None = None
     try:
         targets, greet = server.open(cfg)
         _start_clients(cfg, client, targets, greet, shared, local, on_spawn)
         clients = [local[i] for i in sorted(local)]
         deadline = time.monotonic() + SETUP_TIMEOUT_S
         client_ready = [Ready.from_message(ep.pid, ep.receive(deadline)) for ep in clients]
-        watch = Watch(shared, {i: ep.pid for i, ep in local.items()}, server.mark)
         server_ready = server.start()
+        if tdef.traits.tcp_info:
+            borrowed = Borrowed(_data_sockets(client_ready, server_ready))
+        watch = Watch(shared, {i: ep.pid for i, ep in local.items()}, server.mark, borrowed.read if borrowed else None)
         for ep in clients:
             ep.go()
         captured = _warm_up(cfg, capture, on_spawn)
         foreign = _sample(cfg, tdef, watch, server, on_interval)
+        # Before the endpoints end: a borrowed copy would keep its socket open, and its peer from EOF.
+        if borrowed is not None:
+            borrowed.close()
         server_ends = _finish(cfg, clients, server)
         final = shared.read()
     finally:
+        if borrowed is not None:
+            borrowed.close()
         for ep in local.values():
             ep.close()
     client_ends = [_client_finished(watch, i, final) for i in sorted(local)]

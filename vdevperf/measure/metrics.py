@@ -17,7 +17,7 @@ import statistics
 from collections.abc import Sequence
 
 from vdevperf.counters import BYTES_SENT, MESSAGES_RECEIVED, MESSAGES_SENT, ROLES, SLOTS, endpoint_index, slot_index
-from vdevperf.measure import cpu, histogram
+from vdevperf.measure import cpu, histogram, tcpinfo
 from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.measure.stats import confidence_interval, jain_index
 from vdevperf.model import Confidence, FlowMetrics, MetricInterval, Metrics, TestConfig
@@ -145,6 +145,7 @@ def derive(test: TestName, flows: int, raw: RawRun, percentiles: Sequence[float]
         **common,
         **extra,
         latency_percentiles_us=asked,
+        retransmits=tcpinfo.retransmits(traits, flows, first.tcp_info, last.tcp_info, bidir),
         flows=tuple(FlowMetrics(flow=i, rate=r) for i, r in enumerate(rates)),
         min_flow_rate=min(rates),
         max_flow_rate=max(rates),

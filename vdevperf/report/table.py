@@ -1,10 +1,10 @@
 """Text tables of runs (tabulate), in netperf's units and column order.
 
 The columns every run has come first; columns that only some tests fill
-(remote CPU, latency percentiles, UDP loss, per-flow spread, confidence,
---bidir's rate per direction)
-appear only when a row has them, so a plain TCP_STREAM table stays as narrow
-as netperf's. Against a vdevperf server, ``CPU util %`` and ``Svc demand``
+(remote CPU, latency percentiles, UDP loss, TCP retransmits, per-flow spread,
+confidence, --bidir's rate per direction) appear only when a row has them, so a
+plain table stays as narrow as netperf's (plus iperf3's "Retr" for TCP). Against
+a vdevperf server, ``CPU util %`` and ``Svc demand``
 are the client host's, ``remote CPU %`` and ``remote svc demand`` the server
 host's (netperf's local and remote columns).
 """
@@ -95,6 +95,18 @@ def _direction_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> list[C
     return [way(0), way(1)]
 
 
+def _retransmit_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> dict[str, list[Column]]:
+    """iperf3's "Retr": the senders' retransmits in the window (TCP_INFO), when a run read them; from the
+    runs' metrics, as the percentiles, so that CSV and JSON rows keep their fields."""
+    counts = {id(r): run.metrics.retransmits if run.metrics else None for r, run in zip(rows, runs, strict=True)}
+
+    def cell(r: Row) -> str:
+        n = counts[id(r)]
+        return _num(n, 0 if n is None or float(n).is_integer() else 1)
+
+    return {"retransmits": [Column("Retr", cell, lambda r: counts[id(r)] is not None)]}
+
+
 def _columns(
     baseline: str | None, asked: dict[str, list[Column]] | None = None, ways: Sequence[Column] = ()
 ) -> list[Column]:
@@ -131,6 +143,7 @@ def _columns(
         ),
         *asked.get("above", []),
         Column("Loss %", lambda r: _num(r.loss_pct, 3), lambda r: r.loss_pct is not None),
+        *asked.get("retransmits", []),
         Column("Flows", lambda r: str(r.flows), lambda r: r.flows > 1),
         Column("Min flow", lambda r: _num(r.min_flow_rate), lambda r: r.flows > 1),
         Column("Max flow", lambda r: _num(r.max_flow_rate), lambda r: r.flows > 1),
@@ -149,7 +162,9 @@ def _render(
     keys = [("Topology", lambda run, r: r.topology), *keys, ("Test", lambda run, r: r.test)]
     columns = [
         c
-        for c in _columns(baseline, _percentile_columns(rows, runs), _direction_columns(rows, runs))
+        for c in _columns(
+            baseline, _percentile_columns(rows, runs) | _retransmit_columns(rows, runs), _direction_columns(rows, runs)
+        )
         if any(c.wanted(r) for r in rows if r.rate is not None)
     ]
     body = []
