@@ -172,6 +172,13 @@ def test_the_windows_retransmits_are_the_senders_total_retrans_growth(test, expe
     assert tcpinfo.retransmits(TRAITS[test], 2, first.tcp_info, last.tcp_info) == expected
 
 
+@pytest.mark.parametrize("test, expected", [(TestName.TCP_STREAM, 2 + 400), (TestName.TCP_MAERTS, 30 + 5)])
+def test_with_bidir_each_flow_counts_its_own_senders_retransmits(test, expected):
+    # Flow 0 runs the test, flow 1 its reverse: flow 1's sender is the other end.
+    first, last = _sample(0.0, [1, 0, 10, 0]), _sample(1.0, [3, 30, 15, 400])
+    assert tcpinfo.retransmits(TRAITS[test], 2, first.tcp_info, last.tcp_info, bidir=True) == expected
+
+
 def test_no_retransmits_where_a_sender_was_not_read_or_the_test_reads_none():
     # The server half on another host: its ends are not read, so MAERTS (server sends) has no figure...
     first, last = _sample(0.0, [1, None]), _sample(1.0, [4, None])
