@@ -118,12 +118,27 @@ def test_configs(
                 send_size=send_size or TESTS[test].default_send_size,
                 client_cpu=client_cpu,
                 server_cpu=server_cpu,
-                **fields,
+                **_paced(fields, test, tests),
             )
             for test in tests
         ]
     except ValueError as exc:
         raise refused(exc) from None
+
+
+# Each kind of test's pacing fields: -b/--fq-rate pace stream tests, --rate RR tests.
+_PACING_FIELDS = {"rate_bps": True, "fq_rate_bps": True, "rate_tps": False}
+
+
+def _paced(fields: dict[str, Any], test: TestName, tests: Sequence[TestName]) -> dict[str, Any]:
+    """``fields`` for ``test``: with stream and RR tests mixed (-t TCP_STREAM,TCP_RR -b 1G --rate 5000)
+    each pacing field goes to the tests of its kind only; with no test of its kind, TestConfig refuses it."""
+    dropped = {
+        key
+        for key, stream in _PACING_FIELDS.items()
+        if fields.get(key) is not None and test.is_stream != stream and any(t.is_stream == stream for t in tests)
+    }
+    return {k: v for k, v in fields.items() if k not in dropped}
 
 
 def make_plan(

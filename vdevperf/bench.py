@@ -22,7 +22,7 @@ from vdevperf.errors import TopologyError, UnsupportedKind, VdevperfError
 from vdevperf.load import fds, runner
 from vdevperf.load.roles import Side, check_socket_options
 from vdevperf.load.server import LocalServer
-from vdevperf.measure import capture, cpu, noise, paired
+from vdevperf.measure import capture, cpu, noise, paired, tcpinfo
 from vdevperf.measure.endpoints import NOT_READ
 from vdevperf.measure.metrics import confidence, derive, flow_rates, series, summarize
 from vdevperf.measure.sample import RawRun, Sample
@@ -113,8 +113,9 @@ def data_path(topology: Topology) -> list[Device]:
 
 
 def _receiver(topology: Topology, cfg: TestConfig) -> capture.CaptureSpec:
-    """The device where the test's data arrives: the one holding the receiving endpoint's address."""
-    site = topology.client if TRAITS[cfg.test].work.role == "client" else topology.server
+    """The device where the test's data arrives: the one holding the receiving endpoint's address
+    (with --bidir, the forward flows' receiver, which the reverse flows' data leaves through)."""
+    site = topology.client if TRAITS[cfg.flow_test(0)].work.role == "client" else topology.server
     address = site.address(cfg.ip_version)
     ifname, mtu = "lo", 65536
     for dev in topology.spec.devices:
@@ -151,13 +152,13 @@ def noise_facts(cfg: TestConfig, raw: RawRun, steal_pct: float | None, others: S
 
 def iteration(cfg: TestConfig, raw: RawRun, others: Sequence[str] = ()) -> Iteration:
     """Everything derived from one run's raw measurements (``others``: other live runs seen meanwhile)."""
-    metrics = derive(cfg.test, cfg.flows, raw, cfg.latency_percentiles)
+    metrics = derive(cfg.test, cfg.flows, raw, cfg.latency_percentiles, cfg.bidir)
     return Iteration(
         metrics=metrics,
         endpoints=[ep.to_json() for ep in raw.endpoints],
         raw=raw_to_json(raw, cfg.flows),
         cpu_breakdown=cpu.breakdown(raw.samples[0].cpu, raw.samples[-1].cpu, raw.samples[-1].t_s - raw.samples[0].t_s),
-        series=series(cfg.test, cfg.flows, raw.samples, counter_names(cfg.flows)),
+        series=series(cfg.test, cfg.flows, raw.samples, counter_names(cfg.flows), cfg.bidir),
         capture=raw.capture,
         noise=noise_facts(cfg, raw, metrics.steal_pct, others),
     )
@@ -173,11 +174,12 @@ def _watched(cfg: TestConfig, measure: Callable[[], RawRun]) -> Iteration:
 
 def interval_record(name: str, cfg: TestConfig, samples: Sequence[Sample]) -> dict:
     """The last sampling interval of a window, for live output: its start and end (s since the window
-    opened), the rate in the test's units, CPU shares of the machine, and each flow's rate."""
+    opened), the rate in the test's units, CPU shares of the machine, each flow's rate, and the senders'
+    retransmits where TCP_INFO was read."""
     first, a, b = samples[0], samples[-2], samples[-1]
     names = counter_names(cfg.flows)
-    (figures,) = series(cfg.test, cfg.flows, [a, b], names)
-    return {
+    (figures,) = series(cfg.test, cfg.flows, [a, b], names, cfg.bidir)
+    record = {
         "event": "interval",
         "topology": name,
         "test": str(cfg.test),
@@ -187,8 +189,10 @@ def interval_record(name: str, cfg: TestConfig, samples: Sequence[Sample]) -> di
         "units": TRAITS[cfg.test].units.rate,
         "cpu_util_pct": figures["cpu_util_pct"],
         "softirq_pct": figures["softirq_pct"],
-        "flow_rates": flow_rates(cfg.test, cfg.flows, a, b, names),
+        "flow_rates": flow_rates(cfg.test, cfg.flows, a, b, names, cfg.bidir),
     }
+    retransmits = tcpinfo.retransmits(TRAITS[cfg.test], cfg.flows, a.tcp_info, b.tcp_info, cfg.bidir)
+    return record if retransmits is None else record | {"retransmits": retransmits}
 
 
 def iterate(
@@ -368,6 +372,13 @@ def run_remote(
     done = []
     if any(cfg.congestion_control is not None or cfg.nodelay or cfg.zerocopy for cfg in configs):
         raise VdevperfError("-K/-D/-Z", "not carried to a vdevperf server yet; run without --remote")
+    if any(
+        cfg.asked_rate is not None and cfg.test.traits.work.role == "client" and cfg.test.is_stream for cfg in configs
+    ):
+        # The sender is the server half, which a remote session does not pace (yet).
+        raise VdevperfError("-b/--fq-rate", "a remote server does not pace its sends; pace TCP_STREAM or UDP_STREAM")
+    if any(cfg.bidir for cfg in configs):
+        raise VdevperfError("--bidir", "not carried to a vdevperf server yet; run without --remote")
     fds.reserve(max((cfg.flows for cfg in configs), default=1))
     for cfg in configs:
         if options.done(REMOTE, cfg):

@@ -12,7 +12,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from vdevperf.traits import TRAITS, TestName
+from vdevperf.traits import TRAITS, TestName, flow_test, reversed_flow
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -188,6 +188,9 @@ MAX_BUFFERS_BYTES = 1024**3
 # stays exact on every kernel (newer ones clamp, older ones overflow to the minimum).
 SOCKBUF_BYTES = (1, 512 * 1024**2)
 FLOWS = (1, 256)
+# -b and --fq-rate (bits/s) and --rate (transactions/s): the offered load of a whole run, all flows together.
+RATE_BPS = (1e3, 1e12)
+RATE_TPS = (1.0, 1e7)
 # --burst: transactions in flight at once (netperf's -b N is --burst N+1).
 BURST = (1, 1024)
 # UDP_STREAM: each datagram starts with the sender's clock (int64 ns) and a sequence number (uint64),
@@ -251,10 +254,31 @@ class TestConfig:
     zerocopy: bool = False
     # Extra latency percentiles of RR tests (--percentiles), each 0 < p <= 100; () = the fixed ones only.
     latency_percentiles: tuple[float, ...] = ()
+    # Offered load, all flows together, split evenly between them (None: as fast as the path goes).
+    # -b: a stream test's senders pace their sends in the application (iperf3's -b), bits/s of payload.
+    rate_bps: float | None = None
+    # --fq-rate: a TCP stream sender's socket is capped with SO_MAX_PACING_RATE (iperf3's --fq-rate), bits/s
+    # on the wire; the kernel paces (TCP's own pacing when the qdisc is not fq).
+    fq_rate_bps: float | None = None
+    # --rate: an RR client starts transactions on a fixed schedule, transactions/s, and times each from its
+    # scheduled start (wrk2's cure for coordinated omission).
+    rate_tps: float | None = None
+    # --bidir: half the flows run the test's reverse (iperf3's --bidir); ``flows`` counts both halves.
+    bidir: bool = False
     # --burst: TCP_RR/UDP_RR transactions the client keeps in flight at once; 1 = one at a time.
     burst: int = 1
 
     def __post_init__(self) -> None:
+        if self.bidir:
+            able = ", ".join(t.name for t in TRAITS.values() if t.reverse is not None)
+            shape = " (a request/response test already goes both ways)" if not self.test.is_stream else ""
+            _check(self.test.traits.reverse is not None, f"--bidir: runs {able} both ways, not {self.test}{shape}")
+            _check(self.flows % 2 == 0, f"--bidir: {self.flows} flows; as many each way makes an even number")
+            _check(
+                self.flows <= FLOWS[1],
+                f"--bidir: -P {self.flows // 2} per direction makes {self.flows} flows; "
+                f"at most {FLOWS[1] // 2} per direction",
+            )
         _check(
             all(0 < p <= 100 for p in self.latency_percentiles), "--percentiles: each must be above 0 and at most 100"
         )
@@ -300,6 +324,7 @@ class TestConfig:
             _check(not (given and traits.udp), f"{flag}: a TCP socket option; {self.test} runs over UDP")
         able = ", ".join(t.name for t in TRAITS.values() if t.zerocopy)
         _check(not self.zerocopy or traits.zerocopy, f"-Z: MSG_ZEROCOPY sends are for {able}, not {self.test}")
+        self._check_pacing()
         if traits.udp:
             limit = UDP_MAX_PAYLOAD[self.ip_version]
             sizes = (self.send_size,) if traits.stream else (self.request_size, self.response_size)
@@ -307,6 +332,9 @@ class TestConfig:
         _check(within(self.burst, BURST), f"--burst: {self.burst} is outside {span(BURST, 'transactions')}")
         able = ", ".join(t.name for t in TRAITS.values() if t.burst)
         _check(self.burst == 1 or traits.burst, f"--burst: transactions in flight are for {able}, not {self.test}")
+        _check(
+            self.burst == 1 or self.rate_tps is None, "--burst: not with --rate, whose transactions go one at a time"
+        )
         _check(
             self.flows * self.burst * self.response_size <= MAX_BUFFERS_BYTES,
             f"--burst/-r: {self.flows} flows of {self.burst} responses of {self.response_size} bytes in flight need "
@@ -321,6 +349,49 @@ class TestConfig:
         if not traits.udp:
             return False
         return not traits.stream or min(self.send_size, self.recv_size) >= UDP_TIMESTAMP_BYTES
+
+    def _check_pacing(self) -> None:
+        traits = self.test.traits
+        for flag, rate, bounds, unit, kind in (
+            ("-b", self.rate_bps, RATE_BPS, "bits/s", "stream"),
+            ("--fq-rate", self.fq_rate_bps, RATE_BPS, "bits/s", "stream"),
+            ("--rate", self.rate_tps, RATE_TPS, "transactions/s", "rr"),
+        ):
+            if rate is None:
+                continue
+            _check(within(rate, bounds), f"{flag}: {rate:g} is outside {span(bounds, unit)}")
+            able = ", ".join(t.name for t in TRAITS.values() if t.pacing and t.kind == kind)
+            _check(traits.pacing and traits.kind == kind, f"{flag}: paces {able}, not {self.test}")
+        _check(
+            self.fq_rate_bps is None or not traits.udp,
+            "--fq-rate: SO_MAX_PACING_RATE paces UDP only under the fq qdisc; use -b",
+        )
+        _check(self.rate_bps is None or self.fq_rate_bps is None, "-b/--fq-rate: one way of pacing at a time")
+        _check(self.rate_bps is None or not self.zerocopy, "-b: paces plain sends; not with -Z")
+
+    @property
+    def flow_rate_bps(self) -> float | None:
+        """-b's share of one flow, in bits/s (None: unpaced)."""
+        return None if self.rate_bps is None else self.rate_bps / self.flows
+
+    @property
+    def flow_rate_tps(self) -> float | None:
+        """--rate's share of one flow, in transactions/s (None: unpaced)."""
+        return None if self.rate_tps is None else self.rate_tps / self.flows
+
+    @property
+    def asked_rate(self) -> float | None:
+        """The offered load in the test's rate units (10^6 bits/s or Trans/s), or None if unpaced."""
+        bps = self.rate_bps if self.rate_bps is not None else self.fq_rate_bps
+        return bps / 1e6 if bps is not None else self.rate_tps
+
+    def flow_test(self, flow: int) -> TestName:
+        """The test flow ``flow`` runs (traits.flow_test): with --bidir, the reverse for the second half."""
+        return flow_test(self.test, self.flows, self.bidir, flow)
+
+    def reversed_flow(self, flow: int) -> bool:
+        """True if flow ``flow`` runs the other way (--bidir's second half)."""
+        return reversed_flow(self.flows, self.bidir, flow)
 
 
 @dataclass(frozen=True)
@@ -382,6 +453,13 @@ class Metrics:
     remote_service_demand_us_per_tr: float | None = None
     # The --percentiles of an RR run from the same merged histogram, keyed "50", "99.99" (µs); None if not asked.
     latency_percentiles_us: dict[str, float] | None = None
+    # --bidir: the rate of the flows running the test itself and of those running its reverse (they sum
+    # to throughput_mbps, which service demand divides by); None for a one-way run.
+    forward_mbps: float | None = None
+    reverse_mbps: float | None = None
+    # TCP tests with one connection per flow: segments the senders retransmitted in the window (TCP_INFO's
+    # total_retrans, summed over flows; iperf3's "Retr"); None where not read, a mean over iterations.
+    retransmits: float | None = None
     # UDP tests: RFC 3550's interarrival jitter at the receiver, µs, its estimate after each packet averaged
     # over the window's packets of all flows (UDP_STREAM: of one-way transit times; UDP_RR: of round-trip
     # times at the client); None otherwise.
@@ -493,6 +571,8 @@ __all__ = [
     "MAX_BUFFERS_BYTES",
     "SOCKBUF_BYTES",
     "FLOWS",
+    "RATE_BPS",
+    "RATE_TPS",
     "MAX_NAMESPACES",
     "MAX_DEVICES",
     "MAX_ADDRESSES",

@@ -43,8 +43,15 @@ vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
      (--sweep) gain sweep (parameter, value, label, the values and baseline, and for an
      MTU the MTU each device reported); other runs have no such key. RR runs asked for
      --percentiles gain config.latency_percentiles and metrics.latency_percentiles_us
-     ({"99.99": µs}); others have neither key. RR runs with --burst N > 1 gain config.burst;
-     UDP runs that measured jitter (RFC 3550) gain metrics.jitter_us.
+     ({"99.99": µs}); others have neither key. Runs with --bidir gain config.bidir (true;
+     config.flows counts both directions' flows, the second half running the reverse test)
+     and metrics.forward_mbps and reverse_mbps; others have none of these keys. Runs of TCP
+     tests with one connection per flow (TCP_STREAM, TCP_MAERTS, TCP_SENDFILE, TCP_RR) gain
+     raw.tcp_info (per flow and role the TCP_INFO readings of the window; null for ends on
+     another host) and metrics.retransmits; other runs have neither key. Paced runs gain
+     config.rate_bps (-b), fq_rate_bps (--fq-rate) or rate_tps (--rate). RR runs with
+     --burst N > 1 gain config.burst; UDP runs that measured jitter (RFC 3550) gain
+     metrics.jitter_us and series[].jitter_us.
 """
 
 from __future__ import annotations
@@ -66,7 +73,7 @@ from pathlib import Path
 from vdevperf import jsoncheck
 from vdevperf.counters import counter_names
 from vdevperf.errors import ResultError
-from vdevperf.measure import cpu, histogram
+from vdevperf.measure import cpu, histogram, tcpinfo
 from vdevperf.measure.env import environment
 from vdevperf.measure.metrics import series
 from vdevperf.measure.sample import RawRun, Sample
@@ -85,10 +92,11 @@ from vdevperf.model import (
 SCHEMA_VERSION = 6
 # Where a command stores its result file when no -o names one (relative to the working directory).
 DEFAULT_RESULTS_DIR = Path("results")
-# Optional keys: written only when a run asked for them (--percentiles, --burst) or has them (UDP jitter),
-# so other files are unchanged. A config key is left out at its model default ("off").
-OPTIONAL_METRIC_KEYS = ("latency_percentiles_us", "jitter_us")
-OPTIONAL_CONFIG_KEYS = ("latency_percentiles", "burst")
+# Optional keys: written only when a run asked for them or read them (--percentiles, --bidir, pacing,
+# TCP_INFO, --burst, UDP jitter), so other files are unchanged. A config key is left out at its model
+# default ("off").
+OPTIONAL_METRIC_KEYS = ("latency_percentiles_us", "forward_mbps", "reverse_mbps", "retransmits", "jitter_us")
+OPTIONAL_CONFIG_KEYS = ("latency_percentiles", "rate_bps", "fq_rate_bps", "rate_tps", "bidir", "burst")
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics) if f.name not in OPTIONAL_METRIC_KEYS)
 _OFF = {f.name: f.default for f in dataclasses.fields(TestConfig) if f.name in OPTIONAL_CONFIG_KEYS}
 CONFIG_DEFAULTS = {
@@ -97,8 +105,10 @@ CONFIG_DEFAULTS = {
 
 
 def raw_to_json(raw: RawRun, flows: int) -> dict:
-    """The raw measurements of one iteration, self-describing (field, counter and bucket layout)."""
-    return {
+    """The raw measurements of one iteration, self-describing (field, counter and bucket layout); with
+    ``tcp_info`` (decoded) only for tests that read it."""
+    tcp_info = tcpinfo.to_json(raw.samples, flows)
+    stored = {
         "cpu_fields": list(cpu.FIELDS),
         "counter_names": counter_names(flows),
         "samples": [
@@ -118,6 +128,7 @@ def raw_to_json(raw: RawRun, flows: int) -> dict:
         # JSON keys are strings: bucket index -> count, per flow.
         "latency_histograms": [{str(b): c for b, c in sorted(h.items())} for h in raw.histograms],
     }
+    return stored if tcp_info is None else stored | {"tcp_info": tcp_info}
 
 
 def samples_from_json(raw: dict) -> list[Sample]:

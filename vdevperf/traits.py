@@ -138,6 +138,14 @@ class Traits:
     default_send_size: int = 128 * 1024
     # -Z: its sender is send_loop over TCP, which can send with MSG_ZEROCOPY.
     zerocopy: bool = False
+    # Its load can be paced: a stream test's sender at -b bits/s, an RR client at --rate transactions/s.
+    pacing: bool = False
+    # --bidir: the test whose flows move data the other way over the same kind of connection (a
+    # TCP_STREAM flow's reverse is a TCP_MAERTS flow); None: the test cannot run both ways.
+    reverse: TestName | None = None
+    # Each flow keeps one TCP connection for the whole window, whose TCP_INFO the sampler reads
+    # (measure.tcpinfo); not TCP_CRR, whose connections live for one transaction.
+    tcp_info: bool = False
     # --burst: its client can keep several transactions in flight on one connection (burst_request_loop).
     burst: bool = False
 
@@ -145,6 +153,8 @@ class Traits:
         roles = (self.work.role, *self.stop)
         if any(role not in ROLES for role in roles) or len(set(self.stop)) != len(self.stop):
             raise ValueError(f"{self.name}: roles must be distinct ones of {', '.join(ROLES)}")
+        if self.tcp_info and (self.protocol is not Protocol.TCP or self.per_connection):
+            raise ValueError(f"{self.name}: TCP_INFO needs one TCP connection per flow for the whole window")
 
     @property
     def units(self) -> Units:
@@ -161,6 +171,14 @@ class Traits:
         """True for tests over UDP."""
         return self.protocol is Protocol.UDP
 
+    @property
+    def senders(self) -> tuple[str, ...]:
+        """The roles that send data: a stream test's sender (the one not counting received bytes), both
+        ends of an RR test."""
+        if self.stream:
+            return tuple(role for role in ROLES if role != self.work.role)
+        return ROLES
+
 
 _AT_SERVER, _AT_CLIENT = Work("server", BYTES_RECEIVED), Work("client", TRANSACTIONS)
 _AT_CLIENT_BYTES = Work("client", BYTES_RECEIVED)
@@ -168,11 +186,33 @@ _AT_CLIENT_BYTES = Work("client", BYTES_RECEIVED)
 TRAITS: dict[TestName, Traits] = {
     t.name: t
     for t in (
-        Traits(TestName.TCP_STREAM, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",), zerocopy=True),
         Traits(
-            TestName.TCP_MAERTS, Kind.STREAM, Protocol.TCP, _AT_CLIENT_BYTES, STREAM_METRICS, ("server",), zerocopy=True
+            TestName.TCP_STREAM,
+            Kind.STREAM,
+            Protocol.TCP,
+            _AT_SERVER,
+            STREAM_METRICS,
+            ("client",),
+            zerocopy=True,
+            pacing=True,
+            reverse=TestName.TCP_MAERTS,
+            tcp_info=True,
         ),
-        Traits(TestName.TCP_SENDFILE, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",)),
+        Traits(
+            TestName.TCP_MAERTS,
+            Kind.STREAM,
+            Protocol.TCP,
+            _AT_CLIENT_BYTES,
+            STREAM_METRICS,
+            ("server",),
+            zerocopy=True,
+            pacing=True,
+            reverse=TestName.TCP_STREAM,
+            tcp_info=True,
+        ),
+        Traits(
+            TestName.TCP_SENDFILE, Kind.STREAM, Protocol.TCP, _AT_SERVER, STREAM_METRICS, ("client",), tcp_info=True
+        ),
         Traits(
             TestName.UDP_STREAM,
             Kind.STREAM,
@@ -181,8 +221,20 @@ TRAITS: dict[TestName, Traits] = {
             UDP_STREAM_METRICS,
             ("client", "server"),
             default_send_size=1472,
+            pacing=True,
         ),
-        Traits(TestName.TCP_RR, Kind.RR, Protocol.TCP, _AT_CLIENT, RR_METRICS, ("client",), latency=True, burst=True),
+        Traits(
+            TestName.TCP_RR,
+            Kind.RR,
+            Protocol.TCP,
+            _AT_CLIENT,
+            RR_METRICS,
+            ("client",),
+            latency=True,
+            pacing=True,
+            tcp_info=True,
+            burst=True,
+        ),
         Traits(
             TestName.TCP_CRR,
             Kind.RR,
@@ -201,7 +253,32 @@ TRAITS: dict[TestName, Traits] = {
             UDP_RR_METRICS,
             ("client", "server"),
             latency=True,
+            pacing=True,
             burst=True,
         ),
     )
 }
+
+
+def reversed_flow(flows: int, bidir: bool, flow: int) -> bool:
+    """True if flow ``flow`` of ``flows`` runs the other way: with --bidir, the second half of the flows."""
+    return bidir and flow >= flows // 2
+
+
+def flow_test(test: TestName, flows: int, bidir: bool, flow: int) -> TestName:
+    """The test flow ``flow`` of ``flows`` runs: ``test``, or with --bidir its reverse for the second half.
+
+    The one place a flow's direction is decided: which loop each of its ends runs, which role
+    SIGUSR1 stops and where its work is counted all follow from the test this returns.
+    """
+    if not reversed_flow(flows, bidir, flow):
+        return test
+    reverse = TRAITS[test].reverse
+    if reverse is None:
+        raise ValueError(f"--bidir: {test} has no reverse test")
+    return reverse
+
+
+def flow_tests(test: TestName, flows: int, bidir: bool) -> tuple[TestName, ...]:
+    """Per flow, the test it runs (flow_test of each)."""
+    return tuple(flow_test(test, flows, bidir, flow) for flow in range(flows))

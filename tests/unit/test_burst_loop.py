@@ -33,6 +33,11 @@ def test_burst_is_bounded(burst):
         TestConfig(test=TestName.TCP_RR, burst=burst)
 
 
+def test_burst_is_refused_with_a_paced_rate():
+    with pytest.raises(ValueError, match="--burst: not with --rate"):
+        TestConfig(test=TestName.TCP_RR, burst=2, rate_tps=1000)
+
+
 def test_the_responses_in_flight_must_fit_the_memory_cap():
     with pytest.raises(ValueError, match="--burst/-r: 2 flows of 1024 responses"):
         TestConfig(test=TestName.TCP_RR, burst=1024, response_size=1024**2, flows=2)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import TypeVar
 
-from vdevperf.model import CC_NAME, TestName, span, within
+from vdevperf.model import CC_NAME, RATE_BPS, TestName, span, within
 from vdevperf.sweeps import EXAMPLES, Param, Sweep
 from vdevperf.topology.offload import OffloadRequest, canonical, parse_requests
 
@@ -76,6 +76,18 @@ def size(text: str) -> int:
     if not digits.isdigit() or int(digits) <= 0:
         raise argparse.ArgumentTypeError(f"'{text}' is not a positive byte count (e.g. 128K)")
     return int(digits) * scale
+
+
+def bitrate(text: str) -> float:
+    """A rate in bits/s: plain, or with k/M/G/T suffix (powers of 1000, as iperf3's -b), e.g. 2G."""
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}.get(text[-1:].lower(), 1.0)
+    try:
+        value = float(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        value = math.nan
+    if not within(value, RATE_BPS):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a rate within 1k-1T bits/s (e.g. 500M, 2G)")
+    return value
 
 
 def size_in(bounds: tuple[int, int]) -> Callable[[str], int]:

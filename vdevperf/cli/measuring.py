@@ -28,6 +28,7 @@ from vdevperf.model import (
     LENGTH_S,
     MAX_NAME_CHARS,
     MESSAGE_BYTES,
+    RATE_TPS,
     SOCKBUF_BYTES,
     WARMUP_S,
     TestConfig,
@@ -235,6 +236,35 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str, length: floa
         action="store_true",
         help="TCP_STREAM/TCP_MAERTS: send with MSG_ZEROCOPY; results count the sends the kernel still copied",
     )
+    # Offered load (iperf3's -b and --fq-rate, sockperf's --mps), all flows together, split evenly.
+    p.add_argument(
+        "-b",
+        "--bitrate",
+        type=argtypes.bitrate,
+        metavar="RATE",
+        help="stream tests: offer RATE bits/s of payload, all flows together (e.g. 500M, 2G), paced by the "
+        "senders themselves on an absolute schedule; tables show the asked rate next to the achieved one",
+    )
+    p.add_argument(
+        "--fq-rate",
+        type=argtypes.bitrate,
+        metavar="RATE",
+        help="TCP stream tests: cap each sender's socket at its share of RATE bits/s with "
+        "SO_MAX_PACING_RATE (the kernel paces, counting headers; see README)",
+    )
+    p.add_argument(
+        "--rate",
+        type=number_in(RATE_TPS, "transactions/s"),
+        metavar="TPS",
+        help="TCP_RR/UDP_RR: start TPS transactions per second, all flows together, on a fixed schedule, "
+        "each timed from when it was due (no coordinated omission)",
+    )
+    p.add_argument(
+        "--bidir",
+        action="store_true",
+        help="TCP_STREAM/TCP_MAERTS: both directions at once (iperf3's --bidir): -P flows each way, each "
+        "its own connection; the rate is the total, with columns per direction",
+    )
     p.add_argument(
         "--max-steal",
         type=percent,
@@ -316,7 +346,8 @@ def _configs(args: argparse.Namespace, cpus: Cpus = api.UNPINNED) -> list[TestCo
         response_size=args.rr_size[1],
         ip_version=args.ip_version,
         interval_s=args.interval,
-        flows=args.parallel,
+        # --bidir: -P flows each way; a TestConfig counts every flow.
+        flows=args.parallel * (2 if args.bidir else 1),
         client_sndbuf=args.client_sockbuf[0],
         client_rcvbuf=args.client_sockbuf[1],
         server_sndbuf=args.server_sockbuf[0],
@@ -329,6 +360,10 @@ def _configs(args: argparse.Namespace, cpus: Cpus = api.UNPINNED) -> list[TestCo
         nodelay=args.nodelay,
         zerocopy=args.zerocopy,
         latency_percentiles=args.percentiles,
+        rate_bps=args.bitrate,
+        fq_rate_bps=args.fq_rate,
+        rate_tps=args.rate,
+        bidir=args.bidir,
         burst=args.burst,
     )
 

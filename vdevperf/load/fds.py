@@ -1,7 +1,8 @@
 """File descriptors a test needs: counted, and the soft limit raised, before anything is built.
 
 While a test starts, vdevperf holds per flow a server socket (until its endpoint
-has its copy) and, per endpoint, the two pipe ends it talks to it over; every
+has its copy) and, per endpoint, the two pipe ends it talks to it over and a
+copy of its data socket to read TCP_INFO from (load.borrowed); every
 built namespace holds an fd and a netlink socket (pyroute2's IPRoute takes 4).
 With -P 256 that is over 1,000 descriptors, past the common soft limit of 1024,
 and it used to surface mid-test as EMFILE. So the need is computed up front:
@@ -16,8 +17,9 @@ import resource
 
 from vdevperf.errors import VdevperfError
 
-# Per flow: its server socket, and two pipe ends for each of its two endpoints.
-PER_FLOW = 5
+# Per flow: its server socket, two pipe ends for each of its two endpoints, and during the window
+# the sampler's copies of both endpoints' sockets (load.borrowed, TCP_INFO).
+PER_FLOW = 7
 # Per namespace built: its fd, IPRoute's 4, and pyroute2 Ethtool's 5 while offloads are set.
 PER_NAMESPACE = 10
 # stdio, a pipe pair being made, the capture probe, psutil's and pyroute2's transient fds, the result file.

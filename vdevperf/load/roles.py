@@ -107,7 +107,10 @@ def _socket_facts(sock: socket.socket) -> dict[str, int | str]:
 
 def _drive(channel: Channel, ctx: LoopContext, loop: Loop, cpu_wanted: int | None, facts: dict[str, int | str]) -> None:
     """Report readiness, wait for the common start, run the loop until it ends or is stopped."""
-    channel.send({"event": "ready", "placement": endpoint.placement(cpu_wanted), "socket": facts})
+    ready: dict[str, object] = {"event": "ready", "placement": endpoint.placement(cpu_wanted), "socket": facts}
+    if ctx.sock is not None:
+        ready["fd"] = ctx.sock.fileno()  # for the parent to borrow (load.borrowed)
+    channel.send(ready)
     channel.wait_go()
     try:
         loop(ctx)

@@ -28,6 +28,7 @@ import time
 from vdevperf.counters import BYTES_RECEIVED, BYTES_SENT, CONNECTIONS, ERRORS, JITTER_SUM_NS, TRANSACTIONS
 from vdevperf.errors import LoadError
 from vdevperf.load.context import Loop, LoopContext
+from vdevperf.load.pacing import fine_timer
 from vdevperf.measure.histogram import HALF_BITS, SUB_BITS
 from vdevperf.traits import TestName
 
@@ -52,9 +53,12 @@ def request_loop(ctx: LoopContext) -> None:
 
     Over UDP a request or response can be lost: the socket's receive timeout
     (SO_RCVTIMEO, set by the runner) then ends the wait, the loss is counted
-    in ``errors`` and a new request goes out. (UDP_RR clients run
-    burst_request_loop, which also measures jitter; it handles loss alike.)
+    in ``errors`` and a new request goes out. With --rate, paced_request_loop;
+    with --burst, and for UDP_RR's jitter, burst_request_loop.
     """
+    if ctx.cfg.rate_tps is not None:
+        paced_request_loop(ctx)
+        return
     if ctx.cfg.burst > 1 or ctx.cfg.measures_jitter:  # --burst, and UDP_RR's round-trip jitter
         burst_request_loop(ctx)
         return
@@ -88,6 +92,55 @@ def request_loop(ctx: LoopContext) -> None:
             write(fd, request)
             v = now - prev
             prev = now
+            m = v.bit_length()
+            hist[v if m <= sub else ((m - sub) << half) + (v >> (m - sub))] += 1
+            done += 1
+            slots[TRANSACTIONS] = done
+    finally:
+        slots[BYTES_SENT] = done * cfg.request_size
+        slots[BYTES_RECEIVED] = done * want
+
+
+def paced_request_loop(ctx: LoopContext) -> None:
+    """--rate: transaction k is due at ``start + k / rate`` (this flow's share of --rate), and its latency
+    runs from that due time to its response, as wrk2 times them.
+
+    Timing from the actual send would let a slow response hide the requests it held back
+    (coordinated omission): here a response late by a second makes every transaction due meanwhile
+    late too, and they go out back to back, each timed from when it should have started. The
+    schedule is never trimmed. A lost UDP datagram is counted in ``errors``; the schedule goes on.
+    """
+    cfg, slots, hist = ctx.cfg, ctx.slots, ctx.hist
+    fine_timer()
+    period = 1e9 / (cfg.flow_rate_tps or 1.0)
+    request = bytes(cfg.request_size)
+    want = cfg.response_size
+    buf = bytearray(want)
+    view = memoryview(buf)
+    sock = ctx.data_socket()
+    fd = sock.fileno()
+    write, readv, bufs = os.write, os.readv, [buf]
+    recv_into = sock.recv_into
+    clock, sleep = time.perf_counter_ns, time.sleep
+    sub, half = SUB_BITS, HALF_BITS
+    done = lost = 0
+    start = clock()
+    try:
+        while True:
+            due = start + int((done + lost) * period)
+            now = clock()
+            if due > now:
+                sleep((due - now) / 1e9)
+            write(fd, request)
+            try:
+                n = readv(fd, bufs)
+            except BlockingIOError:  # UDP receive timeout: the request or its response was lost
+                lost += 1
+                slots[ERRORS] = lost
+                continue
+            if n != want and _fill(recv_into, view, n, want) != want:
+                raise LoadError("RR client", "server closed the connection mid-test")
+            v = clock() - due
             m = v.bit_length()
             hist[v if m <= sub else ((m - sub) << half) + (v >> (m - sub))] += 1
             done += 1

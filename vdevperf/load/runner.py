@@ -8,9 +8,12 @@ ready all are released together (the start barrier). The warm-up passes
 (with the frame-size probe, if asked), then a Watch reads CPU times and the
 counters at the window start, every ``interval_s`` and at the window end,
 and the latency histograms at both edges, asking the server half for its
-reading at the same instants. Afterwards the loops are stopped as the test
-prescribes and every endpoint's report is collected. Sampling happens
-here, outside the endpoint processes, so it costs them nothing.
+reading at the same instants. For tests that keep one TCP connection per
+flow, the sampler also reads each connection's TCP_INFO through a copy of
+its socket (load.borrowed), given back at the window's closing edge, before
+the loops end. Afterwards the loops are stopped as the test prescribes and
+every endpoint's report is collected. Sampling happens here, outside the
+endpoint processes, so it costs them nothing.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from typing import Protocol
 
 from vdevperf.counters import ROLES, SLOTS, endpoint_index
 from vdevperf.load import endpoint, probe
+from vdevperf.load.borrowed import Borrowed
 from vdevperf.load.endpoint import Counters, Endpoint
 from vdevperf.load.roles import SETUP_TIMEOUT_S, Greet, Side, client_role
-from vdevperf.load.tests import TESTS, TestDef
+from vdevperf.load.tests import TESTS, TestDef, flow_def
 from vdevperf.measure import histogram, noise
 from vdevperf.measure.capture import CaptureSpec
 from vdevperf.measure.endpoints import EndpointReport, Finished, Ready
@@ -61,7 +65,6 @@ class ServerHalf(Protocol):
 
 
 def _start_clients(
-    tdef: TestDef,
     cfg: TestConfig,
     client: Side,
     targets: list[tuple[str, int]],
@@ -75,7 +78,10 @@ def _start_clients(
     for flow, address in enumerate(targets):
         index = endpoint_index(flow, "client")
         clients[index] = ep = endpoint.start(
-            "client", client.netns_path, client.cpu, client_role(tdef, address, family, cfg, shared, index, greet)
+            "client",
+            client.netns_path,
+            client.cpu,
+            client_role(flow_def(cfg, flow), address, family, cfg, shared, index, greet),
         )
         on_spawn(ep.pid)
 
@@ -122,19 +128,30 @@ def _sample(
     return noise.foreign_cpu(others, noise.processes(), watch.samples[-1].t_s, len(watch.samples[0].cpu))
 
 
-def _finish(tdef: TestDef, clients: list[Endpoint], server: ServerHalf) -> list[Finished]:
-    """End the load in the test's order; the server half's per-flow reports."""
+def _finish(cfg: TestConfig, clients: list[Endpoint], server: ServerHalf) -> list[Finished]:
+    """End the load in each flow's order; the server half's per-flow reports.
+
+    Every test stops its client before its server (traits' ``stop`` order), so across flows of
+    different tests (--bidir) the clients any flow stops go first, then the server half stops
+    its own and waits for all; clients left end at EOF."""
+    stops = [flow_def(cfg, flow).traits.stop for flow in range(len(clients))]
     finished: list[Finished] | None = None
-    for role in tdef.traits.stop:
+    for role in (r for r in ROLES if any(r in stop for stop in stops)):
         if role == "client":
-            endpoint.finish(clients, stop=True)
+            endpoint.finish([ep for ep, stop in zip(clients, stops, strict=True) if "client" in stop], stop=True)
         else:
             finished = server.stop()
     if finished is None:
         finished = server.stop()  # a server that ends at EOF: its clients were stopped above
-    if "client" not in tdef.traits.stop:
-        endpoint.finish(clients, stop=False)  # clients that end at EOF
+    # Clients that end at EOF.
+    endpoint.finish([ep for ep, stop in zip(clients, stops, strict=True) if "client" not in stop], stop=False)
     return finished
+
+
+def _data_sockets(clients: list[Ready], servers: list[Ready]) -> list[tuple[int, int] | None]:
+    """Per endpoint (endpoint order) its process and data socket's descriptor, where it runs on this host."""
+    ends = [ready for pair in zip(clients, servers, strict=True) for ready in pair]
+    return [None if ready.data_fd is None else (ready.pid, ready.data_fd) for ready in ends]
 
 
 def _client_finished(watch: Watch, index: int, final: list[int]) -> Finished:
@@ -178,21 +195,29 @@ def run(
     tdef = TESTS[cfg.test]
     shared = Counters(cfg.flows * len(ROLES), histogram.BUCKETS if tdef.traits.latency else 0)
     local: dict[int, Endpoint] = {}
+    borrowed: Borrowed | None = None
     try:
         targets, greet = server.open(cfg)
-        _start_clients(tdef, cfg, client, targets, greet, shared, local, on_spawn)
+        _start_clients(cfg, client, targets, greet, shared, local, on_spawn)
         clients = [local[i] for i in sorted(local)]
         deadline = time.monotonic() + SETUP_TIMEOUT_S
         client_ready = [Ready.from_message(ep.pid, ep.receive(deadline)) for ep in clients]
-        watch = Watch(shared, {i: ep.pid for i, ep in local.items()}, server.mark)
         server_ready = server.start()
+        if tdef.traits.tcp_info:
+            borrowed = Borrowed(_data_sockets(client_ready, server_ready))
+        watch = Watch(shared, {i: ep.pid for i, ep in local.items()}, server.mark, borrowed.read if borrowed else None)
         for ep in clients:
             ep.go()
         captured = _warm_up(cfg, capture, on_spawn)
         foreign = _sample(cfg, tdef, watch, server, on_interval)
-        server_ends = _finish(tdef, clients, server)
+        # Before the endpoints end: a borrowed copy would keep its socket open, and its peer from EOF.
+        if borrowed is not None:
+            borrowed.close()
+        server_ends = _finish(cfg, clients, server)
         final = shared.read()
     finally:
+        if borrowed is not None:
+            borrowed.close()
         for ep in local.values():
             ep.close()
     client_ends = [_client_finished(watch, i, final) for i in sorted(local)]

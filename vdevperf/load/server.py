@@ -21,7 +21,7 @@ from vdevperf.errors import LoadError
 from vdevperf.load import endpoint
 from vdevperf.load.endpoint import Counters, Endpoint
 from vdevperf.load.roles import SETUP_TIMEOUT_S, Admit, Greet, Side, server_role, server_socket
-from vdevperf.load.tests import TESTS, TestDef
+from vdevperf.load.tests import flow_def
 from vdevperf.measure import cpu
 from vdevperf.measure.endpoints import NOT_READ, Finished, Ready
 from vdevperf.measure.watch import Reading, Watch
@@ -47,7 +47,6 @@ class LocalServer:
         self.endpoints: dict[int, Endpoint] = {}
         self._socks: list[socket.socket] = []
         self._cfg: TestConfig | None = None
-        self._tdef: TestDef | None = None
         self._shared: Counters | None = None
         self._watch: Watch | None = None
 
@@ -61,12 +60,12 @@ class LocalServer:
 
     def open(self, cfg: TestConfig) -> tuple[list[tuple[str, int]], Greet | None]:
         """Open a server socket and fork a server endpoint per flow; per flow the address to connect to."""
-        self._cfg, self._tdef = cfg, tdef = cfg, TESTS[cfg.test]
+        self._cfg = cfg
         # No latency histograms here: RR latency is timed at the client.
         self._shared = shared = Counters(cfg.flows * len(ROLES), 0)
         family = socket.AF_INET if cfg.ip_version == 4 else socket.AF_INET6
-        for _ in range(cfg.flows):
-            sock = server_socket(tdef, self.side, family, cfg)
+        for flow in range(cfg.flows):
+            sock = server_socket(flow_def(cfg, flow), self.side, family, cfg)
             self._socks.append(sock)
             self.guard(sock)
         for flow, sock in enumerate(self._socks):
@@ -75,7 +74,7 @@ class LocalServer:
                 "server",
                 self.side.netns_path,
                 self.side.cpu,
-                server_role(tdef, sock, cfg, shared, index, self.admit),
+                server_role(flow_def(cfg, flow), sock, cfg, shared, index, self.admit),
                 keep_fds=(sock.fileno(),),
             )
             self.on_spawn(ep.pid)
@@ -120,9 +119,13 @@ class LocalServer:
 
     def stop(self) -> list[Finished]:
         """End the endpoints as the test prescribes; per flow where it ran, its final counters, migrations."""
-        if self._tdef is None:
+        cfg = self._cfg
+        if cfg is None:
             raise LoadError("server endpoints", "stopped before they were opened")
-        endpoint.finish(self._ordered(), stop="server" in self._tdef.traits.stop)
+        # Per flow as its own test says (--bidir mixes them): those SIGUSR1 stops first, then those at EOF.
+        stops = ["server" in flow_def(cfg, flow).traits.stop for flow in range(cfg.flows)]
+        for stop in (True, False):
+            endpoint.finish([ep for ep, s in zip(self._ordered(), stops, strict=True) if s is stop], stop=stop)
         final = self._counters().read()
         watch = self._watch
         return [

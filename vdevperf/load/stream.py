@@ -29,6 +29,7 @@ from vdevperf.counters import (
     ZEROCOPY_SENDS,
 )
 from vdevperf.load.context import Loop, LoopContext
+from vdevperf.load.pacing import MAX_STREAM_LAG_NS, STREAM_AHEAD_NS, cap_pacing_rate, fine_timer
 from vdevperf.traits import TestName
 
 # MSG_ZEROCOPY (linux/socket.h, errqueue.h); Python names some of them only on newer versions.
@@ -52,12 +53,18 @@ def send_loop(ctx: LoopContext) -> None:
 
     The stop can land just after a send returned and before it was counted, so
     the sender's total may fall short by one call; figures use the receiver's.
-    With -Z (TCP) the sends are MSG_ZEROCOPY ones (zerocopy_send_loop).
+    With -Z (TCP) the sends are MSG_ZEROCOPY ones (zerocopy_send_loop), with -b paced ones
+    (paced_send_loop); --fq-rate leaves the pacing to the kernel.
     """
     if ctx.cfg.zerocopy:
         zerocopy_send_loop(ctx)
         return
+    if ctx.cfg.rate_bps is not None:
+        paced_send_loop(ctx)
+        return
     sock, slots = ctx.data_socket(), ctx.slots
+    if ctx.cfg.fq_rate_bps is not None:
+        cap_pacing_rate(sock, ctx.cfg.fq_rate_bps / ctx.cfg.flows)
     buf = memoryview(bytearray(ctx.cfg.send_size))
     send = sock.send
     sent = calls = errors = 0
@@ -78,6 +85,53 @@ def send_loop(ctx: LoopContext) -> None:
             slots[MESSAGES_SENT] = calls
     finally:
         # Stop sending, so a TCP receiver sees EOF and ends by itself.
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def paced_send_loop(ctx: LoopContext) -> None:
+    """-b: send_loop on an absolute schedule, this flow's share of -b in payload bits/s (iperf3's -b).
+
+    A send of n bytes moves the schedule on by n / rate; the loop sleeps once it is STREAM_AHEAD_NS
+    ahead, until it is on time again, and sends while it is behind. Lag beyond MAX_STREAM_LAG_NS (a
+    path slower than asked, a host stall) is forgiven, so the achieved rate then falls short, as the
+    table shows, rather than bursting to catch up. UDP_STREAM's datagrams carry udp_send_loop's stamp
+    (for the receiver's jitter at a set rate, iperf3's habit), if there is room for it.
+    """
+    cfg, sock, slots = ctx.cfg, ctx.data_socket(), ctx.slots
+    fine_timer()
+    ns_per_byte = 8e9 / (cfg.flow_rate_bps or 1.0)
+    buf = memoryview(bytearray(cfg.send_size))
+    send, clock, sleep = sock.send, time.monotonic_ns, time.sleep
+    stamped, stamp = cfg.measures_jitter, _STAMP.pack_into
+    sent = calls = errors = 0
+    due = clock()  # when the next byte may leave
+    try:
+        while True:
+            now = clock()
+            if due - now > STREAM_AHEAD_NS:
+                sleep((due - now) / 1e9)
+            elif now - due > MAX_STREAM_LAG_NS:
+                due = now - MAX_STREAM_LAG_NS
+            if stamped:
+                stamp(buf, 0, clock(), calls)
+            try:
+                n = send(buf)
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                errors += 1
+                slots[ERRORS] = errors
+                n = len(buf)  # the message is lost, but it was offered: the schedule moves on
+            else:
+                sent += n
+                calls += 1
+                slots[BYTES_SENT] = sent
+                slots[MESSAGES_SENT] = calls
+            due += int(n * ns_per_byte)
+    finally:
         try:
             sock.shutdown(socket.SHUT_WR)
         except OSError:
@@ -176,8 +230,9 @@ def sendfile_loop(ctx: LoopContext) -> None:
 
 def udp_send_loop(ctx: LoopContext) -> None:
     """UDP_STREAM sender: send_loop's datagrams, each stamped with its send time and sequence number
-    for the receiver's jitter (a -m or -M too small for the stamp: send_loop itself)."""
-    if not ctx.cfg.measures_jitter:
+    for the receiver's jitter (a -m or -M too small for the stamp: send_loop itself; -b:
+    paced_send_loop, which stamps them too)."""
+    if not ctx.cfg.measures_jitter or ctx.cfg.rate_bps is not None:
         send_loop(ctx)
         return
     sock, slots = ctx.data_socket(), ctx.slots

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from vdevperf.load import rr, stream
 from vdevperf.load.context import Loop
+from vdevperf.model import TestConfig
 from vdevperf.traits import TRAITS, TestName, Traits
 
 
@@ -37,3 +38,8 @@ class TestDef:
 # Every test, in TestName's order; a test without loops fails here, at import, by its name.
 _LOOPS = stream.LOOPS | rr.LOOPS
 TESTS: dict[TestName, TestDef] = {name: TestDef(TRAITS[name], *_LOOPS[name]) for name in TestName}
+
+
+def flow_def(cfg: TestConfig, flow: int) -> TestDef:
+    """How flow ``flow`` of ``cfg`` runs: its own test's loops and traits (with --bidir, half run the reverse)."""
+    return TESTS[cfg.flow_test(flow)]

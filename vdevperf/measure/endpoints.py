@@ -10,6 +10,7 @@ EndpointReport joins them into the result's per-endpoint record.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import Any
@@ -53,12 +54,17 @@ class SocketFacts:
 
 @dataclass(frozen=True)
 class Ready:
-    """An endpoint that is ready: its pid, the CPU asked for and the ones allowed, its socket."""
+    """An endpoint that is ready: its pid, the CPU asked for and the ones allowed, its socket.
+
+    ``data_fd``: its data socket's descriptor number in its process, which the sampler borrows to read
+    TCP_INFO (load.borrowed); only for endpoints of this host, so it never travels in a message.
+    """
 
     pid: int
     requested_cpu: int | None
     affinity: tuple[int, ...]
     socket: SocketFacts
+    data_fd: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """As a ``started`` message carries it."""
@@ -69,15 +75,19 @@ class Ready:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Ready:
-        """From a ``started`` message's endpoint."""
-        return cls.from_message(doc["pid"], doc)
+        """From a ``started`` message's endpoint: one on another host, whose descriptors are not ours to borrow."""
+        return dataclasses.replace(cls.from_message(doc["pid"], doc), data_fd=None)
 
     @classmethod
     def from_message(cls, pid: int, message: dict[str, Any]) -> Ready:
-        """From endpoint ``pid``'s ready message (placement and socket)."""
+        """From endpoint ``pid``'s ready message (placement, socket, and its data socket's descriptor number)."""
         placement = message["placement"]
         return cls(
-            pid, placement["requested_cpu"], tuple(placement["affinity"]), SocketFacts.from_json(message["socket"])
+            pid,
+            placement["requested_cpu"],
+            tuple(placement["affinity"]),
+            SocketFacts.from_json(message["socket"]),
+            message.get("fd"),
         )
 
 

@@ -1,11 +1,13 @@
 """Figures of one run from its raw measurements, in netperf's units.
 
-Work is counted where netperf counts it (the test's traits say where): bytes at
-the receiver for stream tests, completed transactions at the client for RR
-tests, over the window between the first and the last sample. CPU figures
-come from the same two samples, so work and CPU time cover exactly the same
-interval. With several flows, rates add up and latency percentiles come from
-the merged histogram of all flows.
+Work is counted where netperf counts it (each flow's test's traits say where):
+bytes at the receiver for stream tests, completed transactions at the client
+for RR tests (with --bidir, the flows running the reverse test count at the
+other end: traits.flow_test decides which test a flow runs), over the window
+between the first and the last sample. CPU figures come from the same two
+samples, so work and CPU time cover exactly the same interval. With several
+flows, rates add up and latency percentiles come from the merged histogram of
+all flows.
 """
 
 from __future__ import annotations
@@ -25,16 +27,26 @@ from vdevperf.counters import (
     endpoint_index,
     slot_index,
 )
-from vdevperf.measure import cpu, histogram
+from vdevperf.measure import cpu, histogram, tcpinfo
 from vdevperf.measure.sample import RawRun, Sample
 from vdevperf.measure.stats import confidence_interval, jain_index
 from vdevperf.model import Confidence, FlowMetrics, MetricInterval, Metrics, TestConfig
-from vdevperf.traits import TRAITS, TestName
+from vdevperf.traits import TRAITS, TestName, Work, flow_tests, reversed_flow
 
 
-def _deltas(first: Sample, last: Sample, flows: int, role: str, slot: int) -> list[int]:
-    """Per flow, how much one counter grew over the window."""
-    return [last.counters[i] - first.counters[i] for i in (slot_index(f, role, slot) for f in range(flows))]
+def _deltas(first: Sample, last: Sample, at: Sequence[Work]) -> list[int]:
+    """Per flow, how much one counter grew over the window: flow f's at ``at[f]`` (role and slot)."""
+    return [last.counters[i] - first.counters[i] for i in (slot_index(f, w.role, w.slot) for f, w in enumerate(at))]
+
+
+def _work(test: TestName, flows: int, bidir: bool) -> list[Work]:
+    """Per flow, where its work is counted: its own test's (with --bidir, half count at the other end)."""
+    return [TRAITS[t].work for t in flow_tests(test, flows, bidir)]
+
+
+def _senders(at: Sequence[Work], slot: int) -> list[Work]:
+    """Per flow, ``slot`` of the end that sends to the one counting its work (a stream's sender)."""
+    return [Work("server" if w.role == "client" else "client", slot) for w in at]
 
 
 def latency_fields(hist: dict[int, int]) -> dict[str, float | None]:
@@ -99,15 +111,14 @@ def jitter_us(test: TestName, flows: int, a: Sample, b: Sample, names: Sequence[
     return summed / packets / 1000 if summed > 0 and packets > 0 else None
 
 
-def derive(test: TestName, flows: int, raw: RawRun, percentiles: Sequence[float] = (), jitter: bool = True) -> Metrics:
-    """Metrics over the window from the first to the last sample of ``raw``; UDP jitter unless ``jitter``
-    is False (the run's datagrams carried no timestamps: TestConfig.measures_jitter)."""
+def derive(test: TestName, flows: int, raw: RawRun, percentiles: Sequence[float] = (), bidir: bool = False) -> Metrics:
+    """Metrics over the window from the first to the last sample of ``raw`` (``bidir``: --bidir's flows)."""
     first, last, histograms = raw.samples[0], raw.samples[-1], raw.histograms
     asked = None
     traits = TRAITS[test]
-    role, slot = traits.work.role, traits.work.slot
+    at = _work(test, flows, bidir)
     elapsed = last.t_s - first.t_s
-    per_flow = _deltas(first, last, flows, role, slot)
+    per_flow = _deltas(first, last, at)
     work = sum(per_flow)
     used = cpu.delta(first.cpu, last.cpu, elapsed)
     remote = _remote_delta(first, last)
@@ -126,18 +137,23 @@ def derive(test: TestName, flows: int, raw: RawRun, percentiles: Sequence[float]
         }
     if traits.stream:
         rates = [w * 8 / elapsed / 1e6 for w in per_flow]
-        sender = "server" if role == "client" else "client"
         extra: dict[str, float | None] = {
             "throughput_mbps": sum(rates),
             "transactions_per_s": None,
             "mean_latency_us": None,
             "service_demand_us_per_kb": cpu.service_demand_us(used, work / 1024),
             "service_demand_us_per_tr": None,
-            "send_throughput_mbps": sum(_deltas(first, last, flows, sender, BYTES_SENT)) * 8 / elapsed / 1e6,
+            "send_throughput_mbps": sum(_deltas(first, last, _senders(at, BYTES_SENT))) * 8 / elapsed / 1e6,
         }
+        if bidir:
+            back = [reversed_flow(flows, bidir, f) for f in range(flows)]
+            extra |= {
+                "forward_mbps": sum(r for r, b in zip(rates, back, strict=True) if not b),
+                "reverse_mbps": sum(r for r, b in zip(rates, back, strict=True) if b),
+            }
         if traits.udp:
-            sent = sum(_deltas(first, last, flows, sender, MESSAGES_SENT))
-            received = sum(_deltas(first, last, flows, role, MESSAGES_RECEIVED))
+            sent = sum(_deltas(first, last, _senders(at, MESSAGES_SENT)))
+            received = sum(_deltas(first, last, [Work(w.role, MESSAGES_RECEIVED) for w in at]))
             extra |= {
                 "messages_sent": sent,
                 "messages_received": received,
@@ -161,6 +177,7 @@ def derive(test: TestName, flows: int, raw: RawRun, percentiles: Sequence[float]
         **common,
         **extra,
         latency_percentiles_us=asked,
+        retransmits=tcpinfo.retransmits(traits, flows, first.tcp_info, last.tcp_info, bidir),
         flows=tuple(FlowMetrics(flow=i, rate=r) for i, r in enumerate(rates)),
         min_flow_rate=min(rates),
         max_flow_rate=max(rates),
@@ -222,16 +239,19 @@ def confidence(cfg: TestConfig, iterations: Sequence[Metrics]) -> Confidence:
     )
 
 
-def flow_rates(test: TestName, flows: int, a: Sample, b: Sample, names: Sequence[str]) -> list[float]:
+def flow_rates(
+    test: TestName, flows: int, a: Sample, b: Sample, names: Sequence[str], bidir: bool = False
+) -> list[float]:
     """Each flow's rate (the test's units) between samples ``a`` and ``b``, its counters found by ``names``."""
-    work = TRAITS[test].work
     scale = 8 / 1e6 if TRAITS[test].stream else 1.0
     dt = b.t_s - a.t_s
-    indexes = (names.index(f"flow{f}.{work.role}.{SLOTS[work.slot]}") for f in range(flows))
+    indexes = (names.index(f"flow{f}.{w.role}.{SLOTS[w.slot]}") for f, w in enumerate(_work(test, flows, bidir)))
     return [(b.counters[i] - a.counters[i]) * scale / dt if dt > 0 else 0.0 for i in indexes]
 
 
-def series(test: TestName, flows: int, samples: Sequence[Sample], names: Sequence[str]) -> list[dict[str, float]]:
+def series(
+    test: TestName, flows: int, samples: Sequence[Sample], names: Sequence[str], bidir: bool = False
+) -> list[dict[str, float]]:
     """Per sampling interval: its end, length, rate (the test's units, all flows) and CPU shares; UDP
     runs that measured jitter also its mean over the interval's packets (``jitter_us``).
 
@@ -245,7 +265,7 @@ def series(test: TestName, flows: int, samples: Sequence[Sample], names: Sequenc
         interval = {
             "t_s": b.t_s,
             "dt_s": dt,
-            "rate": sum(flow_rates(test, flows, a, b, names)),
+            "rate": sum(flow_rates(test, flows, a, b, names, bidir)),
             "cpu_util_pct": used.util_pct,
             "softirq_pct": used.softirq_pct,
         }

@@ -16,6 +16,9 @@ class Sample:
     With the server half on another host, its counters and CPU seconds come from there, read
     at the same instant, with that host's per-CPU times (``remote_cpu``) and ``remote_t_s``,
     the time since the window start by that host's clock.
+
+    ``tcp_info``: per endpoint, what getsockopt(TCP_INFO) returned for its connection (measure.tcpinfo
+    decodes it), None for one not read; None altogether for tests that read none.
     """
 
     t_s: float
@@ -24,6 +27,7 @@ class Sample:
     proc_cpu_s: list[float] | None = None
     remote_cpu: CpuSnapshot | None = None
     remote_t_s: float | None = None
+    tcp_info: list[bytes | None] | None = None
 
 
 @dataclass(frozen=True)

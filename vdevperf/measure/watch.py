@@ -5,8 +5,9 @@ A Watch reads, at one instant, the per-CPU times, every endpoint's counters
 time and current CPU; the client side's Watch also asks the server half for
 its reading at the same instant and merges it into the sample. Sampling
 happens outside the endpoint processes, so it costs them nothing; what it
-costs this process is measured (``own_cpu_s``). Migrations are read only at
-the window's edges (``edge``), outside it.
+costs this process is measured (``own_cpu_s``). Given ``tcp_info``, it also
+reads each flow's TCP_INFO right after the counters. Migrations are read
+only at the window's edges (``edge``), outside it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Reading:
 
 # Ask the server half for a reading now; the returned function waits for it.
 Mark = Callable[[], Callable[[], Reading]]
+# Per endpoint, TCP_INFO of its connection as the kernel returned it (None: not read).
+ReadTcpInfo = Callable[[], list[bytes | None]]
 
 
 class SharedCounters(Protocol):
@@ -57,8 +60,15 @@ class SharedCounters(Protocol):
 class Watch:
     """Samples CPU, counters and where each endpoint of this host runs (and the server half, if asked)."""
 
-    def __init__(self, shared: SharedCounters, pids: dict[int, int], server: Mark | None = None) -> None:
+    def __init__(
+        self,
+        shared: SharedCounters,
+        pids: dict[int, int],
+        server: Mark | None = None,
+        tcp_info: ReadTcpInfo | None = None,
+    ) -> None:
         self.shared = shared
+        self.tcp_info = tcp_info
         self.indexes = sorted(pids)
         self.procs = [psutil.Process(pids[i]) for i in self.indexes]
         self.server = server
@@ -104,6 +114,7 @@ class Watch:
         # The server half reads its side while this one reads here: the request goes out first.
         pending = self.server() if self.server is not None else None
         counters = self.shared.read()
+        tcp_info = self.tcp_info() if self.tcp_info is not None else None
         if histograms:
             self.histograms.append(
                 [
@@ -136,6 +147,7 @@ class Watch:
                 proc_cpu_s=proc_cpu,
                 remote_cpu=remote_cpu,
                 remote_t_s=remote_t_s,
+                tcp_info=tcp_info,
             )
         )
         # This process does nothing but sample during the window: its CPU time is the cost of

@@ -62,6 +62,8 @@ class Row:
     # Against a vdevperf server: its host's CPU utilisation and service demand (units as above).
     remote_cpu_util_pct: float | None = None
     remote_service_demand: float | None = None
+    # The offered load (-b, --fq-rate, --rate) in the rate's units; None when the run was not paced.
+    asked_rate: float | None = None
 
 
 # What a row without figures says; the run's full reason goes in a footnote.
@@ -181,6 +183,7 @@ def row(run: RunResult) -> Row:
         jain_index=m.jain_index,
         remote_cpu_util_pct=m.remote_cpu_util_pct,
         remote_service_demand=getattr(m, declared.remote_demand_field),
+        asked_rate=run.config.asked_rate,
     )
 
 

@@ -1,9 +1,10 @@
 """Text tables of runs (tabulate), in netperf's units and column order.
 
 The columns every run has come first; columns that only some tests fill
-(remote CPU, latency percentiles, UDP loss and jitter, per-flow spread, confidence)
-appear only when a row has them, so a plain TCP_STREAM table stays as narrow
-as netperf's. Against a vdevperf server, ``CPU util %`` and ``Svc demand``
+(remote CPU, latency percentiles, UDP loss and jitter, TCP retransmits, per-flow spread,
+confidence, --bidir's rate per direction) appear only when a row has them, so a
+plain table stays as narrow as netperf's (plus iperf3's "Retr" for TCP). Against
+a vdevperf server, ``CPU util %`` and ``Svc demand``
 are the client host's, ``remote CPU %`` and ``remote svc demand`` the server
 host's (netperf's local and remote columns).
 """
@@ -78,18 +79,50 @@ def _percentile_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> dict[
     return groups
 
 
+def _direction_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> list[Column]:
+    """--bidir runs: the rate each way (the test's own flows, its reverse's), which Result sums.
+
+    From the runs' metrics, not from Row, so that CSV and JSON rows keep their fields."""
+    ways = {
+        id(r): (run.metrics.forward_mbps, run.metrics.reverse_mbps) if run.metrics else (None, None)
+        for r, run in zip(rows, runs, strict=True)
+    }
+
+    def way(at: int) -> Column:
+        header = ("Forward", "Reverse")[at]
+        return Column(header, lambda r: _num(ways[id(r)][at]), lambda r: ways[id(r)][at] is not None)
+
+    return [way(0), way(1)]
+
+
+def _retransmit_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> dict[str, list[Column]]:
+    """iperf3's "Retr": the senders' retransmits in the window (TCP_INFO), when a run read them; from the
+    runs' metrics, as the percentiles, so that CSV and JSON rows keep their fields."""
+    counts = {id(r): run.metrics.retransmits if run.metrics else None for r, run in zip(rows, runs, strict=True)}
+
+    def cell(r: Row) -> str:
+        n = counts[id(r)]
+        return _num(n, 0 if n is None or float(n).is_integer() else 1)
+
+    return {"retransmits": [Column("Retr", cell, lambda r: counts[id(r)] is not None)]}
+
+
 def _jitter_columns(rows: Sequence[Row], runs: Sequence[RunResult]) -> dict[str, list[Column]]:
     """UDP runs' RFC 3550 jitter, after the loss column; from the metrics, as percentiles are."""
     jitter = {id(r): run.metrics.jitter_us if run.metrics else None for r, run in zip(rows, runs, strict=True)}
     return {"jitter": [Column("Jitter us", lambda r: _num(jitter[id(r)], 1), lambda r: jitter[id(r)] is not None)]}
 
 
-def _columns(baseline: str | None, asked: dict[str, list[Column]] | None = None) -> list[Column]:
+def _columns(
+    baseline: str | None, asked: dict[str, list[Column]] | None = None, ways: Sequence[Column] = ()
+) -> list[Column]:
     relative = baseline is not None
     asked = asked or {}
     return [
         Column("Result", lambda r: _num(r.rate) + ("!" if r.unstable else "") + ("~" if r.flagged else "")),
         Column("±CI %", lambda r: _num(r.rate_ci_pct, 1), lambda r: r.rate_ci_pct is not None),
+        Column("Asked", lambda r: _num(r.asked_rate), lambda r: r.asked_rate is not None),
+        *ways,
         Column("Units", lambda r: r.rate_units),
         Column(f"vs {baseline}", lambda r: _versus(r, r.rate_vs), lambda r: relative),
         Column("CPU util %", lambda r: _num(r.cpu_util_pct)),
@@ -117,6 +150,7 @@ def _columns(baseline: str | None, asked: dict[str, list[Column]] | None = None)
         *asked.get("above", []),
         Column("Loss %", lambda r: _num(r.loss_pct, 3), lambda r: r.loss_pct is not None),
         *asked.get("jitter", []),
+        *asked.get("retransmits", []),
         Column("Flows", lambda r: str(r.flows), lambda r: r.flows > 1),
         Column("Min flow", lambda r: _num(r.min_flow_rate), lambda r: r.flows > 1),
         Column("Max flow", lambda r: _num(r.max_flow_rate), lambda r: r.flows > 1),
@@ -135,7 +169,11 @@ def _render(
     keys = [("Topology", lambda run, r: r.topology), *keys, ("Test", lambda run, r: r.test)]
     columns = [
         c
-        for c in _columns(baseline, _percentile_columns(rows, runs) | _jitter_columns(rows, runs))
+        for c in _columns(
+            baseline,
+            _percentile_columns(rows, runs) | _retransmit_columns(rows, runs) | _jitter_columns(rows, runs),
+            _direction_columns(rows, runs),
+        )
         if any(c.wanted(r) for r in rows if r.rate is not None)
     ]
     body = []
