@@ -174,8 +174,8 @@ def _watched(cfg: TestConfig, measure: Callable[[], RawRun]) -> Iteration:
 
 def interval_record(name: str, cfg: TestConfig, samples: Sequence[Sample]) -> dict:
     """The last sampling interval of a window, for live output: its start and end (s since the window
-    opened), the rate in the test's units, CPU shares of the machine, each flow's rate, and the senders'
-    retransmits where TCP_INFO was read."""
+    opened), the rate in the test's units, CPU shares of the machine, each flow's rate, the senders'
+    retransmits where TCP_INFO was read, and UDP jitter where it was measured."""
     first, a, b = samples[0], samples[-2], samples[-1]
     names = counter_names(cfg.flows)
     (figures,) = series(cfg.test, cfg.flows, [a, b], names, cfg.bidir)
@@ -191,6 +191,8 @@ def interval_record(name: str, cfg: TestConfig, samples: Sequence[Sample]) -> di
         "softirq_pct": figures["softirq_pct"],
         "flow_rates": flow_rates(cfg.test, cfg.flows, a, b, names, cfg.bidir),
     }
+    if "jitter_us" in figures:
+        record["jitter_us"] = figures["jitter_us"]
     retransmits = tcpinfo.retransmits(TRAITS[cfg.test], cfg.flows, a.tcp_info, b.tcp_info, cfg.bidir)
     return record if retransmits is None else record | {"retransmits": retransmits}
 

@@ -31,10 +31,13 @@ def test_udp_stream_measures_jitter_from_stamped_datagrams_only(veth):
     assert stamped.metrics.messages_received > 0
     assert 0 < stamped.metrics.jitter_us < 1e6 and math.isfinite(stamped.metrics.jitter_us)
     assert "Jitter us" in run_table([stamped])
+    # Per sampling interval too, each from that interval's datagrams.
+    assert all(0 < s["jitter_us"] < 1e6 for it in stamped.iterations for s in it.series)
     # 8 bytes cannot hold the 16-byte stamp: no figure rather than a wrong one.
     bare = bench.measure(veth, TestConfig(test=TestName.UDP_STREAM, send_size=8, **SHORT))
     assert bare.metrics.messages_received > 0 and bare.metrics.jitter_us is None
     assert "Jitter us" not in run_table([bare])
+    assert not any("jitter_us" in s for it in bare.iterations for s in it.series)
 
 
 def test_udp_rr_round_trips_turn_uneven_beside_a_cpu_burner(veth):
