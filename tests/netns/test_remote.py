@@ -342,10 +342,10 @@ def test_wrong_missing_or_replayed_tokens_and_other_versions_are_refused_clearly
     sock = connect(veth, server)
     body = json.dumps({"v": 1, "type": "hello", "client_nonce": "00" * 32, "software": "vdevperf 0.1"}).encode()
     sock.sendall(len(body).to_bytes(4, "big") + body)
-    assert refusal(sock)["message"] == "protocol version mismatch: server speaks protocol 3, client sent 1"
+    assert refusal(sock)["message"] == "protocol version mismatch: server speaks protocol 4, client sent 1"
 
     log = server.log()
-    assert "refused: version: protocol version mismatch: server speaks protocol 3, client sent 1" in log
+    assert "refused: version: protocol version mismatch: server speaks protocol 4, client sent 1" in log
     assert ": authentication failed: no proof (closed)" in log  # the client with the wrong token
     assert ": authentication failed: no proof (expected 'auth', got 'test')" in log
     assert ": authentication failed: wrong proof" in log and "backs off" not in log  # --auth-backoff 0
@@ -722,7 +722,7 @@ def test_the_server_proves_itself_first_and_an_impostor_hears_no_proof(veth, tok
                 "v": 1,
                 "type": "error",
                 "code": "version",
-                "message": "protocol version mismatch: server speaks protocol 1, client sent 3",
+                "message": "protocol version mismatch: server speaks protocol 1, client sent 4",
             }
         )
         return len(body).to_bytes(4, "big") + body.encode()
@@ -755,7 +755,7 @@ def test_the_server_proves_itself_first_and_an_impostor_hears_no_proof(veth, tok
             else:
                 assert line == (
                     f"vdevperf: server {SERVER_IP}:{port}: protocol version mismatch: this client "
-                    "speaks protocol 3, the server sent 1"
+                    "speaks protocol 4, the server sent 1"
                 )
     finally:
         impostor.close()

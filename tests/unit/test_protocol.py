@@ -79,15 +79,15 @@ def _with(kind: str, **changes) -> bytes:
     [
         (b"\xff{}", "not a UTF-8 JSON document"),
         (b"{", "not a UTF-8 JSON document"),
-        (b'{"v": 3, "type": "bye", "v": 3}', "not a UTF-8 JSON document"),  # duplicate key
-        (b'{"v": 3, "type": "hello", "client_nonce": NaN}', "not a UTF-8 JSON document"),
+        (b'{"v": 4, "type": "bye", "v": 4}', "not a UTF-8 JSON document"),  # duplicate key
+        (b'{"v": 4, "type": "hello", "client_nonce": NaN}', "not a UTF-8 JSON document"),
         (b'{"v": ' + b"9" * 5000 + b"}", "not a UTF-8 JSON document"),  # integer too long
         (b"[" * 100_000 + b"]" * 100_000, "not a UTF-8 JSON document"),  # nesting too deep
         (b"[]", "must be a JSON object"),
         (b'{"type": "bye"}', "no integer protocol version"),
         (b'{"v": true, "type": "bye"}', "no integer protocol version"),
-        (b'{"v": 3, "type": "challenge"}', "unexpected message type 'challenge'"),  # a server's message
-        (b'{"v": 3, "type": ["bye"]}', "unexpected message type a JSON array"),
+        (b'{"v": 4, "type": "challenge"}', "unexpected message type 'challenge'"),  # a server's message
+        (b'{"v": 4, "type": ["bye"]}', "unexpected message type a JSON array"),
         (_with("bye", extra=1), "bye: unknown key 'extra'"),
         (body({"v": protocol.VERSION, "type": "hello", "software": "x"}), "hello: missing key 'client_nonce'"),
         (_with("hello", client_nonce="AB" * 32), "hello.client_nonce must be 32 bytes as lowercase hex"),
@@ -112,9 +112,9 @@ def test_malformed_messages_are_refused_with_a_reason(raw, why):
 
 
 def test_another_version_is_a_version_mismatch_whatever_else_the_message_holds():
-    # 1 had the server prove itself last; 2 had fewer counter slots.
-    assert protocol.VERSION == 3
-    for other in (1, 2, 4):
+    # 1 had the server prove itself last; 2 and 3 had fewer counter slots.
+    assert protocol.VERSION == 4
+    for other in (1, 3, 5):
         with pytest.raises(VersionMismatch) as caught:
             protocol.decode(body({"v": other, "type": "hello-v2", "whatever": [1, 2]}), CLIENT_TYPES)
         assert caught.value.theirs == other and caught.value.code == "version"

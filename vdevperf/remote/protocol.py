@@ -49,7 +49,8 @@ from vdevperf.model import TestConfig, TestName
 # 2: the server proves itself first (its mac moved from welcome to challenge); limits.max_session_s.
 # 3: counters gained slots (zerocopy_sends, zerocopy_copied) and configs -K/-D/-Z: a v2 peer would
 # read the counter list at the wrong offsets, so it is refused by version instead.
-VERSION = 3
+# 4: counters gained jitter_sum_ns (UDP jitter), and UDP_STREAM datagrams carry a stamp; same reason.
+VERSION = 4
 MAX_FRAME = 64 * 1024
 MAX_REPLY_FRAME = 1024 * 1024
 NONCE_BYTES = 32
