@@ -84,11 +84,15 @@ def send_loop(ctx: LoopContext) -> None:
             slots[BYTES_SENT] = sent
             slots[MESSAGES_SENT] = calls
     finally:
-        # Stop sending, so a TCP receiver sees EOF and ends by itself.
-        try:
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        _stop_sending(sock)
+
+
+def _stop_sending(sock: socket.socket) -> None:
+    """Shut the sending side, so a TCP receiver sees EOF and ends by itself (UDP: a no-op)."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
 
 
 def paced_send_loop(ctx: LoopContext) -> None:
@@ -132,10 +136,7 @@ def paced_send_loop(ctx: LoopContext) -> None:
                 slots[MESSAGES_SENT] = calls
             due += int(n * ns_per_byte)
     finally:
-        try:
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        _stop_sending(sock)
 
 
 def _reap(recvmsg: Callable[..., tuple], busy: bytearray, slots: memoryview) -> bool:
@@ -197,10 +198,7 @@ def zerocopy_send_loop(ctx: LoopContext) -> None:
             slots[BYTES_SENT] = sent
             slots[MESSAGES_SENT] = calls
     finally:
-        try:
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        _stop_sending(sock)
 
 
 def sendfile_loop(ctx: LoopContext) -> None:
@@ -222,10 +220,7 @@ def sendfile_loop(ctx: LoopContext) -> None:
                 slots[BYTES_SENT] = sent
                 slots[MESSAGES_SENT] = calls
         finally:
-            try:
-                sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+            _stop_sending(sock)
 
 
 def udp_send_loop(ctx: LoopContext) -> None:
@@ -255,10 +250,7 @@ def udp_send_loop(ctx: LoopContext) -> None:
             slots[BYTES_SENT] = sent
             slots[MESSAGES_SENT] = calls
     finally:
-        try:
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        _stop_sending(sock)
 
 
 def udp_recv_loop(ctx: LoopContext) -> None:
