@@ -230,11 +230,14 @@ def run(
     capture: bool = False,
     output: str | Path | None = None,
     progress: Callable[[bench.Step], None] | None = None,
+    rate_bps: float | None = None,
+    rate_tps: float | None = None,
 ) -> Results:
     """Run netperf tests on one topology (a bundled name or a .toml path), as ``vdevperf run`` does.
 
     ``cpus`` pins (client, server) as -T does; ``offload`` takes --offload's form ("tso=off,gro=on",
-    "c0:tso=off"); ``output`` names a result file written as the CLI writes one.
+    "c0:tso=off"); ``output`` names a result file written as the CLI writes one; ``rate_bps`` and
+    ``rate_tps`` offer a fixed load as -b and --rate do (stream tests take one, RR tests the other).
     """
     spec = _spec(topology)
     configs = test_configs(
@@ -249,6 +252,8 @@ def run(
         response_size=rr_size[1],
         iterations_max=iterations,
         iterations_min=iterations,
+        rate_bps=rate_bps,
+        rate_tps=rate_tps,
     )
     requests = _offload(offload)
     plan = make_plan(1)
@@ -274,6 +279,8 @@ def compare(
     output: str | Path | None = None,
     progress: Callable[[bench.Step], None] | None = None,
     sweep: Sweep | None = None,
+    rate_bps: float | None = None,
+    rate_tps: float | None = None,
 ) -> Results:
     """Compare topologies (default: every bundled one) in interleaved rounds, as ``vdevperf compare``
     does: per-round paired ratios against ``baseline`` (default veth, else the first), with verdicts.
@@ -281,7 +288,8 @@ def compare(
     ``cpus`` None pins as compare does by default (``COMPARE_CPUS``); (None, None) leaves the endpoints
     unpinned. ``seed`` makes the round orders reproducible. ``sweep`` (as --sweep: e.g.
     ``Sweep(Param.MTU, (1500, 9000))``) measures each topology at each value instead, every value
-    against the first on the same topology; ``baseline`` then cannot be given.
+    against the first on the same topology; ``baseline`` then cannot be given. ``rate_bps`` and
+    ``rate_tps`` drive every path at the same offered load (-b, --rate), to compare the CPU each burns.
     """
     specs = [_spec(t) for t in (topologies if topologies is not None else bundled_topologies())]
     known = [s.name for s in specs]
@@ -293,7 +301,14 @@ def compare(
     if chosen not in known:
         raise VdevperfError("baseline", f"'{chosen}' is not among the compared topologies ({', '.join(known)})")
     configs = test_configs(
-        _tests(tests), cpus or COMPARE_CPUS, duration_s=length_s, warmup_s=warmup_s, ip_version=ip_version, flows=flows
+        _tests(tests),
+        cpus or COMPARE_CPUS,
+        duration_s=length_s,
+        warmup_s=warmup_s,
+        ip_version=ip_version,
+        flows=flows,
+        rate_bps=rate_bps,
+        rate_tps=rate_tps,
     )
     requests = _offload(offload)
     plan = make_plan(rounds, seed)

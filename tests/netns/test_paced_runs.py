@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from vdevperf import bench
+from vdevperf import api, bench
 from vdevperf.load.pacing import cap_pacing_rate, pacing_rate_bps
 from vdevperf.model import TestConfig, TestName
 from vdevperf.report.table import run_table
@@ -121,3 +121,20 @@ def test_rate_times_stalled_transactions_from_when_they_were_due(veth, monkeypat
     assert paced.p90_latency_us > STALL_S / 3 * 1e6, seen
     assert paced.max_latency_us == pytest.approx(STALL_S * 1e6, rel=0.3), seen
     assert unpaced.p90_latency_us < 0.02 * 1e6 and unpaced.max_latency_us > STALL_S * 0.8 * 1e6, seen
+
+
+def test_the_python_api_offers_a_fixed_load_to_each_kind_of_test(tmp_path):
+    results = api.run(
+        "veth",
+        ["TCP_STREAM", "TCP_RR"],
+        length_s=0.5,
+        warmup_s=0.2,
+        rate_bps=300e6,
+        rate_tps=1500,
+        output=tmp_path / "r.json",
+    )
+    stream, rr = results.runs
+    assert stream.config.rate_bps == 300e6 and stream.config.rate_tps is None
+    assert rr.config.rate_tps == 1500 and rr.config.rate_bps is None
+    assert stream.metrics.throughput_mbps == pytest.approx(300, rel=0.03)
+    assert rr.metrics.transactions_per_s == pytest.approx(1500, rel=0.03)
