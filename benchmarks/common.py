@@ -188,3 +188,43 @@ def iperf3_stream(
         for proc in (client, server):
             if proc is not None:
                 _stop(proc)
+
+
+def iperf3_udp_pps(
+    server_ns: str,
+    client_ns: str,
+    address: str,
+    seconds: int,
+    warmup: int,
+    length: int,
+    client_cpu: int | None,
+    server_cpu: int | None,
+    on_spawn: Callable[[int], None] = lambda pid: None,
+) -> float:
+    """Datagrams per second that ``iperf3 -u -b 0 -l LENGTH`` delivers (sent minus lost, over its
+    measured seconds; warm-up omitted), both ends pinned as asked."""
+    iperf3 = require("iperf3", "iperf3")
+    server = popen_in(
+        server_ns,
+        [iperf3, "-s", "-1", "-B", address, "-p", str(IPERF3_PORT)],
+        cpu=server_cpu,
+        stdout=subprocess.DEVNULL,
+    )
+    client = None
+    try:
+        on_spawn(server.pid)
+        _wait_listening(server, IPERF3_PORT, "iperf3")
+        argv = [iperf3, "-c", address, "-p", str(IPERF3_PORT), "-u", "-b", "0", "-l", str(length)]
+        argv += ["-t", str(seconds), "-O", str(warmup), "--json"]
+        client = popen_in(client_ns, argv, cpu=client_cpu, stdout=subprocess.PIPE)
+        on_spawn(client.pid)
+        stdout, _ = client.communicate(timeout=seconds + warmup + 30)
+        report = json.loads(stdout or "{}")
+        if client.returncode != 0 or "error" in report:
+            raise RuntimeError(f"iperf3 client failed: {report.get('error', client.returncode)}")
+        total = report["end"]["sum"]
+        return (total["packets"] - total["lost_packets"]) / total["seconds"]
+    finally:
+        for proc in (client, server):
+            if proc is not None:
+                _stop(proc)

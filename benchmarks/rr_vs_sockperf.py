@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("-l", type=int, default=5, help="measured seconds per round (whole seconds, as sockperf)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--topology", default="veth")
+    p.add_argument("--engine", choices=("native", "python"), default="native")
     args = p.parse_args()
     require("sockperf", "sockperf")
     if args.l < 1 or args.rounds < 1:
@@ -44,6 +45,7 @@ def main() -> None:
                 response_size=MESSAGE,
                 client_cpu=client_cpu,
                 server_cpu=server_cpu,
+                engine=args.engine,
             )
             alternate(
                 args.rounds,
@@ -60,7 +62,7 @@ def main() -> None:
                 ),
                 "sockperf",
                 "trans/s",
-                label,
+                f"{label}, engine {args.engine},",
             )
 
 

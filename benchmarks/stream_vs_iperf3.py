@@ -27,12 +27,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--topology", default="veth")
     p.add_argument("-P", type=int, default=1, help="parallel flows for both tools (iperf3's -P)")
+    p.add_argument("--engine", choices=("native", "python"), default="native")
     args = p.parse_args()
     require("iperf3", "iperf3")
     if args.l < 1 or args.rounds < 1:
         p.error("-l and --rounds must be at least 1")
     warmup = 1
-    cfg = TestConfig(test=TestName.TCP_STREAM, duration_s=args.l, warmup_s=warmup, flows=args.P)
+    cfg = TestConfig(test=TestName.TCP_STREAM, duration_s=args.l, warmup_s=warmup, flows=args.P, engine=args.engine)
     with build(load_topology(args.topology)) as topo:
         alternate(
             args.rounds,
@@ -48,6 +49,7 @@ def main() -> None:
             ),
             "iperf3",
             "10^6bits/s",
+            f"engine {args.engine}",
         )
 
 
