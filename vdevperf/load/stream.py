@@ -28,7 +28,7 @@ from vdevperf.counters import (
     ZEROCOPY_COPIED,
     ZEROCOPY_SENDS,
 )
-from vdevperf.load.context import Loop, LoopContext
+from vdevperf.load.context import Loop, LoopContext, NativeLoops
 from vdevperf.load.pacing import MAX_STREAM_LAG_NS, STREAM_AHEAD_NS, cap_pacing_rate, fine_timer
 from vdevperf.traits import TestName
 
@@ -313,3 +313,6 @@ LOOPS: dict[TestName, tuple[Loop, Loop]] = {
     TestName.TCP_SENDFILE: (sendfile_loop, recv_loop),
     TestName.UDP_STREAM: (udp_send_loop, udp_recv_loop),
 }
+
+# The loops above with a native version (load.native), and the configs they run natively for.
+NATIVE_LOOPS: NativeLoops = {}
