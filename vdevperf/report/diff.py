@@ -3,9 +3,10 @@
 Runs are matched by what makes them comparable: topology, test and the
 options that change the figures (sizes, flows, IP version, pinning, socket
 buffers, offload settings); duration, warm-up and iteration counts may
-differ, and so may the engine (--engine), whose effect diff then shows. For each metric the change is NEW relative to BASE, and Welch's
-t-test over the stored iterations says whether it is significant. With a
-single iteration on either side nothing can be tested: the verdict says so.
+differ, and so may the engine (--engine), whose effect diff then shows.
+For each metric the change is NEW relative to BASE, and Welch's t-test
+over the stored iterations says whether it is significant. With a single
+iteration on either side nothing can be tested: the verdict says so.
 """
 
 from __future__ import annotations
