@@ -148,14 +148,20 @@ def iperf3_stream(
     warmup: int,
     parallel: int = 1,
     on_spawn: Callable[[int], None] = lambda pid: None,
+    udp_size: int | None = None,
+    cpus: tuple[int | None, int | None] = (None, None),
 ) -> float:
-    """iperf3 TCP throughput in 10^6 bits/s, counted at the receiver, warm-up omitted.
+    """iperf3 TCP throughput in 10^6 bits/s, counted at the receiver, warm-up omitted; with
+    ``udp_size``, ``iperf3 -u -b 0 -l udp_size`` and the datagrams received per second instead.
 
     iperf3 truncates -t and -O to whole seconds, hence the ints. ``on_spawn(pid)``
-    learns each iperf3 pid (pass the topology ledger's ``add_pids``).
+    learns each iperf3 pid (pass the topology ledger's ``add_pids``); ``cpus`` pins
+    (client, server) as vdevperf's -T does.
     """
     iperf3 = require("iperf3", "iperf3")
-    server = popen_in(server_ns, [iperf3, "-s", "-1", "-B", address, "-p", str(IPERF3_PORT)], stdout=subprocess.DEVNULL)
+    server = popen_in(
+        server_ns, [iperf3, "-s", "-1", "-B", address, "-p", str(IPERF3_PORT)], cpu=cpus[1], stdout=subprocess.DEVNULL
+    )
     client = None
     try:
         on_spawn(server.pid)
@@ -175,7 +181,9 @@ def iperf3_stream(
                 "-P",
                 str(parallel),
                 "--json",
+                *(["-u", "-b", "0", "-l", str(udp_size)] if udp_size is not None else []),
             ],
+            cpu=cpus[0],
             stdout=subprocess.PIPE,
         )
         on_spawn(client.pid)
@@ -183,47 +191,10 @@ def iperf3_stream(
         report = json.loads(stdout or "{}")
         if client.returncode != 0 or "error" in report:
             raise RuntimeError(f"iperf3 client failed: {report.get('error', client.returncode)}")
-        return report["end"]["sum_received"]["bits_per_second"] / 1e6
-    finally:
-        for proc in (client, server):
-            if proc is not None:
-                _stop(proc)
-
-
-def iperf3_udp_pps(
-    server_ns: str,
-    client_ns: str,
-    address: str,
-    seconds: int,
-    warmup: int,
-    length: int,
-    client_cpu: int | None,
-    server_cpu: int | None,
-    on_spawn: Callable[[int], None] = lambda pid: None,
-) -> float:
-    """Datagrams per second that ``iperf3 -u -b 0 -l LENGTH`` delivers (sent minus lost, over its
-    measured seconds; warm-up omitted), both ends pinned as asked."""
-    iperf3 = require("iperf3", "iperf3")
-    server = popen_in(
-        server_ns,
-        [iperf3, "-s", "-1", "-B", address, "-p", str(IPERF3_PORT)],
-        cpu=server_cpu,
-        stdout=subprocess.DEVNULL,
-    )
-    client = None
-    try:
-        on_spawn(server.pid)
-        _wait_listening(server, IPERF3_PORT, "iperf3")
-        argv = [iperf3, "-c", address, "-p", str(IPERF3_PORT), "-u", "-b", "0", "-l", str(length)]
-        argv += ["-t", str(seconds), "-O", str(warmup), "--json"]
-        client = popen_in(client_ns, argv, cpu=client_cpu, stdout=subprocess.PIPE)
-        on_spawn(client.pid)
-        stdout, _ = client.communicate(timeout=seconds + warmup + 30)
-        report = json.loads(stdout or "{}")
-        if client.returncode != 0 or "error" in report:
-            raise RuntimeError(f"iperf3 client failed: {report.get('error', client.returncode)}")
-        total = report["end"]["sum"]
-        return (total["packets"] - total["lost_packets"]) / total["seconds"]
+        received = report["end"]["sum_received"]
+        if udp_size is not None:
+            return received["bits_per_second"] / 8 / udp_size
+        return received["bits_per_second"] / 1e6
     finally:
         for proc in (client, server):
             if proc is not None:

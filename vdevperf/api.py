@@ -29,6 +29,7 @@ from typing import Any
 
 from vdevperf import bench, rounds, sweeps
 from vdevperf.errors import VdevperfError, refused
+from vdevperf.load import native
 from vdevperf.load.tests import TESTS
 from vdevperf.model import RunResult, TestConfig, TestName, TopologySpec
 from vdevperf.results import DEFAULT_RESULTS_DIR, ResultFile, load, runs_of
@@ -102,28 +103,49 @@ def check_cpu(cpu: int | None) -> None:
         raise VdevperfError("-T/--cpu", f"CPU {cpu} does not exist (this machine has {os.cpu_count()})")
 
 
+def usable_engine(engine: str, notice: Callable[[str], None] = _log.warning) -> str:
+    """The engine a run asked for ``engine`` uses: "python" instead of "native" when the C loops did not
+    build, said in one line through ``notice`` (the CLI's and the API's one fallback)."""
+    why = native.missing() if engine == "native" else None
+    if why is None:
+        return engine
+    notice(f"native loops unavailable ({why}): using the Python loops")
+    return "python"
+
+
 def test_configs(
-    tests: Sequence[TestName], cpus: Cpus, *, send_size: int | None = None, check_server: bool = True, **fields: Any
+    tests: Sequence[TestName],
+    cpus: Cpus,
+    *,
+    send_size: int | None = None,
+    check_server: bool = True,
+    engine: str = "native",
+    notice: Callable[[str], None] = _log.warning,
+    **fields: Any,
 ) -> list[TestConfig]:
     """One TestConfig per test with these TestConfig ``fields``; a test's own send size unless
-    ``send_size``. The server's CPU is not checked here when a remote server checks its own."""
+    ``send_size``. The server's CPU is not checked here when a remote server checks its own. The
+    configs' engine is ``engine`` if it can run here (usable_engine; ``notice`` hears the fallback)."""
     client_cpu, server_cpu = cpus
     check_cpu(client_cpu)
     if check_server:
         check_cpu(server_cpu)
     try:
-        return [
+        configs = [
             TestConfig(
                 test=test,
                 send_size=send_size or TESTS[test].default_send_size,
                 client_cpu=client_cpu,
                 server_cpu=server_cpu,
+                engine=engine,
                 **_paced(fields, test, tests),
             )
             for test in tests
         ]
     except ValueError as exc:
         raise refused(exc) from None
+    used = usable_engine(engine, notice)
+    return configs if used == engine else [dataclasses.replace(c, engine=used) for c in configs]
 
 
 # Each kind of test's pacing fields: -b/--fq-rate pace stream tests, --rate RR tests.
@@ -232,12 +254,15 @@ def run(
     progress: Callable[[bench.Step], None] | None = None,
     rate_bps: float | None = None,
     rate_tps: float | None = None,
+    engine: str = "native",
 ) -> Results:
     """Run netperf tests on one topology (a bundled name or a .toml path), as ``vdevperf run`` does.
 
     ``cpus`` pins (client, server) as -T does; ``offload`` takes --offload's form ("tso=off,gro=on",
     "c0:tso=off"); ``output`` names a result file written as the CLI writes one; ``rate_bps`` and
-    ``rate_tps`` offer a fixed load as -b and --rate do (stream tests take one, RR tests the other).
+    ``rate_tps`` offer a fixed load as -b and --rate do (stream tests take one, RR tests the other);
+    ``engine`` picks the load loops as --engine does ("native" falls back to "python", logged, when the
+    C loops did not build).
     """
     spec = _spec(topology)
     configs = test_configs(
@@ -254,6 +279,7 @@ def run(
         iterations_min=iterations,
         rate_bps=rate_bps,
         rate_tps=rate_tps,
+        engine=engine,
     )
     requests = _offload(offload)
     plan = make_plan(1)
@@ -281,6 +307,7 @@ def compare(
     sweep: Sweep | None = None,
     rate_bps: float | None = None,
     rate_tps: float | None = None,
+    engine: str = "native",
 ) -> Results:
     """Compare topologies (default: every bundled one) in interleaved rounds, as ``vdevperf compare``
     does: per-round paired ratios against ``baseline`` (default veth, else the first), with verdicts.
@@ -289,7 +316,8 @@ def compare(
     unpinned. ``seed`` makes the round orders reproducible. ``sweep`` (as --sweep: e.g.
     ``Sweep(Param.MTU, (1500, 9000))``) measures each topology at each value instead, every value
     against the first on the same topology; ``baseline`` then cannot be given. ``rate_bps`` and
-    ``rate_tps`` drive every path at the same offered load (-b, --rate), to compare the CPU each burns.
+    ``rate_tps`` drive every path at the same offered load (-b, --rate), to compare the CPU each burns;
+    ``engine`` as in run.
     """
     specs = [_spec(t) for t in (topologies if topologies is not None else bundled_topologies())]
     known = [s.name for s in specs]
@@ -309,6 +337,7 @@ def compare(
         flows=flows,
         rate_bps=rate_bps,
         rate_tps=rate_tps,
+        engine=engine,
     )
     requests = _offload(offload)
     plan = make_plan(rounds, seed)

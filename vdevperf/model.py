@@ -36,6 +36,8 @@ MAX_DEVICES = 64
 MAX_ADDRESSES = 16  # per device
 # Names and descriptions reach terminals, tables and CSV: printable text of bounded length.
 MAX_NAME_CHARS = 64
+# The load loops a run can use (--engine): the C ones (load/native.py) or the pure-Python ones.
+ENGINES = ("native", "python")
 MAX_DESCRIPTION_CHARS = 200
 
 
@@ -267,8 +269,11 @@ class TestConfig:
     bidir: bool = False
     # --burst: TCP_RR/UDP_RR transactions the client keeps in flight at once; 1 = one at a time.
     burst: int = 1
+    # --engine: which loops run the load, the C ones ("native", when they built) or the Python ones.
+    engine: str = "native"
 
     def __post_init__(self) -> None:
+        _check(self.engine in ENGINES, f"--engine: '{self.engine}' is not one of {', '.join(ENGINES)}")
         if self.bidir:
             able = ", ".join(t.name for t in TRAITS.values() if t.reverse is not None)
             shape = " (a request/response test already goes both ways)" if not self.test.is_stream else ""

@@ -51,7 +51,10 @@ vdevperf is refused, older ones are upgraded step by step by ``_UPGRADES``:
      another host) and metrics.retransmits; other runs have neither key. Paced runs gain
      config.rate_bps (-b), fq_rate_bps (--fq-rate) or rate_tps (--rate). RR runs with
      --burst N > 1 gain config.burst; UDP runs that measured jitter (RFC 3550) gain
-     metrics.jitter_us and series[].jitter_us.
+     metrics.jitter_us and series[].jitter_us. Configs gain engine ("native" or "python": the
+     loops that ran the load, --engine); a file without it ran the Python loops. Endpoints gain
+     engine too, the loop each one ran (a loop with no native version runs in Python), except
+     those of a vdevperf server.
 """
 
 from __future__ import annotations
@@ -99,9 +102,10 @@ OPTIONAL_METRIC_KEYS = ("latency_percentiles_us", "forward_mbps", "reverse_mbps"
 OPTIONAL_CONFIG_KEYS = ("latency_percentiles", "rate_bps", "fq_rate_bps", "rate_tps", "bidir", "burst")
 METRIC_KEYS = tuple(f.name for f in dataclasses.fields(Metrics) if f.name not in OPTIONAL_METRIC_KEYS)
 _OFF = {f.name: f.default for f in dataclasses.fields(TestConfig) if f.name in OPTIONAL_CONFIG_KEYS}
+# A file written before --engine ran the Python loops: its config reads back as engine "python".
 CONFIG_DEFAULTS = {
     f.name: f.default for f in dataclasses.fields(TestConfig) if f.name != "test" and f.name not in OPTIONAL_CONFIG_KEYS
-}
+} | {"engine": "python"}
 
 
 def raw_to_json(raw: RawRun, flows: int) -> dict:
@@ -172,7 +176,14 @@ def _config_to_json(config: TestConfig) -> dict:
 
 def _config_from_json(doc: dict) -> TestConfig:
     return TestConfig(
-        **(doc | {"test": TestName(doc["test"]), "latency_percentiles": tuple(doc.get("latency_percentiles", ()))})
+        **(
+            doc
+            | {
+                "test": TestName(doc["test"]),
+                "latency_percentiles": tuple(doc.get("latency_percentiles", ())),
+                "engine": doc.get("engine", CONFIG_DEFAULTS["engine"]),
+            }
+        )
     )
 
 

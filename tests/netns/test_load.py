@@ -39,11 +39,12 @@ def window_delta(result, name: str) -> int:
     return raw["samples"][-1]["counters"][index] - raw["samples"][0]["counters"][index]
 
 
+@pytest.mark.parametrize("engine", ["native", "python"])
 @pytest.mark.parametrize("version", [4, 6])
 @pytest.mark.parametrize("test", list(TestName))
-def test_every_test_gives_plausible_figures(veth, test, version):
+def test_every_test_gives_plausible_figures(veth, test, version, engine):
     send_size = 1472 if test.is_udp else 128 * 1024
-    result = run(veth, test, ip_version=version, send_size=send_size)
+    result = run(veth, test, ip_version=version, send_size=send_size, engine=engine)
     m = result.metrics
     assert 0 < m.cpu_util_pct <= 100 and 0 <= m.softirq_pct <= m.cpu_util_pct
     if test.is_stream:

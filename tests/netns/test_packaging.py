@@ -1,4 +1,5 @@
-"""An installed wheel works away from the source tree: bundled topologies and the schema are package data.
+"""An installed wheel works away from the source tree: bundled topologies and the schema are package data,
+and the native loops are compiled into it.
 
 A wheel is built from a copy of this tree (so that the build leaves nothing in
 it), installed in a fresh venv once per session, and run from a directory
@@ -13,17 +14,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import leaked_by, snapshot
 
+from vdevperf.load.native import PARTS
 from vdevperf.topology.spec import bundled_topologies
 
 REPO = Path(__file__).resolve().parents[2]
-# What the wheel is built from: the package and what pyproject.toml refers to.
-SOURCES = ("pyproject.toml", "README.md", "vdevperf")
+# What the wheel is built from: the package, what pyproject.toml refers to, and setup.py (the C loops).
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "vdevperf")
 
 
 def _check(command: list[str | Path], **kwargs) -> subprocess.CompletedProcess:
@@ -40,12 +43,18 @@ def venv() -> Iterator[Path]:
         source = root / "src"
         for name in SOURCES:
             if (REPO / name).is_dir():
-                shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                shutil.copytree(
+                    REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so")
+                )
             else:
                 source.mkdir(exist_ok=True)
                 shutil.copy2(REPO / name, source / name)
         _check([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", root / "dist", source])
         wheel = next((root / "dist").glob("vdevperf-*.whl"))
+        with zipfile.ZipFile(wheel) as built:  # compiled by this build: the copy had no .so
+            assert {f"vdevperf/load/_native_{part}" for part in PARTS} <= {
+                name.split(".", 1)[0] for name in built.namelist() if name.endswith(".so")
+            }
         _check([sys.executable, "-m", "venv", root / "venv"])
         _check([root / "venv" / "bin" / "python", "-m", "pip", "install", "-q", wheel])
         yield root / "venv"
@@ -87,3 +96,8 @@ def test_an_installed_vdevperf_runs_a_bundled_topology_from_anywhere(venv, tmp_p
     report = _check([venv / "bin" / "vdevperf", "report", stored[0]], cwd=tmp_path, env=_clean_env())
     assert "TCP_RR" in report.stdout
     assert not leaked_by(proc.pid, before)
+
+
+def test_the_installed_wheel_runs_the_native_loops(venv, tmp_path):
+    code = "from vdevperf.load import native; print(native.missing())"
+    assert _check([venv / "bin" / "python", "-c", code], cwd=tmp_path, env=_clean_env()).stdout.strip() == "None"

@@ -164,6 +164,13 @@ def test_a_20_percent_drop_with_tight_intervals_is_slower_and_fails_the_build(tm
     assert vdevperf("diff", str(new), str(base), "--fail-on-regression", "10").returncode == 0  # faster
 
 
+def test_runs_of_either_engine_match_so_diff_shows_the_engines_effect():
+    python = _run([1000.0, 1001.0, 999.0], 0.5)
+    python = dataclasses.replace(python, config=dataclasses.replace(python.config, engine="python"))
+    rows = diff.diff([python], [_run([1200.0, 1201.0, 1199.0], 0.4)])
+    assert len(rows) == 1 and rows[0].changes[0].change_pct == pytest.approx(20.0)
+
+
 def test_a_single_iteration_cannot_be_tested():
     rows = diff.diff([_run([1000.0], 0.5)], [_run([800.0], 0.6)])
     assert rows[0].changes[0].verdict == diff.UNTESTED_DIFF and not diff.regressions(rows, 10)

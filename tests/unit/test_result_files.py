@@ -164,8 +164,9 @@ def test_the_schema_closes_what_the_reader_turns_into_dataclasses():
     run = SCHEMA_DOC["$defs"]["run"]["properties"]
     intervals = run["confidence"]["properties"]["intervals"]["items"]
     # Keys added within schema_version 6: optional, so older files load. -K, -D and -Z are read back
-    # as the model's defaults when absent, so each has one; --percentiles keys are written only when asked.
-    added = {"congestion_control", "nodelay", "zerocopy"}
+    # as the model's defaults when absent, so each has one, and --engine as "python" (what older runs
+    # ran); --percentiles keys are written only when asked.
+    added = {"congestion_control", "nodelay", "zerocopy", "engine"}
     for node, model, optional in (
         (run["config"], TestConfig, added | set(OPTIONAL_CONFIG_KEYS)),
         (SCHEMA_DOC["$defs"]["metrics"], Metrics, set(OPTIONAL_METRIC_KEYS)),

@@ -23,6 +23,7 @@ from vdevperf.cli.common import Subparsers, note, print_document, progress_line,
 from vdevperf.errors import VdevperfError
 from vdevperf.model import (
     BURST,
+    ENGINES,
     FLOWS,
     INTERVAL_S,
     LENGTH_S,
@@ -322,6 +323,13 @@ def _add_test_flags(p: argparse.ArgumentParser, tests_default: str, length: floa
         help=f"TCP_RR/UDP_RR: keep N transactions in flight at once ({span(BURST, 'transactions')}; default 1; "
         "netperf's test-specific -b N is --burst N+1); use -D with TCP, or Nagle holds back the requests",
     )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="native",
+        help="the loops that run the load: native (C, built at install; the default) or python (the pure-Python "
+        "ones); native falls back to python, saying so, when the C loops did not build. Stored as config.engine",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.add_argument(
         "--cpu-detail",
@@ -365,6 +373,8 @@ def _configs(args: argparse.Namespace, cpus: Cpus = api.UNPINNED) -> list[TestCo
         rate_tps=args.rate,
         bidir=args.bidir,
         burst=args.burst,
+        engine=args.engine,
+        notice=note,
     )
 
 

@@ -29,6 +29,9 @@ class LoopContext:
     hist: memoryview
     # TCP_CRR client: opens one new connected socket per transaction.
     connect: Callable[[], socket.socket] | None = None
+    # Run the native (C) version of the loop where it has one: the run's engine is "native" and the
+    # C modules imported (load.roles decides; load.native finds them).
+    native: bool = False
 
     def data_socket(self) -> socket.socket:
         """The loop's socket; every loop has one but the TCP_CRR client's."""
@@ -45,3 +48,6 @@ class LoopContext:
 
 # One side's loop: runs until its peer ends the load (EOF) or SIGUSR1 raises StopLoad.
 Loop = Callable[[LoopContext], None]
+# A loop family's loops that have a native version, each with the configs it runs natively for (a
+# loop that hands some configs to a Python variant, as send_loop does -Z's, says False for those).
+NativeLoops = dict[Loop, Callable[[TestConfig], bool]]

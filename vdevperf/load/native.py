@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-ENGINES = ("native", "python")
 PARTS = ("stream", "rr")
 
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vdevperf.errors import VdevperfError
-from vdevperf.load import endpoint
+from vdevperf.load import endpoint, native
 from vdevperf.load.context import Loop, LoopContext, StopLoad
 from vdevperf.load.endpoint import Channel, Counters
-from vdevperf.load.tests import TestDef
+from vdevperf.load.tests import TestDef, engine_of
 from vdevperf.model import TestConfig
 from vdevperf.topology import netns
 
@@ -107,7 +107,12 @@ def _socket_facts(sock: socket.socket) -> dict[str, int | str]:
 
 def _drive(channel: Channel, ctx: LoopContext, loop: Loop, cpu_wanted: int | None, facts: dict[str, int | str]) -> None:
     """Report readiness, wait for the common start, run the loop until it ends or is stopped."""
-    ready: dict[str, object] = {"event": "ready", "placement": endpoint.placement(cpu_wanted), "socket": facts}
+    ready: dict[str, object] = {
+        "event": "ready",
+        "placement": endpoint.placement(cpu_wanted),
+        "socket": facts,
+        "engine": engine_of(loop, ctx),
+    }
     if ctx.sock is not None:
         ready["fd"] = ctx.sock.fileno()  # for the parent to borrow (load.borrowed)
     channel.send(ready)
@@ -120,6 +125,12 @@ def _drive(channel: Channel, ctx: LoopContext, loop: Loop, cpu_wanted: int | Non
     if ctx.sock is not None:
         ctx.sock.close()
     channel.send({"event": "done"})
+
+
+def _native(cfg: TestConfig) -> bool:
+    """True if the run's loops may be the native ones: its engine is "native" and they built (a remote
+    server's config says "native", its default, whatever the client's is)."""
+    return cfg.engine == "native" and native.missing() is None
 
 
 def server_socket(tdef: TestDef, side: Side, family: int, cfg: TestConfig) -> socket.socket:
@@ -153,7 +164,7 @@ def server_role(
             data = sock
         if data is not sock:
             sock.close()
-        ctx = LoopContext(data, cfg, shared.slots(index), shared.hist(index))
+        ctx = LoopContext(data, cfg, shared.slots(index), shared.hist(index), native=_native(cfg))
         _drive(channel, ctx, tdef.server_loop, cfg.server_cpu, _socket_facts(data))
 
     return body
@@ -183,7 +194,7 @@ def client_role(
         return sock
 
     def body(channel: Channel) -> None:
-        ctx = LoopContext(None, cfg, shared.slots(index), shared.hist(index))
+        ctx = LoopContext(None, cfg, shared.slots(index), shared.hist(index), native=_native(cfg))
         if tdef.traits.per_connection:
             ctx.connect = connect
             with new_socket() as probe:

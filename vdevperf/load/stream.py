@@ -28,8 +28,10 @@ from vdevperf.counters import (
     ZEROCOPY_COPIED,
     ZEROCOPY_SENDS,
 )
-from vdevperf.load.context import Loop, LoopContext
+from vdevperf.load import native
+from vdevperf.load.context import Loop, LoopContext, NativeLoops
 from vdevperf.load.pacing import MAX_STREAM_LAG_NS, STREAM_AHEAD_NS, cap_pacing_rate, fine_timer
+from vdevperf.model import TestConfig
 from vdevperf.traits import TestName
 
 # MSG_ZEROCOPY (linux/socket.h, errqueue.h); Python names some of them only on newer versions.
@@ -46,6 +48,9 @@ ZEROCOPY_RING = 4
 # namespace of a host) and its sequence number; model.UDP_TIMESTAMP_BYTES is this header's size.
 _STAMP = struct.Struct("=qQ")
 _SENT_AT = struct.Struct("=q")
+# The C versions of send_loop, recv_loop, udp_send_loop and udp_recv_loop (None: not built); a loop
+# hands its work to its C version when ctx.native says so (NATIVE_LOOPS below: for which configs).
+_NATIVE = native.module("stream")
 
 
 def send_loop(ctx: LoopContext) -> None:
@@ -65,6 +70,9 @@ def send_loop(ctx: LoopContext) -> None:
     sock, slots = ctx.data_socket(), ctx.slots
     if ctx.cfg.fq_rate_bps is not None:
         cap_pacing_rate(sock, ctx.cfg.fq_rate_bps / ctx.cfg.flows)
+    if ctx.native and _NATIVE is not None:
+        _native_send(_NATIVE.send_loop, ctx)
+        return
     buf = memoryview(bytearray(ctx.cfg.send_size))
     send = sock.send
     sent = calls = errors = 0
@@ -93,6 +101,19 @@ def _stop_sending(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_WR)
     except OSError:
         pass
+
+
+# A native loop: (socket fd, the endpoint's slots, buffer size); returns at EOF or raises (StopLoad, OSError).
+NativeLoop = Callable[[int, memoryview, int], None]
+
+
+def _native_send(run: NativeLoop, ctx: LoopContext) -> None:
+    """A sender's C loop, ended as the Python senders end (_stop_sending)."""
+    sock = ctx.data_socket()
+    try:
+        run(sock.fileno(), ctx.slots, ctx.cfg.send_size)
+    finally:
+        _stop_sending(sock)
 
 
 def paced_send_loop(ctx: LoopContext) -> None:
@@ -230,6 +251,9 @@ def udp_send_loop(ctx: LoopContext) -> None:
     if not ctx.cfg.measures_jitter or ctx.cfg.rate_bps is not None:
         send_loop(ctx)
         return
+    if ctx.native and _NATIVE is not None:
+        _native_send(_NATIVE.udp_send_loop, ctx)
+        return
     sock, slots = ctx.data_socket(), ctx.slots
     buf = bytearray(ctx.cfg.send_size)
     stamp, clock, send = _STAMP.pack_into, time.monotonic_ns, sock.send
@@ -265,6 +289,9 @@ def udp_recv_loop(ctx: LoopContext) -> None:
     if not ctx.cfg.measures_jitter:
         recv_loop(ctx)
         return
+    if ctx.native and _NATIVE is not None:
+        _NATIVE.udp_recv_loop(ctx.data_socket().fileno(), ctx.slots, ctx.cfg.recv_size)
+        return
     slots = ctx.slots
     buf = bytearray(ctx.cfg.recv_size)
     recv_into = ctx.data_socket().recv_into
@@ -292,6 +319,9 @@ def udp_recv_loop(ctx: LoopContext) -> None:
 
 def recv_loop(ctx: LoopContext) -> None:
     """Receive into one ``-M``-byte buffer until EOF; count bytes and calls (UDP: messages)."""
+    if ctx.native and _NATIVE is not None:
+        _NATIVE.recv_loop(ctx.data_socket().fileno(), ctx.slots, ctx.cfg.recv_size)
+        return
     slots = ctx.slots
     buf = bytearray(ctx.cfg.recv_size)
     recv_into = ctx.data_socket().recv_into
@@ -312,4 +342,18 @@ LOOPS: dict[TestName, tuple[Loop, Loop]] = {
     TestName.TCP_MAERTS: (recv_loop, send_loop),
     TestName.TCP_SENDFILE: (sendfile_loop, recv_loop),
     TestName.UDP_STREAM: (udp_send_loop, udp_recv_loop),
+}
+
+
+def _plain_sends(cfg: TestConfig) -> bool:
+    """The senders' C loops: not -Z's or -b's sends (their Python variants); --fq-rate is the kernel's."""
+    return not cfg.zerocopy and cfg.rate_bps is None
+
+
+# The loops above with a native version (load.native), and the configs they run natively for.
+NATIVE_LOOPS: NativeLoops = {
+    send_loop: _plain_sends,
+    udp_send_loop: _plain_sends,
+    recv_loop: lambda cfg: True,
+    udp_recv_loop: lambda cfg: True,
 }

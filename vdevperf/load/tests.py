@@ -6,10 +6,12 @@ them with the traits, so adding a test touches no code here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import ModuleType
 
 from vdevperf.load import rr, stream
-from vdevperf.load.context import Loop
+from vdevperf.load.context import Loop, LoopContext, NativeLoops
 from vdevperf.model import TestConfig
 from vdevperf.traits import TRAITS, TestName, Traits
 
@@ -43,3 +45,20 @@ TESTS: dict[TestName, TestDef] = {name: TestDef(TRAITS[name], *_LOOPS[name]) for
 def flow_def(cfg: TestConfig, flow: int) -> TestDef:
     """How flow ``flow`` of ``cfg`` runs: its own test's loops and traits (with --bidir, half run the reverse)."""
     return TESTS[cfg.flow_test(flow)]
+
+
+def _native_loops(family: ModuleType) -> NativeLoops:
+    """A loop family's NATIVE_LOOPS (none if it has no native loops; a plain set: natively for every config)."""
+    loops = getattr(family, "NATIVE_LOOPS", {})
+    return dict(loops) if isinstance(loops, Mapping) else dict.fromkeys(loops, lambda cfg: True)
+
+
+# Every loop with a native version, with the configs it runs natively for.
+NATIVE_LOOPS: NativeLoops = _native_loops(stream) | _native_loops(rr)
+
+
+def engine_of(loop: Loop, ctx: LoopContext) -> str:
+    """The engine ``loop`` runs with in ``ctx``: "native" if the run may (ctx.native) and the loop has a
+    native version for its config, else "python" (what an endpoint reports)."""
+    natively = NATIVE_LOOPS.get(loop)
+    return "native" if ctx.native and natively is not None and natively(ctx.cfg) else "python"

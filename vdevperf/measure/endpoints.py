@@ -58,6 +58,8 @@ class Ready:
 
     ``data_fd``: its data socket's descriptor number in its process, which the sampler borrows to read
     TCP_INFO (load.borrowed); only for endpoints of this host, so it never travels in a message.
+    ``engine``: the loop it runs, "native" or "python" (--engine, and whether its loop has a native
+    version); None for an endpoint of a vdevperf server, whose ``started`` message does not carry it.
     """
 
     pid: int
@@ -65,6 +67,7 @@ class Ready:
     affinity: tuple[int, ...]
     socket: SocketFacts
     data_fd: int | None = None
+    engine: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """As a ``started`` message carries it."""
@@ -76,7 +79,7 @@ class Ready:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Ready:
         """From a ``started`` message's endpoint: one on another host, whose descriptors are not ours to borrow."""
-        return dataclasses.replace(cls.from_message(doc["pid"], doc), data_fd=None)
+        return dataclasses.replace(cls.from_message(doc["pid"], doc), data_fd=None, engine=None)
 
     @classmethod
     def from_message(cls, pid: int, message: dict[str, Any]) -> Ready:
@@ -88,6 +91,7 @@ class Ready:
             tuple(placement["affinity"]),
             SocketFacts.from_json(message["socket"]),
             message.get("fd"),
+            message.get("engine"),
         )
 
 
@@ -149,4 +153,4 @@ class EndpointReport:
             "placement": placement,
             "socket": self.ready.socket.to_json(),
             "final_counters": self.finished._counters(),
-        }
+        } | ({} if self.ready.engine is None else {"engine": self.ready.engine})

@@ -3,9 +3,10 @@
 Runs are matched by what makes them comparable: topology, test and the
 options that change the figures (sizes, flows, IP version, pinning, socket
 buffers, offload settings); duration, warm-up and iteration counts may
-differ. For each metric the change is NEW relative to BASE, and Welch's
-t-test over the stored iterations says whether it is significant. With a
-single iteration on either side nothing can be tested: the verdict says so.
+differ, and so may the engine (--engine), whose effect diff then shows.
+For each metric the change is NEW relative to BASE, and Welch's t-test
+over the stored iterations says whether it is significant. With a single
+iteration on either side nothing can be tested: the verdict says so.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ _TIMING_FIELDS = {
     "confidence_level_pct",
     "confidence_width_pct",
 }
+# Config fields of the load generator, not of the path: a native and a Python run of one path match,
+# so that diff shows what the engine changed (and files from before --engine match new ones).
+_GENERATOR_FIELDS = {"engine"}
 # Metrics compared (their verdict words are compare's, measure.paired.METRIC_WORDS).
 COMPARED: tuple[str, ...] = tuple(METRIC_WORDS)
 UNTESTED_DIFF = UNTESTED.replace("round", "iteration")
@@ -35,7 +39,8 @@ UNTESTED_DIFF = UNTESTED.replace("round", "iteration")
 
 def match_key(run: RunResult) -> tuple:
     """What two runs must share to be compared."""
-    options = tuple(sorted((k, v) for k, v in vars(run.config).items() if k not in _TIMING_FIELDS))
+    ignored = _TIMING_FIELDS | _GENERATOR_FIELDS
+    options = tuple(sorted((k, v) for k, v in vars(run.config).items() if k not in ignored))
     offload = tuple(run.offload["requested"]) if run.offload else ()
     return (run.topology, str(run.config.test), options, offload)
 

@@ -1,0 +1,140 @@
+"""The stream loops, both engines, on real local socket pairs: same counts, same stamps, same stop (no root needed).
+
+AF_UNIX socket pairs give the loops real blocking sockets without any network: a stream pair for
+TCP's loops, a datagram pair for UDP_STREAM's (send and recv on either kind are the calls the loops
+make). The stop is a real signal: SIGALRM with a handler that raises, installed as the endpoints
+install theirs (no SA_RESTART), so a blocked send returns EINTR.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import struct
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from vdevperf.counters import BYTES_RECEIVED, BYTES_SENT, JITTER_SUM_NS, MESSAGES_RECEIVED, MESSAGES_SENT, SLOTS
+from vdevperf.load import native, stream
+from vdevperf.load.context import LoopContext, StopLoad
+from vdevperf.measure import jitter
+from vdevperf.model import TestConfig, TestName
+
+ENGINES = ["native", "python"]
+UDP = TestConfig(TestName.UDP_STREAM, send_size=64, recv_size=64)
+TCP = TestConfig(TestName.TCP_STREAM, send_size=4096, recv_size=4096)
+
+
+def _ctx(sock: socket.socket, cfg: TestConfig, engine: str) -> LoopContext:
+    if engine == "native":
+        assert native.module("stream") is not None
+    slots = memoryview(bytearray(8 * len(SLOTS))).cast("q")
+    return LoopContext(sock, cfg, slots, memoryview(b""), native=engine == "native")
+
+
+@pytest.fixture
+def alarm() -> Iterator[None]:
+    """SIGALRM raises StopLoad 0.2 s from now, as SIGUSR1 does in an endpoint."""
+
+    def stop(signum, frame):
+        raise StopLoad
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_receiver_counts_every_byte_until_eof(engine):
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(bytes(10_000))
+        a.shutdown(socket.SHUT_WR)
+        ctx = _ctx(b, TCP, engine)
+        stream.recv_loop(ctx)
+        assert ctx.slots[BYTES_RECEIVED] == 10_000
+        assert 3 <= ctx.slots[MESSAGES_RECEIVED] <= 10_000  # 4096-byte reads, possibly fewer bytes each
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_blocked_sender_stops_on_the_signal_with_its_counts_and_shuts_its_side(engine, alarm):
+    a, b = socket.socketpair()
+    with a, b:
+        ctx = _ctx(a, TCP, engine)
+        start = time.monotonic()
+        with pytest.raises(StopLoad):
+            stream.send_loop(ctx)  # nobody reads: it blocks once the buffers are full
+        assert time.monotonic() - start < 2
+        sent = ctx.slots[BYTES_SENT]
+        assert sent > 0 and ctx.slots[MESSAGES_SENT] >= sent // TCP.send_size
+        received = 0
+        while chunk := b.recv(1 << 16):  # EOF: the sender shut its side
+            received += len(chunk)
+        assert received == sent
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_sender_whose_peer_is_gone_raises_the_same_oserror(engine):
+    a, b = socket.socketpair()
+    b.close()
+    with a, pytest.raises(BrokenPipeError):
+        stream.send_loop(_ctx(a, TCP, engine))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_udp_datagrams_carry_their_send_time_and_sequence_number(engine, alarm):
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        ctx = _ctx(a, UDP, engine)
+        before = time.monotonic_ns()
+        with pytest.raises(StopLoad):
+            stream.udp_send_loop(ctx)  # blocks once the peer's queue is full
+        b.setblocking(False)
+        stamps = []
+        while True:
+            try:
+                stamps.append(stream._STAMP.unpack_from(b.recv(1024)))
+            except BlockingIOError:
+                break
+        assert len(stamps) == ctx.slots[MESSAGES_SENT] > 0
+        assert ctx.slots[BYTES_SENT] == len(stamps) * UDP.send_size
+        assert [seq for _, seq in stamps] == list(range(len(stamps)))
+        times = [t for t, _ in stamps]
+        assert before <= times[0] and times == sorted(times) and times[-1] <= time.monotonic_ns()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_udp_receiver_adds_up_rfc3550_jitter_as_the_reference_does(engine):
+    """Stamps a millisecond apart make the transit differences; this host's microseconds of arrival
+    spread move the sum by well under 1 %."""
+    sent_at = [0, 1_000_000, 0, 3_000_000, 500_000, 2_000_000] * 20
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        for i, at in enumerate(sent_at):
+            a.send(stream._STAMP.pack(at, i) + bytes(UDP.send_size - stream._STAMP.size))
+        a.send(b"")  # an empty datagram: recv returns 0, which ends both loops as EOF does
+        ctx = _ctx(b, UDP, engine)
+        stream.udp_recv_loop(ctx)
+    assert ctx.slots[MESSAGES_RECEIVED] == len(sent_at)
+    assert ctx.slots[BYTES_RECEIVED] == len(sent_at) * UDP.send_size
+    expected = sum(jitter.estimates([-at for at in sent_at]))
+    assert ctx.slots[JITTER_SUM_NS] == pytest.approx(expected, rel=0.01)
+
+
+def test_a_udp_receiver_too_small_for_the_stamp_only_counts():
+    """Too small a -M for the stamp is recv_loop's case, in both engines (udp_recv_loop hands it over)."""
+    cfg = TestConfig(TestName.UDP_STREAM, send_size=8, recv_size=8)
+    assert not cfg.measures_jitter
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        a.send(struct.pack("=q", 1))
+        a.send(b"")
+        ctx = _ctx(b, cfg, "native")
+        stream.udp_recv_loop(ctx)
+        assert (ctx.slots[MESSAGES_RECEIVED], ctx.slots[BYTES_RECEIVED], ctx.slots[JITTER_SUM_NS]) == (1, 8, 0)
