@@ -29,6 +29,8 @@ class LoopContext:
     hist: memoryview
     # TCP_CRR client: opens one new connected socket per transaction.
     connect: Callable[[], socket.socket] | None = None
+    # The run's engine is "native": loops that have a C version (load/native.py) run it.
+    native: bool = False
 
     def data_socket(self) -> socket.socket:
         """The loop's socket; every loop has one but the TCP_CRR client's."""
