@@ -1,4 +1,4 @@
-"""The native (C) RR loops for real on veth: TCP_RR, UDP_RR, --burst 8 and TCP_CRR give test_load's and
+"""The native (C) RR loops for real on veth: TCP_RR, UDP_RR, --burst 8, --rate and TCP_CRR give test_load's and
 test_burst_rr's invariants (histogram vs counters within 1 %, Little's law, ordered percentiles, the
 server's counts matching the client's), so the C loops keep the Python loops' accounting end to end."""
 
@@ -86,3 +86,9 @@ def test_native_burst_of_eight_obeys_littles_law(veth, test):
         assert in_flight == pytest.approx(n, rel=0.1 if n > 1 else 0.2)
         if test is TestName.TCP_RR:
             assert _window_delta(run, "flow0.client.errors") == 0
+
+
+def test_native_paced_rate_is_kept(veth):
+    """--rate: the C loop's schedule gives the asked rate, each transaction timed from its due time."""
+    run = _checked(veth, TestConfig(test=TestName.TCP_RR, rate_tps=5000, client_cpu=0, server_cpu=1, **SHORT))
+    assert run.metrics.transactions_per_s == pytest.approx(5000, rel=0.05)

@@ -262,6 +262,27 @@ def test_tcp_burst_responses_split_and_merged_across_reads_count_once_each(nativ
     assert ours.slots[JITTER_SUM_NS] > 0
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_paced_transactions_keep_the_schedule(alarm, native):
+    """--rate 2000/s for 0.3 s: ~600 transactions on both engines, each timed from its due time (so at
+    least the round trip, and far below the period on an idle pair)."""
+    cfg = TestConfig(test=TestName.TCP_RR, request_size=3, response_size=5, rate_tps=2000)
+    ours_sock, theirs_sock = socket.socketpair()
+    theirs = Shared()
+    server = fork(lambda: rr.response_loop(theirs.ctx(theirs_sock, cfg)), ours_sock)
+    theirs_sock.close()
+    ours = Shared()
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    with ours_sock, pytest.raises(StopLoad):
+        rr.request_loop(ours.ctx(ours_sock, cfg, native))
+    assert reap(server) == 0
+    done = ours.slots[TRANSACTIONS]
+    assert done == pytest.approx(600, rel=0.1) and ours.in_histogram() == done
+    assert ours.slots[BYTES_SENT] == 3 * done and ours.slots[BYTES_RECEIVED] == 5 * done
+    assert done <= theirs.slots[TRANSACTIONS] <= done + 1
+    assert 1 <= summary_us(sparse(ours.hist))["p50"] < 500
+
+
 def test_crr_server_counts_accepts_and_answers_and_stops_on_sigusr1(alarm):
     """The native TCP_CRR server against the Python client: one connection per transaction."""
     cfg = TestConfig(test=TestName.TCP_CRR, request_size=5, response_size=7)
@@ -290,18 +311,21 @@ def test_crr_server_counts_accepts_and_answers_and_stops_on_sigusr1(alarm):
 def test_the_native_loops_are_named_for_the_engine_record():
     assert rr.NATIVE_LOOPS == {
         rr.request_loop,
+        rr.paced_request_loop,
         rr.burst_request_loop,
         rr.response_loop,
         rr.udp_response_loop,
         rr.crr_response_loop,
     }
-    assert rr.paced_request_loop not in rr.NATIVE_LOOPS and rr.crr_request_loop not in rr.NATIVE_LOOPS
+    assert rr.crr_request_loop not in rr.NATIVE_LOOPS
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_native_context_runs_the_c_loop(native):
-    """LoopContext.native picks the C loop: only it checks the slots' size up front (Python fails later)."""
-    cfg = TestConfig(test=TestName.TCP_RR)
+@pytest.mark.parametrize("options", [{}, {"rate_tps": 1000}, {"burst": 2}], ids=["plain", "rate", "burst"])
+def test_native_context_runs_the_c_loop(native, options):
+    """LoopContext.native picks the C loop, through every variant request_loop dispatches to: only the C
+    loops check the slots' size up front (Python fails at the first count)."""
+    cfg = TestConfig(test=TestName.TCP_RR, **options)
     ours_sock, theirs_sock = socket.socketpair()
     short = memoryview(bytearray(8)).cast("q")
     ctx = LoopContext(ours_sock, cfg, short, Shared().hist, native=native)

@@ -1,8 +1,9 @@
-/* The native RR loops (issue 17): C versions of load/rr.py's request_loop, burst_request_loop,
- * response_loop and crr_response_loop, called through small shims there (see load/native.py).
+/* The native RR loops (issue 17): C versions of load/rr.py's request_loop, paced_request_loop (--rate),
+ * burst_request_loop, response_loop and crr_response_loop, called through small shims there (see
+ * load/native.py).
  *
- * Each does what its Python loop does, in the same order: the same syscalls (read/write on the fd,
- * as os.readv/os.write), one CLOCK_MONOTONIC read per transaction (time.perf_counter_ns's clock), the
+ * Each does what its Python loop does, in the same order: the same syscalls (read/write on the fd, as
+ * os.readv/os.write), the same CLOCK_MONOTONIC reads (time.perf_counter_ns's clock), the
  * counters published into the same int64 slots at the same moments (the Python loops' `finally:`
  * writes included), the histogram bucket computed inline as in measure/histogram.py.
  *
@@ -211,6 +212,94 @@ static PyObject *request_loop(PyObject *self, PyObject *args) {
             goto fail;
         record(hist, now - prev);
         prev = now;
+        publish(slots, TRANSACTIONS, ++done);
+    }
+    goto published;
+fail:
+    failed = 1;
+published:
+    publish(slots, BYTES_SENT, done * req);
+    publish(slots, BYTES_RECEIVED, done * want);
+out:
+    free(request);
+    free(buf);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&hb);
+    return client_result(failed, closed);
+}
+
+/* time.sleep until the monotonic `due` (ns): clock_nanosleep to an absolute deadline, as CPython does;
+ * resumed after EINTR when no signal handler raised. 0, or -1 with an exception set. */
+static int sleep_until(int64_t due) {
+    struct timespec ts = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
+    for (;;) {
+        int err = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        if (!err)
+            return 0;
+        if (err == EINTR) {
+            if (PyErr_CheckSignals() < 0)
+                return -1;
+            continue;
+        }
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+}
+
+PyDoc_STRVAR(paced_request_loop_doc,
+             "paced_request_loop(fd, slots, hist, request_size, response_size, period_ns) -> closed: bool\n\n"
+             "rr.paced_request_loop's loop (--rate); returns True when the server closed the connection.");
+
+static PyObject *paced_request_loop(PyObject *self, PyObject *args) {
+    int fd;
+    Py_buffer sb, hb;
+    Py_ssize_t req, want;
+    double period;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iw*w*nnd", &fd, &sb, &hb, &req, &want, &period))
+        return NULL;
+    int failed = 0, closed = 0;
+    char *request = NULL, *buf = NULL;
+    int64_t *slots = sb.buf, *hist = hb.buf;
+    int64_t done = 0, lost = 0;
+    if (check_buffers(&sb, &hb) < 0 || check_sizes(req, want) < 0) {
+        failed = 1;
+        goto out;
+    }
+    request = calloc((size_t)req + 1, 1);
+    buf = malloc((size_t)want + 1);
+    if (!request || !buf) {
+        PyErr_NoMemory();
+        failed = 1;
+        goto out;
+    }
+    int64_t start = clock_ns();
+    for (;;) {
+        if (PyErr_CheckSignals() < 0)
+            goto fail;
+        int64_t due = start + (int64_t)((double)(done + lost) * period); /* Python: int(k * period) */
+        if (due > clock_ns() && sleep_until(due) < 0)
+            goto fail;
+        if (write_once(fd, request, (size_t)req) < 0)
+            goto fail;
+        Py_ssize_t n = read_once(fd, buf, (size_t)want, 1);
+        if (n == TIMED_OUT) { /* UDP receive timeout: the request or its response was lost */
+            publish(slots, ERRORS, ++lost);
+            continue;
+        }
+        if (n < 0)
+            goto fail;
+        if (n != want) {
+            Py_ssize_t got = fill(fd, buf, n, want);
+            if (got < 0)
+                goto fail;
+            if (got != want) {
+                closed = 1;
+                break;
+            }
+        }
+        record(hist, clock_ns() - due);
         publish(slots, TRANSACTIONS, ++done);
     }
     goto published;
@@ -471,6 +560,7 @@ out:
 
 static PyMethodDef methods[] = {
     {"request_loop", request_loop, METH_VARARGS, request_loop_doc},
+    {"paced_request_loop", paced_request_loop, METH_VARARGS, paced_request_loop_doc},
     {"burst_request_loop", burst_request_loop, METH_VARARGS, burst_request_loop_doc},
     {"response_loop", response_loop, METH_VARARGS, response_loop_doc},
     {"crr_response_loop", crr_response_loop, METH_VARARGS, crr_response_loop_doc},

@@ -19,9 +19,10 @@ clients run that loop at any N, for its RFC 3550 jitter of round-trip times:
 at N = 1 it costs ~0.13 µs more client CPU per transaction than request_loop
 (measured on this machine over an AF_UNIX pair, both ends on one CPU).
 
-With the native engine (LoopContext.native), request_loop, burst_request_loop, response_loop (and so
-udp_response_loop after its connect) and crr_response_loop run their C versions in _native_rr.c: the
-same syscalls, clock, counters and histogram without the interpreter's ~1.4 µs per transaction.
+With the native engine (LoopContext.native), request_loop, paced_request_loop, burst_request_loop,
+response_loop (and so udp_response_loop after its connect) and crr_response_loop run their C versions
+in _native_rr.c: the same syscalls, clock, counters and histogram without the interpreter's ~1.4 µs
+per transaction.
 """
 
 from __future__ import annotations
@@ -46,6 +47,17 @@ def _native_request_loop(ctx: LoopContext) -> None:
     cfg = ctx.cfg
     assert _RR is not None
     if _RR.request_loop(ctx.data_socket().fileno(), ctx.slots, ctx.hist, cfg.request_size, cfg.response_size):
+        raise LoadError("RR client", "server closed the connection mid-test")
+
+
+def _native_paced_request_loop(ctx: LoopContext) -> None:
+    """paced_request_loop in C: the same schedule (due times as floats, truncated) and sleeps to it."""
+    cfg = ctx.cfg
+    assert _RR is not None
+    fine_timer()
+    period = 1e9 / (cfg.flow_rate_tps or 1.0)
+    fd = ctx.data_socket().fileno()
+    if _RR.paced_request_loop(fd, ctx.slots, ctx.hist, cfg.request_size, cfg.response_size, period):
         raise LoadError("RR client", "server closed the connection mid-test")
 
 
@@ -138,6 +150,9 @@ def paced_request_loop(ctx: LoopContext) -> None:
     late too, and they go out back to back, each timed from when it should have started. The
     schedule is never trimmed. A lost UDP datagram is counted in ``errors``; the schedule goes on.
     """
+    if ctx.native and _RR is not None:
+        _native_paced_request_loop(ctx)
+        return
     cfg, slots, hist = ctx.cfg, ctx.slots, ctx.hist
     fine_timer()
     period = 1e9 / (cfg.flow_rate_tps or 1.0)
@@ -383,8 +398,8 @@ LOOPS: dict[TestName, tuple[Loop, Loop]] = {
     TestName.UDP_RR: (request_loop, udp_response_loop),
 }
 
-# The loops above with a C version, run when the engine is native (LoopContext.native). request_loop's
-# --rate variant (paced_request_loop) and crr_request_loop stay Python.
+# The loops above with a C version, run when the engine is native (LoopContext.native), with every
+# variant they dispatch to. crr_request_loop stays Python (its connect() carries the socket options).
 NATIVE_LOOPS: frozenset[Loop] = frozenset(
-    {request_loop, burst_request_loop, response_loop, udp_response_loop, crr_response_loop}
+    {request_loop, paced_request_loop, burst_request_loop, response_loop, udp_response_loop, crr_response_loop}
 )
