@@ -28,6 +28,7 @@ from vdevperf.counters import (
 from vdevperf.errors import LoadError
 from vdevperf.load import rr
 from vdevperf.load.context import LoopContext, StopLoad
+from vdevperf.measure import histogram
 from vdevperf.measure.histogram import BUCKETS, sparse, summary_us
 from vdevperf.model import TestConfig, TestName
 
@@ -332,3 +333,13 @@ def test_native_context_runs_the_c_loop(native, options):
     theirs_sock.sendall(bytes(cfg.response_size))
     with ours_sock, theirs_sock, pytest.raises(ValueError if native else IndexError):
         rr.request_loop(ctx)
+
+
+def test_the_c_bucket_is_the_histograms_index():
+    """Every power of two and its neighbours up to int64's top, and a spread between."""
+    assert rr._RR is not None
+    values = {0, 2**63 - 1} | {v for k in range(63) for v in (2**k - 1, 2**k, 2**k + 1)}
+    values |= set(range(0, 100_000, 7)) | {v * 104_729 for v in range(1, 10_000)}
+    for v in sorted(values):
+        assert rr._RR.index(v) == histogram.index(v), v
+    assert max(rr._RR.index(v) for v in values) < BUCKETS

@@ -50,11 +50,27 @@ static inline void publish(int64_t *slots, int slot, int64_t value) {
     __atomic_store_n(&slots[slot], value, __ATOMIC_RELAXED);
 }
 
-/* hist[index(v)] += 1, index as measure.histogram.index (v >= 0: a monotonic clock's difference). */
-static inline void record(int64_t *hist, int64_t v) {
+/* measure.histogram.index of v >= 0 (a monotonic clock's difference). */
+static inline int64_t bucket(int64_t v) {
     uint64_t u = (uint64_t)v;
     int m = u ? 64 - __builtin_clzll(u) : 0;
-    hist[m <= SUB_BITS ? (int64_t)u : ((int64_t)(m - SUB_BITS) << HALF_BITS) + (int64_t)(u >> (m - SUB_BITS))] += 1;
+    return m <= SUB_BITS ? (int64_t)u : ((int64_t)(m - SUB_BITS) << HALF_BITS) + (int64_t)(u >> (m - SUB_BITS));
+}
+
+static inline void record(int64_t *hist, int64_t v) { hist[bucket(v)] += 1; }
+
+PyDoc_STRVAR(index_doc, "index(value_ns) -> int\n\nThe loops' histogram bucket of a latency, for the tests.");
+
+static PyObject *index_(PyObject *self, PyObject *arg) {
+    (void)self;
+    long long v = PyLong_AsLongLong(arg);
+    if (v == -1 && PyErr_Occurred())
+        return NULL;
+    if (v < 0) {
+        PyErr_SetString(PyExc_ValueError, "a latency is not negative");
+        return NULL;
+    }
+    return PyLong_FromLongLong(bucket(v));
 }
 
 /* One read, as os.readv: retried after EINTR when no signal handler raised. Returns the bytes read,
@@ -559,6 +575,7 @@ out:
 }
 
 static PyMethodDef methods[] = {
+    {"index", index_, METH_O, index_doc},
     {"request_loop", request_loop, METH_VARARGS, request_loop_doc},
     {"paced_request_loop", paced_request_loop, METH_VARARGS, paced_request_loop_doc},
     {"burst_request_loop", burst_request_loop, METH_VARARGS, burst_request_loop_doc},
