@@ -1,13 +1,595 @@
-/* The native rr loops (issue 17): see vdevperf/load/native.py. */
+/* The native RR loops (issue 17): C versions of load/rr.py's request_loop, paced_request_loop (--rate),
+ * burst_request_loop, response_loop and crr_response_loop, called through small shims there (see
+ * load/native.py).
+ *
+ * Each does what its Python loop does, in the same order: the same syscalls (read/write on the fd, as
+ * os.readv/os.write), the same CLOCK_MONOTONIC reads (time.perf_counter_ns's clock), the
+ * counters published into the same int64 slots at the same moments (the Python loops' `finally:`
+ * writes included), the histogram bucket computed inline as in measure/histogram.py.
+ *
+ * Stopping: SIGUSR1's Python handler raises StopLoad. Python installs it without SA_RESTART, so a
+ * blocking syscall returns EINTR; PyErr_CheckSignals() then runs the handler, and its exception leaves
+ * the loop (after the final counters are published) as it leaves the Python loop. A signal that lands
+ * between two syscalls is caught by the PyErr_CheckSignals() at the top of every iteration (a flag
+ * read). The GIL is kept: an endpoint is a single-threaded process.
+ *
+ * A client loop that sees its peer close returns True and the Python shim raises the LoadError the
+ * Python loop raises; other socket errors become the OSError subclass Python would raise.
+ */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* vdevperf/counters.py SLOTS order. */
+enum { BYTES_SENT, BYTES_RECEIVED, MESSAGES_SENT, MESSAGES_RECEIVED, TRANSACTIONS, CONNECTIONS, ERRORS,
+       ZEROCOPY_SENDS, ZEROCOPY_COPIED, JITTER_SUM_NS, NSLOTS };
+
+/* measure/histogram.py: SUB_BITS, HALF_BITS, BUCKETS. */
+#define SUB_BITS 8
+#define HALF_BITS (SUB_BITS - 1)
+#define BUCKETS (((64 - SUB_BITS) << HALF_BITS) + (1 << SUB_BITS))
+
+/* A read that timed out (SO_RCVTIMEO: a lost UDP datagram); distinct from -1 (Python error set). */
+#define TIMED_OUT (-2)
+
+static inline int64_t clock_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The parent reads the slots while the loop runs: every publication is a real store. */
+static inline void publish(int64_t *slots, int slot, int64_t value) {
+    __atomic_store_n(&slots[slot], value, __ATOMIC_RELAXED);
+}
+
+/* measure.histogram.index of v >= 0 (a monotonic clock's difference). */
+static inline int64_t bucket(int64_t v) {
+    uint64_t u = (uint64_t)v;
+    int m = u ? 64 - __builtin_clzll(u) : 0;
+    return m <= SUB_BITS ? (int64_t)u : ((int64_t)(m - SUB_BITS) << HALF_BITS) + (int64_t)(u >> (m - SUB_BITS));
+}
+
+static inline void record(int64_t *hist, int64_t v) { hist[bucket(v)] += 1; }
+
+PyDoc_STRVAR(index_doc, "index(value_ns) -> int\n\nThe loops' histogram bucket of a latency, for the tests.");
+
+static PyObject *index_(PyObject *self, PyObject *arg) {
+    (void)self;
+    long long v = PyLong_AsLongLong(arg);
+    if (v == -1 && PyErr_Occurred())
+        return NULL;
+    if (v < 0) {
+        PyErr_SetString(PyExc_ValueError, "a latency is not negative");
+        return NULL;
+    }
+    return PyLong_FromLongLong(bucket(v));
+}
+
+/* One read, as os.readv: retried after EINTR when no signal handler raised. Returns the bytes read,
+ * TIMED_OUT on EAGAIN if `timeout_ok` (else it is an error), or -1 with a Python exception set. */
+static Py_ssize_t read_once(int fd, char *buf, size_t len, int timeout_ok) {
+    for (;;) {
+        ssize_t n = read(fd, buf, len);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR) {
+            if (PyErr_CheckSignals() < 0)
+                return -1;
+            continue;
+        }
+        if (timeout_ok && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return TIMED_OUT;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+}
+
+/* One write, as os.write (a partial write is not completed, as there). 0, or -1 with an exception set. */
+static int write_once(int fd, const char *buf, size_t len) {
+    for (;;) {
+        if (write(fd, buf, len) >= 0)
+            return 0;
+        if (errno == EINTR) {
+            if (PyErr_CheckSignals() < 0)
+                return -1;
+            continue;
+        }
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+}
+
+/* socket.sendall: every byte, retrying partial writes. 0, or -1 with an exception set. */
+static int write_all(int fd, const char *buf, size_t len) {
+    while (len) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                if (PyErr_CheckSignals() < 0)
+                    return -1;
+                continue;
+            }
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* rr._fill: finish a partially received message. Returns `want`, 0 at EOF, or -1 with an exception set. */
+static Py_ssize_t fill(int fd, char *buf, Py_ssize_t have, Py_ssize_t want) {
+    while (have < want) {
+        Py_ssize_t n = read_once(fd, buf + have, (size_t)(want - have), 0);
+        if (n < 0)
+            return -1;
+        if (!n)
+            return 0;
+        have += n;
+    }
+    return have;
+}
+
+/* Is this exception the peer going away (ConnectionResetError, BrokenPipeError, ConnectionRefusedError)? */
+static int peer_gone(void) {
+    return PyErr_ExceptionMatches(PyExc_ConnectionResetError) || PyErr_ExceptionMatches(PyExc_BrokenPipeError) ||
+           PyErr_ExceptionMatches(PyExc_ConnectionRefusedError);
+}
+
+/* The counters and histogram buffers, checked for size (memoryviews cast to "q"). */
+static int check_buffers(Py_buffer *slots, Py_buffer *hist) {
+    if (slots->len < (Py_ssize_t)(NSLOTS * sizeof(int64_t))) {
+        PyErr_SetString(PyExc_ValueError, "slots buffer too small");
+        return -1;
+    }
+    if (hist && hist->len < (Py_ssize_t)(BUCKETS * sizeof(int64_t))) {
+        PyErr_SetString(PyExc_ValueError, "histogram buffer too small");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_sizes(Py_ssize_t a, Py_ssize_t b) {
+    if (a < 0 || b < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative message size");
+        return -1;
+    }
+    return 0;
+}
+
+/* The result of a client loop: NULL (exception), or whether the server closed the connection. */
+static PyObject *client_result(int failed, int closed) {
+    if (failed)
+        return NULL;
+    return PyBool_FromLong(closed);
+}
+
+PyDoc_STRVAR(request_loop_doc, "request_loop(fd, slots, hist, request_size, response_size) -> closed: bool\n\n"
+                               "rr.request_loop's loop; returns True when the server closed the connection.");
+
+static PyObject *request_loop(PyObject *self, PyObject *args) {
+    int fd;
+    Py_buffer sb, hb;
+    Py_ssize_t req, want;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iw*w*nn", &fd, &sb, &hb, &req, &want))
+        return NULL;
+    int failed = 0, closed = 0;
+    char *request = NULL, *buf = NULL;
+    int64_t *slots = sb.buf, *hist = hb.buf;
+    int64_t done = 0, lost = 0;
+    if (check_buffers(&sb, &hb) < 0 || check_sizes(req, want) < 0) {
+        failed = 1;
+        goto out;
+    }
+    request = calloc((size_t)req + 1, 1);
+    buf = malloc((size_t)want + 1);
+    if (!request || !buf) {
+        PyErr_NoMemory();
+        failed = 1;
+        goto out;
+    }
+    int64_t prev = clock_ns();
+    if (write_once(fd, request, (size_t)req) < 0)
+        goto fail;
+    for (;;) {
+        if (PyErr_CheckSignals() < 0)
+            goto fail;
+        Py_ssize_t n = read_once(fd, buf, (size_t)want, 1);
+        if (n == TIMED_OUT) { /* UDP receive timeout: the request or its response was lost */
+            publish(slots, ERRORS, ++lost);
+            prev = clock_ns();
+            if (write_once(fd, request, (size_t)req) < 0)
+                goto fail;
+            continue;
+        }
+        if (n < 0)
+            goto fail;
+        if (n != want) {
+            Py_ssize_t got = fill(fd, buf, n, want);
+            if (got < 0)
+                goto fail;
+            if (got != want) {
+                closed = 1;
+                break;
+            }
+        }
+        int64_t now = clock_ns();
+        if (write_once(fd, request, (size_t)req) < 0)
+            goto fail;
+        record(hist, now - prev);
+        prev = now;
+        publish(slots, TRANSACTIONS, ++done);
+    }
+    goto published;
+fail:
+    failed = 1;
+published:
+    publish(slots, BYTES_SENT, done * req);
+    publish(slots, BYTES_RECEIVED, done * want);
+out:
+    free(request);
+    free(buf);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&hb);
+    return client_result(failed, closed);
+}
+
+/* time.sleep until the monotonic `due` (ns): clock_nanosleep to an absolute deadline, as CPython does;
+ * resumed after EINTR when no signal handler raised. 0, or -1 with an exception set. */
+static int sleep_until(int64_t due) {
+    struct timespec ts = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
+    for (;;) {
+        int err = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        if (!err)
+            return 0;
+        if (err == EINTR) {
+            if (PyErr_CheckSignals() < 0)
+                return -1;
+            continue;
+        }
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+}
+
+PyDoc_STRVAR(paced_request_loop_doc,
+             "paced_request_loop(fd, slots, hist, request_size, response_size, period_ns) -> closed: bool\n\n"
+             "rr.paced_request_loop's loop (--rate); returns True when the server closed the connection.");
+
+static PyObject *paced_request_loop(PyObject *self, PyObject *args) {
+    int fd;
+    Py_buffer sb, hb;
+    Py_ssize_t req, want;
+    double period;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iw*w*nnd", &fd, &sb, &hb, &req, &want, &period))
+        return NULL;
+    int failed = 0, closed = 0;
+    char *request = NULL, *buf = NULL;
+    int64_t *slots = sb.buf, *hist = hb.buf;
+    int64_t done = 0, lost = 0;
+    if (check_buffers(&sb, &hb) < 0 || check_sizes(req, want) < 0) {
+        failed = 1;
+        goto out;
+    }
+    request = calloc((size_t)req + 1, 1);
+    buf = malloc((size_t)want + 1);
+    if (!request || !buf) {
+        PyErr_NoMemory();
+        failed = 1;
+        goto out;
+    }
+    int64_t start = clock_ns();
+    for (;;) {
+        if (PyErr_CheckSignals() < 0)
+            goto fail;
+        int64_t due = start + (int64_t)((double)(done + lost) * period); /* Python: int(k * period) */
+        if (due > clock_ns() && sleep_until(due) < 0)
+            goto fail;
+        if (write_once(fd, request, (size_t)req) < 0)
+            goto fail;
+        Py_ssize_t n = read_once(fd, buf, (size_t)want, 1);
+        if (n == TIMED_OUT) { /* UDP receive timeout: the request or its response was lost */
+            publish(slots, ERRORS, ++lost);
+            continue;
+        }
+        if (n < 0)
+            goto fail;
+        if (n != want) {
+            Py_ssize_t got = fill(fd, buf, n, want);
+            if (got < 0)
+                goto fail;
+            if (got != want) {
+                closed = 1;
+                break;
+            }
+        }
+        record(hist, clock_ns() - due);
+        publish(slots, TRANSACTIONS, ++done);
+    }
+    goto published;
+fail:
+    failed = 1;
+published:
+    publish(slots, BYTES_SENT, done * req);
+    publish(slots, BYTES_RECEIVED, done * want);
+out:
+    free(request);
+    free(buf);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&hb);
+    return client_result(failed, closed);
+}
+
+PyDoc_STRVAR(burst_request_loop_doc,
+             "burst_request_loop(fd, slots, hist, request_size, response_size, burst) -> closed: bool\n\n"
+             "rr.burst_request_loop's loop; returns True when the server closed the connection.");
+
+static PyObject *burst_request_loop(PyObject *self, PyObject *args) {
+    int fd;
+    Py_buffer sb, hb;
+    Py_ssize_t req, want, inflight;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iw*w*nnn", &fd, &sb, &hb, &req, &want, &inflight))
+        return NULL;
+    int failed = 0, closed = 0;
+    char *requests = NULL, *buf = NULL;
+    int64_t *sent = NULL;
+    int64_t *slots = sb.buf, *hist = hb.buf;
+    int64_t done = 0, lost = 0, carried = 0, jitter = 0, total = 0, prev = 0;
+    if (check_buffers(&sb, &hb) < 0 || check_sizes(req, want) < 0) {
+        failed = 1;
+        goto out;
+    }
+    if (inflight < 1 || want < 1) {
+        PyErr_SetString(PyExc_ValueError, "burst and response size must be at least 1");
+        failed = 1;
+        goto out;
+    }
+    requests = calloc((size_t)(inflight * req) + 1, 1); /* TCP: k requests in one write */
+    buf = malloc((size_t)(inflight * want));            /* never more than N responses are outstanding */
+    sent = calloc((size_t)inflight, sizeof(int64_t));   /* send times, a ring: sent[oldest] is next */
+    if (!requests || !buf || !sent) {
+        PyErr_NoMemory();
+        failed = 1;
+        goto out;
+    }
+    Py_ssize_t oldest = 0, last = inflight - 1;
+    for (Py_ssize_t i = 0; i < inflight; i++) { /* one message each: over UDP a write is a datagram */
+        sent[i] = clock_ns();
+        if (write_once(fd, requests, (size_t)req) < 0)
+            goto fail;
+    }
+    for (;;) {
+        if (PyErr_CheckSignals() < 0)
+            goto fail;
+        Py_ssize_t n = read_once(fd, buf, (size_t)(inflight * want), 1);
+        if (n == TIMED_OUT) { /* UDP receive timeout: every transaction in flight was lost */
+            lost += inflight;
+            publish(slots, ERRORS, lost);
+            for (Py_ssize_t i = 0; i < inflight; i++) {
+                sent[i] = clock_ns();
+                if (write_once(fd, requests, (size_t)req) < 0)
+                    goto fail;
+            }
+            oldest = 0;
+            continue;
+        }
+        if (n < 0)
+            goto fail;
+        int64_t now = clock_ns();
+        int64_t k;
+        if (n == want && !carried) { /* one whole response: every UDP one, most TCP ones */
+            if (write_once(fd, requests, (size_t)req) < 0)
+                goto fail;
+            k = 1;
+        } else {
+            if (!n) {
+                closed = 1;
+                break;
+            }
+            carried += n;
+            k = carried / want;
+            carried %= want;
+            if (!k)
+                continue;
+            if (write_once(fd, requests, (size_t)(k * req)) < 0)
+                goto fail;
+        }
+        done += k;
+        while (k) {
+            k--;
+            int64_t v = now - sent[oldest];
+            sent[oldest] = now;
+            oldest = oldest < last ? oldest + 1 : 0;
+            record(hist, v);
+            int64_t d = v - prev;
+            prev = v;
+            jitter += ((d >= 0 ? d : -d) - jitter) >> 4; /* arithmetic shift: Python's floor >> */
+            total += jitter;
+        }
+        publish(slots, TRANSACTIONS, done);
+        publish(slots, JITTER_SUM_NS, total);
+    }
+    goto published;
+fail:
+    failed = 1;
+published:
+    publish(slots, BYTES_SENT, done * req);
+    publish(slots, BYTES_RECEIVED, done * want);
+out:
+    free(requests);
+    free(buf);
+    free(sent);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&hb);
+    return client_result(failed, closed);
+}
+
+PyDoc_STRVAR(response_loop_doc, "response_loop(fd, slots, request_size, response_size) -> None\n\n"
+                                "rr.response_loop: serve until the client closes or goes away, or a signal.");
+
+static PyObject *response_loop(PyObject *self, PyObject *args) {
+    int fd;
+    Py_buffer sb;
+    Py_ssize_t want, resp;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iw*nn", &fd, &sb, &want, &resp))
+        return NULL;
+    int failed = 0;
+    char *response = NULL, *buf = NULL;
+    int64_t *slots = sb.buf;
+    int64_t done = 0;
+    if (check_buffers(&sb, NULL) < 0 || check_sizes(want, resp) < 0) {
+        PyBuffer_Release(&sb);
+        return NULL;
+    }
+    response = calloc((size_t)resp + 1, 1);
+    buf = malloc((size_t)want + 1);
+    if (!response || !buf) {
+        PyErr_NoMemory();
+        failed = 1;
+        goto out;
+    }
+    /* Work is counted at the client; the server's total is stored once, at the end. */
+    for (;;) {
+        if (PyErr_CheckSignals() < 0)
+            goto fail;
+        Py_ssize_t n = read_once(fd, buf, (size_t)want, 0);
+        if (n < 0)
+            goto fail;
+        if (n != want) {
+            Py_ssize_t got = fill(fd, buf, n, want);
+            if (got < 0)
+                goto fail;
+            if (got != want)
+                break;
+        }
+        if (write_once(fd, response, (size_t)resp) < 0)
+            goto fail;
+        done++;
+    }
+    goto published;
+fail:
+    /* The client stopped with a response unread (TCP: reset; UDP: port unreachable): the normal end. */
+    if (peer_gone())
+        PyErr_Clear();
+    else
+        failed = 1;
+published:
+    publish(slots, TRANSACTIONS, done);
+    publish(slots, BYTES_RECEIVED, done * want);
+    publish(slots, BYTES_SENT, done * resp);
+out:
+    free(response);
+    free(buf);
+    PyBuffer_Release(&sb);
+    if (failed)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(crr_response_loop_doc, "crr_response_loop(listen_fd, slots, request_size, response_size) -> None\n\n"
+                                    "rr.crr_response_loop: accept, read, respond, close; until a signal.");
+
+static PyObject *crr_response_loop(PyObject *self, PyObject *args) {
+    int lfd;
+    Py_buffer sb;
+    Py_ssize_t want, resp;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iw*nn", &lfd, &sb, &want, &resp))
+        return NULL;
+    int failed = 0;
+    char *response = NULL, *buf = NULL;
+    int64_t *slots = sb.buf;
+    int64_t accepted = 0, done = 0;
+    if (check_buffers(&sb, NULL) < 0 || check_sizes(want, resp) < 0) {
+        PyBuffer_Release(&sb);
+        return NULL;
+    }
+    response = calloc((size_t)resp + 1, 1);
+    buf = malloc((size_t)want + 1);
+    if (!response || !buf) {
+        PyErr_NoMemory();
+        failed = 1;
+        goto out;
+    }
+    for (;;) {
+        if (PyErr_CheckSignals() < 0)
+            goto fail;
+        int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (conn < 0) {
+            if (errno == EINTR)
+                continue; /* the check above runs the handler */
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto fail;
+        }
+        publish(slots, CONNECTIONS, ++accepted);
+        int bad = 0;
+        Py_ssize_t n = read_once(conn, buf, (size_t)want, 0);
+        if (n < 0)
+            bad = 1;
+        else if (n != want) {
+            Py_ssize_t got = fill(conn, buf, n, want);
+            if (got < 0)
+                bad = 1;
+            else if (got != want)
+                n = -1; /* EOF before a whole request: nothing to answer */
+            else
+                n = want;
+        }
+        if (!bad && n == want) {
+            if (write_all(conn, response, (size_t)resp) < 0)
+                bad = 1;
+            else
+                publish(slots, TRANSACTIONS, ++done);
+        }
+        close(conn);
+        if (bad) {
+            /* The client went away mid-transaction (stopped): not counted. */
+            if (!PyErr_ExceptionMatches(PyExc_ConnectionResetError) && !PyErr_ExceptionMatches(PyExc_BrokenPipeError))
+                goto fail;
+            PyErr_Clear();
+        }
+    }
+fail:
+    failed = 1;
+    publish(slots, BYTES_RECEIVED, done * want);
+    publish(slots, BYTES_SENT, done * resp);
+out:
+    free(response);
+    free(buf);
+    PyBuffer_Release(&sb);
+    return failed ? NULL : Py_NewRef(Py_None);
+}
+
 static PyMethodDef methods[] = {
+    {"index", index_, METH_O, index_doc},
+    {"request_loop", request_loop, METH_VARARGS, request_loop_doc},
+    {"paced_request_loop", paced_request_loop, METH_VARARGS, paced_request_loop_doc},
+    {"burst_request_loop", burst_request_loop, METH_VARARGS, burst_request_loop_doc},
+    {"response_loop", response_loop, METH_VARARGS, response_loop_doc},
+    {"crr_response_loop", crr_response_loop, METH_VARARGS, crr_response_loop_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_native_rr", "Native rr loops.", -1, methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_native_rr",
+    .m_doc = "Native rr loops (see load/rr.py).",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__native_rr(void) { return PyModule_Create(&module); }

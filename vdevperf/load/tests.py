@@ -6,7 +6,6 @@ them with the traits, so adding a test touches no code here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -48,9 +47,8 @@ def flow_def(cfg: TestConfig, flow: int) -> TestDef:
 
 
 def _native_loops(family: ModuleType) -> NativeLoops:
-    """A loop family's NATIVE_LOOPS (none if it has no native loops; a plain set: natively for every config)."""
-    loops = getattr(family, "NATIVE_LOOPS", {})
-    return dict(loops) if isinstance(loops, Mapping) else dict.fromkeys(loops, lambda cfg: True)
+    """A loop family's NATIVE_LOOPS (none if it has no native loops)."""
+    return dict(getattr(family, "NATIVE_LOOPS", {}))
 
 
 # Every loop with a native version, with the configs it runs natively for.
