@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 import traceback
@@ -284,18 +285,34 @@ def test_paced_transactions_keep_the_schedule(alarm, native):
     assert 1 <= summary_us(sparse(ours.hist))["p50"] < 500
 
 
-def test_crr_server_counts_accepts_and_answers_and_stops_on_sigusr1(alarm):
-    """The native TCP_CRR server against the Python client: one connection per transaction."""
-    cfg = TestConfig(test=TestName.TCP_CRR, request_size=5, response_size=7)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
+def listening(family: int = socket.AF_INET) -> socket.socket:
+    """A loopback TCP listener, as a TCP_CRR server endpoint's."""
+    listener = socket.socket(family)
+    listener.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
     listener.listen(128)
-    address = listener.getsockname()
+    return listener
+
+
+def crr_client(shared: Shared, cfg: TestConfig, address: tuple[str, int], family: int, native: bool) -> LoopContext:
+    """A TCP_CRR client's context as roles.client_role makes it: a connect() for Python, the peer for C."""
+    ctx = shared.ctx(None, cfg, native)
+    ctx.connect = lambda: socket.create_connection(address)
+    ctx.peer = (family, *address)
+    return ctx
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6], ids=["v4", "v6"])
+@pytest.mark.parametrize("native", [True, False])
+def test_crr_counts_accepts_and_answers_and_stops_on_sigusr1(alarm, native, family):
+    """The native TCP_CRR server against either client: one connection per transaction, counted once at
+    each end; the client stops on the signal wherever it is in its connect-request-response-close."""
+    cfg = TestConfig(test=TestName.TCP_CRR, request_size=5, response_size=7)
+    listener = listening(family)
+    address = listener.getsockname()[:2]
     theirs, ours = Shared(), Shared()
     server = fork(lambda: rr.crr_response_loop(theirs.ctx(listener, cfg)))
     listener.close()
-    ctx = ours.ctx(None, cfg)
-    ctx.connect = lambda: socket.create_connection(address)
+    ctx = crr_client(ours, cfg, address, family, native)
     signal.setitimer(signal.ITIMER_REAL, 0.3)
     with pytest.raises(StopLoad):
         rr.crr_request_loop(ctx)
@@ -303,15 +320,104 @@ def test_crr_server_counts_accepts_and_answers_and_stops_on_sigusr1(alarm):
     os.kill(server, signal.SIGUSR1)
     assert reap(server) == STOPPED
     done = ours.slots[TRANSACTIONS]
-    assert done > 20 and ours.in_histogram() == done
+    assert done > 20 and ours.in_histogram() == done and ours.slots[CONNECTIONS] == done
+    assert ours.slots[BYTES_SENT] == 5 * done and ours.slots[BYTES_RECEIVED] == 7 * done
     answered = theirs.slots[TRANSACTIONS]
     assert done <= answered <= done + 1 and answered <= theirs.slots[CONNECTIONS] <= answered + 1
     assert theirs.slots[BYTES_RECEIVED] == 5 * answered and theirs.slots[BYTES_SENT] == 7 * answered
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_a_crr_server_closing_before_responding_is_a_load_error_with_the_counts_kept(native):
+    """Three whole transactions, then half a response and the close: both engines raise the same LoadError."""
+    cfg = TestConfig(test=TestName.TCP_CRR, request_size=4, response_size=8)
+    listener = listening()
+    address = listener.getsockname()
+
+    def serve() -> None:
+        for sent in (8, 8, 8, 3):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4, socket.MSG_WAITALL)
+                conn.sendall(bytes(sent))
+
+    server = fork(serve)
+    listener.close()
+    ours = Shared()
+    with pytest.raises(LoadError, match="TCP_CRR client: server closed the connection before responding"):
+        rr.crr_request_loop(crr_client(ours, cfg, address, socket.AF_INET, native))
+    assert reap(server) == 0
+    assert ours.slots[TRANSACTIONS] == 3 and ours.slots[CONNECTIONS] == 3 and ours.in_histogram() == 3
+    assert ours.slots[BYTES_SENT] == 12 and ours.slots[BYTES_RECEIVED] == 24
+
+
+def _client_socket_stats(server_port: int) -> str:
+    """ss's view (-i: congestion control; -m: skmem's rb/tb buffer sizes) of the connection to the port."""
+    out = subprocess.run(
+        ["ss", "-tnim", "state", "established", f"dport = :{server_port}"], capture_output=True, text=True, check=True
+    ).stdout
+    return " ".join(out.split()[5:])  # past the header
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_crr_client_sets_its_socket_options_on_every_connection(native):
+    """-K reno, -s 64K,128K (the kernel doubles them): the client's connection has them, in the C loop as in
+    roles.client_role's connect(); checked while the server holds the second connection unanswered."""
+    cfg = TestConfig(
+        test=TestName.TCP_CRR,
+        request_size=1,
+        response_size=1,
+        congestion_control="reno",
+        nodelay=True,
+        client_sndbuf=65536,
+        client_rcvbuf=131072,
+    )
+    listener = listening()
+    address = listener.getsockname()
+    ours = Shared()
+
+    def connect() -> socket.socket:  # what roles.client_role's connect() does
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 131072)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.connect(address)
+        return sock
+
+    def run() -> None:
+        ctx = crr_client(ours, cfg, address, socket.AF_INET, native)
+        ctx.connect = connect
+        rr.crr_request_loop(ctx)
+
+    client = fork(run, listener)
+    try:
+        with listener.accept()[0] as first:
+            first.recv(1)
+            first.sendall(b"\0")
+        second, _ = listener.accept()
+        with second:
+            second.recv(1)  # the client now waits for the response: its socket is there to look at
+            stats = _client_socket_stats(address[1])
+            assert " reno " in f" {stats} " and "cubic" not in stats and "bbr" not in stats, stats
+            assert "tb131072" in stats and "rb262144" in stats, stats
+            assert second.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0  # the server's own: unset
+            os.kill(client, signal.SIGUSR1)
+            assert reap(client) == STOPPED
+            assert second.recv(1) == b""  # the client is gone, its connection closed
+    finally:
+        listener.close()
+    assert ours.slots[TRANSACTIONS] == 1 and ours.slots[CONNECTIONS] == 1 and ours.in_histogram() == 1
+
+
 def test_the_native_loops_are_named_for_the_engine_record():
-    assert set(rr.NATIVE_LOOPS) == {rr.request_loop, rr.response_loop, rr.udp_response_loop, rr.crr_response_loop}
-    assert rr.crr_request_loop not in rr.NATIVE_LOOPS
+    assert set(rr.NATIVE_LOOPS) == {
+        rr.request_loop,
+        rr.response_loop,
+        rr.udp_response_loop,
+        rr.crr_request_loop,
+        rr.crr_response_loop,
+    }
 
 
 @pytest.mark.parametrize("native", [True, False])

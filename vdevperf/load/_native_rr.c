@@ -1,5 +1,5 @@
 /* The native RR loops (issue 17): C versions of load/rr.py's request_loop, paced_request_loop (--rate),
- * burst_request_loop, response_loop and crr_response_loop, called through small shims there (see
+ * burst_request_loop, response_loop, crr_request_loop and crr_response_loop, called through small shims there (see
  * load/native.py).
  *
  * Each does what its Python loop does, in the same order: the same syscalls (read/write on the fd, as
@@ -19,7 +19,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -500,6 +504,169 @@ out:
     Py_RETURN_NONE;
 }
 
+/* The server's address of crr_request_loop, as socket.connect((host, port)) builds it. */
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+} peer_addr;
+
+static int peer_address(int family, const char *host, int port, unsigned int scope_id, peer_addr *to,
+                        socklen_t *len) {
+    memset(to, 0, sizeof(*to));
+    int ok = 0;
+    if (family == AF_INET) {
+        to->in4.sin_family = AF_INET;
+        to->in4.sin_port = htons((uint16_t)port);
+        ok = inet_pton(AF_INET, host, &to->in4.sin_addr) == 1;
+        *len = sizeof(to->in4);
+    } else if (family == AF_INET6) {
+        to->in6.sin6_family = AF_INET6;
+        to->in6.sin6_port = htons((uint16_t)port);
+        to->in6.sin6_scope_id = scope_id;
+        ok = inet_pton(AF_INET6, host, &to->in6.sin6_addr) == 1;
+        *len = sizeof(to->in6);
+    }
+    if (!ok || port < 0 || port > 65535) {
+        PyErr_Format(PyExc_ValueError, "not a numeric address of family %d: %s port %d", family, host, port);
+        return -1;
+    }
+    return 0;
+}
+
+/* The client's socket options, as roles.client_role's new_socket sets them (-1 / NULL: not given). */
+typedef struct {
+    int sndbuf, rcvbuf, nodelay;
+    const char *cc;
+    Py_ssize_t cc_len;
+} client_options;
+
+/* A new TCP socket with the options, connected to `to`, as ctx.connect(): its fd, or -1 with an exception
+ * set (the fd closed). A connect() interrupted by a signal whose handler does not raise goes on in the
+ * kernel: wait for it and take its result, as CPython's sock.connect does. */
+static int crr_connect(int family, const client_options *o, const peer_addr *to, socklen_t len) {
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    int one = 1;
+    if ((o->sndbuf >= 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &o->sndbuf, sizeof(o->sndbuf)) < 0) ||
+        (o->rcvbuf >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &o->rcvbuf, sizeof(o->rcvbuf)) < 0) ||
+        (o->cc && setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, o->cc, (socklen_t)o->cc_len) < 0) ||
+        (o->nodelay && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0))
+        goto error;
+    if (connect(fd, &to->sa, len) == 0)
+        return fd;
+    if (errno != EINTR)
+        goto error;
+    for (;;) {
+        if (PyErr_CheckSignals() < 0)
+            goto raised;
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int r = poll(&p, 1, -1);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            goto error;
+        }
+        int err = 0;
+        socklen_t elen = sizeof(err);
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+            goto error;
+        if (!err)
+            return fd;
+        errno = err;
+        goto error;
+    }
+error:
+    PyErr_SetFromErrno(PyExc_OSError);
+raised:
+    close(fd);
+    return -1;
+}
+
+PyDoc_STRVAR(crr_request_loop_doc,
+             "crr_request_loop(family, host, port, scope_id, slots, hist, request_size, response_size, sndbuf, "
+             "rcvbuf, cc, nodelay) -> closed: bool\n\n"
+             "rr.crr_request_loop's loop: a new connection per transaction, with the client's socket options\n"
+             "(sndbuf/rcvbuf -1: not set; cc: bytes or None); True when a server closed before responding.");
+
+static PyObject *crr_request_loop(PyObject *self, PyObject *args) {
+    int family, port, nodelay;
+    unsigned int scope_id;
+    const char *host;
+    Py_buffer sb, hb;
+    Py_ssize_t req, want;
+    client_options o = {.cc = NULL, .cc_len = 0};
+    (void)self;
+    if (!PyArg_ParseTuple(args, "isiIw*w*nniiz#p", &family, &host, &port, &scope_id, &sb, &hb, &req, &want,
+                          &o.sndbuf, &o.rcvbuf, &o.cc, &o.cc_len, &nodelay))
+        return NULL;
+    o.nodelay = nodelay;
+    int failed = 0, closed = 0;
+    char *request = NULL, *buf = NULL;
+    int64_t *slots = sb.buf, *hist = hb.buf;
+    int64_t done = 0;
+    peer_addr to;
+    socklen_t len = 0;
+    if (check_buffers(&sb, &hb) < 0 || check_sizes(req, want) < 0 ||
+        peer_address(family, host, port, scope_id, &to, &len) < 0) {
+        failed = 1;
+        goto out;
+    }
+    request = calloc((size_t)req + 1, 1);
+    buf = malloc((size_t)want + 1); /* Python: bytearray(max(want, 1)) */
+    if (!request || !buf) {
+        PyErr_NoMemory();
+        failed = 1;
+        goto out;
+    }
+    int64_t prev = clock_ns();
+    for (;;) {
+        if (PyErr_CheckSignals() < 0)
+            goto fail;
+        int fd = crr_connect(family, &o, &to, len);
+        if (fd < 0)
+            goto fail;
+        int bad = write_all(fd, request, (size_t)req) < 0;
+        if (!bad) {
+            Py_ssize_t n = read_once(fd, buf, (size_t)want + (want == 0), 0);
+            if (n >= 0 && n != want)
+                n = fill(fd, buf, n, want);
+            if (n < 0)
+                bad = 1;
+            else if (n != want)
+                closed = 1;
+            else if (read_once(fd, buf, (size_t)want + (want == 0), 0) < 0) /* the server's FIN */
+                bad = 1;
+        }
+        close(fd);
+        if (bad)
+            goto fail;
+        if (closed)
+            break;
+        int64_t now = clock_ns();
+        record(hist, now - prev);
+        prev = now;
+        ++done;
+        publish(slots, TRANSACTIONS, done);
+        publish(slots, CONNECTIONS, done);
+    }
+    goto published;
+fail:
+    failed = 1;
+published:
+    publish(slots, BYTES_SENT, done * req);
+    publish(slots, BYTES_RECEIVED, done * want);
+out:
+    free(request);
+    free(buf);
+    PyBuffer_Release(&sb);
+    PyBuffer_Release(&hb);
+    return client_result(failed, closed);
+}
+
 PyDoc_STRVAR(crr_response_loop_doc, "crr_response_loop(listen_fd, slots, request_size, response_size) -> None\n\n"
                                     "rr.crr_response_loop: accept, read, respond, close; until a signal.");
 
@@ -580,6 +747,7 @@ static PyMethodDef methods[] = {
     {"paced_request_loop", paced_request_loop, METH_VARARGS, paced_request_loop_doc},
     {"burst_request_loop", burst_request_loop, METH_VARARGS, burst_request_loop_doc},
     {"response_loop", response_loop, METH_VARARGS, response_loop_doc},
+    {"crr_request_loop", crr_request_loop, METH_VARARGS, crr_request_loop_doc},
     {"crr_response_loop", crr_response_loop, METH_VARARGS, crr_response_loop_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -29,6 +29,8 @@ class LoopContext:
     hist: memoryview
     # TCP_CRR client: opens one new connected socket per transaction.
     connect: Callable[[], socket.socket] | None = None
+    # TCP_CRR client: where ``connect`` connects, (family, host, port), for the native loop's own connect().
+    peer: tuple[int, str, int] | None = None
     # Run the native (C) version of the loop where it has one: the run's engine is "native" and the
     # C modules imported (load.roles decides; load.native finds them).
     native: bool = False
@@ -44,6 +46,12 @@ class LoopContext:
         if self.connect is None:
             raise LoadError("load loop", "started without a way to connect")
         return self.connect
+
+    def peer_address(self) -> tuple[int, str, int]:
+        """The TCP_CRR client's server, (family, numeric host, port), for the native loop to connect to."""
+        if self.peer is None:
+            raise LoadError("load loop", "started without the server's address")
+        return self.peer
 
 
 # One side's loop: runs until its peer ends the load (EOF) or SIGUSR1 raises StopLoad.

@@ -197,6 +197,7 @@ def client_role(
         ctx = LoopContext(None, cfg, shared.slots(index), shared.hist(index), native=_native(cfg))
         if tdef.traits.per_connection:
             ctx.connect = connect
+            ctx.peer = (family, *address)
             with new_socket() as probe:
                 facts = _socket_facts(probe)
         else:

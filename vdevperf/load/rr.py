@@ -20,14 +20,15 @@ at N = 1 it costs ~0.13 µs more client CPU per transaction than request_loop
 (measured on this machine over an AF_UNIX pair, both ends on one CPU).
 
 With the native engine (LoopContext.native), request_loop, paced_request_loop, burst_request_loop,
-response_loop (and so udp_response_loop after its connect) and crr_response_loop run their C versions
-in _native_rr.c: the same syscalls, clock, counters and histogram without the interpreter's ~1.4 µs
-per transaction.
+response_loop (and so udp_response_loop after its connect), crr_request_loop and crr_response_loop run
+their C versions in _native_rr.c: the same syscalls, clock, counters and histogram without the
+interpreter's ~1.4 µs per transaction.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 from vdevperf.counters import BYTES_RECEIVED, BYTES_SENT, CONNECTIONS, ERRORS, JITTER_SUM_NS, TRANSACTIONS
@@ -68,6 +69,25 @@ def _native_burst_request_loop(ctx: LoopContext) -> None:
     fd = ctx.data_socket().fileno()
     if _RR.burst_request_loop(fd, ctx.slots, ctx.hist, cfg.request_size, cfg.response_size, cfg.burst):
         raise LoadError("RR client", "server closed the connection mid-test")
+
+
+def _native_crr_request_loop(ctx: LoopContext) -> None:
+    """crr_request_loop in C: its own socket(), the client's socket options (as roles.client_role's
+    new_socket sets them) and connect() per transaction; a server's early close raises here."""
+    cfg = ctx.cfg
+    assert _RR is not None
+    family, host, port = ctx.peer_address()
+    # A numeric address, as socket.connect would resolve it (an IPv6 one may carry a %scope).
+    sockaddr = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)[0][4]
+    scope_id = sockaddr[3] if len(sockaddr) == 4 else 0
+    sndbuf = -1 if cfg.client_sndbuf is None else cfg.client_sndbuf
+    rcvbuf = -1 if cfg.client_rcvbuf is None else cfg.client_rcvbuf
+    cc = None if cfg.congestion_control is None else cfg.congestion_control.encode()
+    if _RR.crr_request_loop(
+        family, str(sockaddr[0]), port, scope_id, ctx.slots, ctx.hist, cfg.request_size, cfg.response_size,
+        sndbuf, rcvbuf, cc, cfg.nodelay,
+    ):  # fmt: skip
+        raise LoadError("TCP_CRR client", "server closed the connection before responding")
 
 
 def _fill(recv_into, view: memoryview, have: int, want: int) -> int:
@@ -323,6 +343,9 @@ def crr_request_loop(ctx: LoopContext) -> None:
     closes first and TIME_WAIT stays on the server, not on the client's
     ephemeral ports (which would run out within seconds).
     """
+    if ctx.native and _RR is not None:
+        _native_crr_request_loop(ctx)
+        return
     cfg, slots, hist = ctx.cfg, ctx.slots, ctx.hist
     request = bytes(cfg.request_size)
     want = cfg.response_size
@@ -399,8 +422,9 @@ LOOPS: dict[TestName, tuple[Loop, Loop]] = {
 }
 
 # The loops above with a C version, run when the engine is native (LoopContext.native); request_loop's
-# variants (paced_request_loop, burst_request_loop) have theirs too. crr_request_loop stays Python
-# (its connect() carries the socket options).
+# variants (paced_request_loop, burst_request_loop) have theirs too. crr_request_loop's C version sets
+# the client's socket options itself and needs no greeting: a remote server's TCP_CRR listener admits
+# by address, not by a token per connection (remote.admission).
 NATIVE_LOOPS: NativeLoops = dict.fromkeys(
-    (request_loop, response_loop, udp_response_loop, crr_response_loop), lambda cfg: True
+    (request_loop, response_loop, udp_response_loop, crr_request_loop, crr_response_loop), lambda cfg: True
 )
