@@ -44,8 +44,11 @@ def counters(result, role: str) -> dict[str, int]:
         (TestName.TCP_STREAM, {}, "native", "native"),
         (TestName.TCP_MAERTS, {}, "native", "native"),
         (TestName.UDP_STREAM, {"send_size": 1472}, "native", "native"),
-        (TestName.TCP_SENDFILE, {}, "python", "native"),  # sendfile(2) has no C loop
-        (TestName.TCP_STREAM, {"rate_bps": 1e9}, "python", "native"),  # -b paces in Python
+        (TestName.TCP_SENDFILE, {}, "native", "native"),  # sendfile(2) from C
+        (TestName.TCP_STREAM, {"rate_bps": 1e9}, "native", "native"),  # -b's paced sender in C
+        (TestName.TCP_MAERTS, {"rate_bps": 1e9}, "native", "native"),  # the server's paced sender
+        (TestName.UDP_STREAM, {"send_size": 1472, "rate_bps": 200e6}, "native", "native"),  # stamped, paced
+        (TestName.TCP_STREAM, {"zerocopy": True}, "python", "native"),  # -Z's sends stay in Python
     ],
 )
 def test_each_endpoint_reports_the_engine_that_ran_its_loop(veth, test, options, client, server):

@@ -1,6 +1,6 @@
-/* The native stream loops (issue 17): load/stream.py's send_loop, recv_loop, udp_send_loop and
- * udp_recv_loop in C, called from their Python versions when the run's engine is native (see
- * vdevperf/load/native.py). Each does what its Python version does, call for call: the same
+/* The native stream loops (issue 17): load/stream.py's send_loop, paced_send_loop, sendfile_loop,
+ * udp_send_loop, recv_loop and udp_recv_loop in C, called from their Python versions when the run's
+ * engine is native (see vdevperf/load/native.py). Each does what its Python version does, call for call: the same
  * syscalls, the same counters published into the shared int64 slots after every call (counters.SLOTS
  * order; SLOTS below is checked against it by the tests), the same ENOBUFS handling, and the stop:
  * the endpoint's SIGUSR1 handler (Python, installed without SA_RESTART) raises StopLoad from
@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -49,16 +50,25 @@ typedef struct {
     Py_ssize_t size;
 } Loop;
 
-static int loop_open(PyObject *args, Loop *loop, Py_ssize_t least) {
-    if (!PyArg_ParseTuple(args, "iw*n", &loop->fd, &loop->view, &loop->size)) {
-        return -1;
-    }
-    if (loop->view.len < (Py_ssize_t)(N_SLOTS * sizeof(int64_t)) || loop->size < least) {
+/* The loop's slots from its parsed buffer: 0, or -1 with the view released and an exception set. */
+static int loop_slots(Loop *loop) {
+    loop->buf = NULL;
+    if (loop->view.len < (Py_ssize_t)(N_SLOTS * sizeof(int64_t))) {
         PyBuffer_Release(&loop->view);
-        PyErr_SetString(PyExc_ValueError, "slots too short or buffer too small");
+        PyErr_SetString(PyExc_ValueError, "slots too short");
         return -1;
     }
     loop->slots = (volatile int64_t *)loop->view.buf;
+    return 0;
+}
+
+/* The loop's zeroed buffer of its parsed size, at least `least` bytes: 0, or -1 as loop_slots. */
+static int loop_buffer(Loop *loop, Py_ssize_t least) {
+    if (loop->size < least) {
+        PyBuffer_Release(&loop->view);
+        PyErr_SetString(PyExc_ValueError, "buffer too small");
+        return -1;
+    }
     loop->buf = calloc(1, (size_t)loop->size);
     if (loop->buf == NULL) {
         PyBuffer_Release(&loop->view);
@@ -66,6 +76,14 @@ static int loop_open(PyObject *args, Loop *loop, Py_ssize_t least) {
         return -1;
     }
     return 0;
+}
+
+/* The arguments every loop takes, (fd, slots, size): 0, or -1 with an exception set. */
+static int loop_open(PyObject *args, Loop *loop, Py_ssize_t least) {
+    if (!PyArg_ParseTuple(args, "iw*n", &loop->fd, &loop->view, &loop->size)) {
+        return -1;
+    }
+    return loop_slots(loop) < 0 ? -1 : loop_buffer(loop, least);
 }
 
 /* The loop's end: None, or NULL with the exception that ended it (StopLoad, OSError) set. */
@@ -94,6 +112,14 @@ static inline int64_t monotonic_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* udp_send_loop's stamp: the send time (CLOCK_MONOTONIC ns) and the sequence number, stream._STAMP. */
+static inline void stamp(char *buf, int64_t calls) {
+    int64_t now = monotonic_ns();
+    uint64_t seq = (uint64_t)calls;
+    memcpy(buf, &now, sizeof now);
+    memcpy(buf + sizeof now, &seq, sizeof seq);
+}
+
 /* send_loop, and udp_send_loop (stamped): send size bytes per call until stopped. */
 static PyObject *sender(PyObject *args, int stamped) {
     Loop loop;
@@ -104,10 +130,7 @@ static PyObject *sender(PyObject *args, int stamped) {
     int failed = 0;
     for (;;) {
         if (stamped) {
-            int64_t now = monotonic_ns();
-            uint64_t seq = (uint64_t)calls;
-            memcpy(loop.buf, &now, sizeof now);
-            memcpy(loop.buf + sizeof now, &seq, sizeof seq);
+            stamp(loop.buf, calls);
         }
         ssize_t n = send(loop.fd, loop.buf, (size_t)loop.size, MSG_NOSIGNAL);
         if (n < 0) {
@@ -125,6 +148,122 @@ static PyObject *sender(PyObject *args, int stamped) {
             loop.slots[MESSAGES_SENT] = calls;
         }
         if (PyErr_CheckSignals() < 0) { /* a send that never blocks (UDP) never sees EINTR */
+            failed = 1;
+            break;
+        }
+    }
+    return loop_close(&loop, failed);
+}
+
+/* time.sleep until the monotonic `due` (ns): clock_nanosleep to an absolute deadline, as CPython does;
+ * resumed after EINTR when no signal handler raised. 0, or -1 with an exception set. */
+static int sleep_until(int64_t due) {
+    struct timespec ts = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
+    for (;;) {
+        int err = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        if (!err) {
+            return 0;
+        }
+        if (err == EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                return -1;
+            }
+            continue;
+        }
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+}
+
+/* paced_send_loop (-b): sender()'s sends on stream.paced_send_loop's absolute schedule. A send of n
+ * bytes moves `due` on by int(n * ns_per_byte); the loop sleeps (to due) only once it is more than
+ * ahead_ns early, and forgives lag beyond lag_ns. A datagram lost to ENOBUFS still moves it on. */
+static PyObject *paced_send_loop(PyObject *self, PyObject *args) {
+    (void)self;
+    Loop loop;
+    int stamped;
+    double ns_per_byte;
+    long long ahead, lag;
+    if (!PyArg_ParseTuple(args, "iw*npdLL", &loop.fd, &loop.view, &loop.size, &stamped, &ns_per_byte, &ahead,
+                          &lag)) {
+        return NULL;
+    }
+    if (loop_slots(&loop) < 0 || loop_buffer(&loop, stamped ? STAMP_BYTES : 1) < 0) {
+        return NULL;
+    }
+    int64_t sent = 0, calls = 0, errors = 0;
+    int failed = 0;
+    int64_t due = monotonic_ns(); /* when the next byte may leave */
+    for (;;) {
+        if (PyErr_CheckSignals() < 0) { /* a sender behind its schedule never sleeps */
+            failed = 1;
+            break;
+        }
+        int64_t now = monotonic_ns();
+        if (due - now > ahead) {
+            if (sleep_until(due) < 0) {
+                failed = 1;
+                break;
+            }
+        } else if (now - due > lag) {
+            due = now - lag;
+        }
+        if (stamped) {
+            stamp(loop.buf, calls);
+        }
+        ssize_t n = send(loop.fd, loop.buf, (size_t)loop.size, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == ENOBUFS) {
+                errors += 1;
+                loop.slots[ERRORS] = errors;
+                n = loop.size; /* the message is lost, but it was offered: the schedule moves on */
+            } else if (interrupted() < 0) {
+                failed = 1;
+                break;
+            } else {
+                continue; /* EINTR with no exception: the send again, as Python retries it */
+            }
+        } else {
+            sent += n;
+            calls += 1;
+            loop.slots[BYTES_SENT] = sent;
+            loop.slots[MESSAGES_SENT] = calls;
+        }
+        due += (int64_t)((double)n * ns_per_byte); /* Python: int(n * ns_per_byte) */
+    }
+    return loop_close(&loop, failed);
+}
+
+/* sendfile_loop (TCP_SENDFILE): sendfile(2) size bytes from offset 0 of the file `in` per call, counted
+ * as sender() counts its sends. The file is made, and the socket shut, in Python. */
+static PyObject *sendfile_loop(PyObject *self, PyObject *args) {
+    (void)self;
+    Loop loop;
+    int in;
+    if (!PyArg_ParseTuple(args, "iw*ni", &loop.fd, &loop.view, &loop.size, &in)) {
+        return NULL;
+    }
+    if (loop_slots(&loop) < 0) {
+        return NULL;
+    }
+    int64_t sent = 0, calls = 0;
+    int failed = 0;
+    for (;;) {
+        off_t offset = 0;
+        ssize_t n = sendfile(loop.fd, in, &offset, (size_t)loop.size);
+        if (n < 0) {
+            if (interrupted() < 0) {
+                failed = 1;
+                break;
+            }
+        } else {
+            sent += n;
+            calls += 1;
+            loop.slots[BYTES_SENT] = sent;
+            loop.slots[MESSAGES_SENT] = calls;
+        }
+        if (PyErr_CheckSignals() < 0) {
             failed = 1;
             break;
         }
@@ -222,6 +361,9 @@ static PyObject *udp_recv_loop(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"send_loop", send_loop, METH_VARARGS, "send_loop(fd, slots, size): stream.send_loop's plain sends."},
     {"udp_send_loop", udp_send_loop, METH_VARARGS, "udp_send_loop(fd, slots, size): stamped datagrams."},
+    {"paced_send_loop", paced_send_loop, METH_VARARGS,
+     "paced_send_loop(fd, slots, size, stamped, ns_per_byte, ahead_ns, lag_ns): -b's sends on a schedule."},
+    {"sendfile_loop", sendfile_loop, METH_VARARGS, "sendfile_loop(fd, slots, size, in_fd): TCP_SENDFILE's sends."},
     {"recv_loop", recv_loop, METH_VARARGS, "recv_loop(fd, slots, size): receive until EOF."},
     {"udp_recv_loop", udp_recv_loop, METH_VARARGS, "udp_recv_loop(fd, slots, size): with RFC 3550 jitter."},
     {NULL, NULL, 0, NULL},

@@ -48,8 +48,9 @@ ZEROCOPY_RING = 4
 # namespace of a host) and its sequence number; model.UDP_TIMESTAMP_BYTES is this header's size.
 _STAMP = struct.Struct("=qQ")
 _SENT_AT = struct.Struct("=q")
-# The C versions of send_loop, recv_loop, udp_send_loop and udp_recv_loop (None: not built); a loop
-# hands its work to its C version when ctx.native says so (NATIVE_LOOPS below: for which configs).
+# The C versions of send_loop, paced_send_loop, sendfile_loop, udp_send_loop, recv_loop and udp_recv_loop
+# (None: not built); a loop hands its work to its C version when ctx.native says so (NATIVE_LOOPS below:
+# for which configs).
 _NATIVE = native.module("stream")
 
 
@@ -128,9 +129,14 @@ def paced_send_loop(ctx: LoopContext) -> None:
     cfg, sock, slots = ctx.cfg, ctx.data_socket(), ctx.slots
     fine_timer()
     ns_per_byte = 8e9 / (cfg.flow_rate_bps or 1.0)
+    stamped = cfg.measures_jitter
+    if ctx.native and _NATIVE is not None:
+        paced = _NATIVE.paced_send_loop
+        _native_send(lambda fd, s, n: paced(fd, s, n, stamped, ns_per_byte, STREAM_AHEAD_NS, MAX_STREAM_LAG_NS), ctx)
+        return
     buf = memoryview(bytearray(cfg.send_size))
     send, clock, sleep = sock.send, time.monotonic_ns, time.sleep
-    stamped, stamp = cfg.measures_jitter, _STAMP.pack_into
+    stamp = _STAMP.pack_into
     sent = calls = errors = 0
     due = clock()  # when the next byte may leave
     try:
@@ -233,6 +239,10 @@ def sendfile_loop(ctx: LoopContext) -> None:
         source.write(bytes(size))
         source.flush()
         fd = source.fileno()
+        if ctx.native and _NATIVE is not None:
+            sendfile = _NATIVE.sendfile_loop
+            _native_send(lambda out, s, n: sendfile(out, s, n, fd), ctx)
+            return
         try:
             while True:
                 n = os.sendfile(out, fd, 0, size)
@@ -345,15 +355,17 @@ LOOPS: dict[TestName, tuple[Loop, Loop]] = {
 }
 
 
-def _plain_sends(cfg: TestConfig) -> bool:
-    """The senders' C loops: not -Z's or -b's sends (their Python variants); --fq-rate is the kernel's."""
-    return not cfg.zerocopy and cfg.rate_bps is None
+def _native_sends(cfg: TestConfig) -> bool:
+    """The senders' C loops, plain or -b's paced ones: not -Z's sends (Python's zerocopy_send_loop);
+    --fq-rate is the kernel's."""
+    return not cfg.zerocopy
 
 
 # The loops above with a native version (load.native), and the configs they run natively for.
 NATIVE_LOOPS: NativeLoops = {
-    send_loop: _plain_sends,
-    udp_send_loop: _plain_sends,
+    send_loop: _native_sends,
+    udp_send_loop: _native_sends,
+    sendfile_loop: lambda cfg: True,
     recv_loop: lambda cfg: True,
     udp_recv_loop: lambda cfg: True,
 }
