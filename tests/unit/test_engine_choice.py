@@ -118,9 +118,10 @@ def _ctx(cfg: TestConfig, native_ok: bool = True) -> LoopContext:
         (TestConfig(TestName.UDP_STREAM, send_size=1472), "native", "native"),
         (TestConfig(TestName.UDP_STREAM, send_size=8, recv_size=8), "native", "native"),  # too small to stamp
         (TestConfig(TestName.TCP_STREAM, zerocopy=True), "python", "native"),
-        (TestConfig(TestName.TCP_STREAM, rate_bps=1e9), "python", "native"),
-        (TestConfig(TestName.UDP_STREAM, send_size=1472, rate_bps=1e9), "python", "native"),
-        (TestConfig(TestName.TCP_SENDFILE), "python", "native"),
+        (TestConfig(TestName.TCP_STREAM, rate_bps=1e9), "native", "native"),  # -b: paced_send_loop's C
+        (TestConfig(TestName.TCP_MAERTS, rate_bps=1e9), "native", "native"),
+        (TestConfig(TestName.UDP_STREAM, send_size=1472, rate_bps=1e9), "native", "native"),
+        (TestConfig(TestName.TCP_SENDFILE), "native", "native"),
     ],
 )
 def test_a_stream_loop_is_native_exactly_where_it_hands_its_work_to_c(cfg, client, server):
@@ -132,7 +133,13 @@ def test_a_stream_loop_is_native_exactly_where_it_hands_its_work_to_c(cfg, clien
 def test_every_native_loop_is_a_loop_of_some_test():
     loops = {loop for tdef in TESTS.values() for loop in (tdef.client_loop, tdef.server_loop)}
     assert set(NATIVE_LOOPS) <= loops
-    assert set(stream.NATIVE_LOOPS) == {stream.send_loop, stream.recv_loop, stream.udp_send_loop, stream.udp_recv_loop}
+    assert set(stream.NATIVE_LOOPS) == {
+        stream.send_loop,
+        stream.sendfile_loop,
+        stream.recv_loop,
+        stream.udp_send_loop,
+        stream.udp_recv_loop,
+    }
 
 
 def test_the_c_stream_loops_share_the_counter_layout_and_the_stamp():
