@@ -11,6 +11,7 @@ setup(
         Extension(
             f"vdevperf.load._native_{part}",
             [f"vdevperf/load/_native_{part}.c"],
+            depends=["vdevperf/load/_native.h"],
             optional=True,
             extra_compile_args=["-O2"],
         )

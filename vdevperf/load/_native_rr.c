@@ -31,9 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* vdevperf/counters.py SLOTS order. */
-enum { BYTES_SENT, BYTES_RECEIVED, MESSAGES_SENT, MESSAGES_RECEIVED, TRANSACTIONS, CONNECTIONS, ERRORS,
-       ZEROCOPY_SENDS, ZEROCOPY_COPIED, JITTER_SUM_NS, NSLOTS };
+#include "_native.h"
 
 /* measure/histogram.py: SUB_BITS, HALF_BITS, BUCKETS. */
 #define SUB_BITS 8
@@ -42,12 +40,6 @@ enum { BYTES_SENT, BYTES_RECEIVED, MESSAGES_SENT, MESSAGES_RECEIVED, TRANSACTION
 
 /* A read that timed out (SO_RCVTIMEO: a lost UDP datagram); distinct from -1 (Python error set). */
 #define TIMED_OUT (-2)
-
-static inline int64_t clock_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* The parent reads the slots while the loop runs: every publication is a real store. */
 static inline void publish(int64_t *slots, int slot, int64_t value) {
@@ -151,7 +143,7 @@ static int peer_gone(void) {
 
 /* The counters and histogram buffers, checked for size (memoryviews cast to "q"). */
 static int check_buffers(Py_buffer *slots, Py_buffer *hist) {
-    if (slots->len < (Py_ssize_t)(NSLOTS * sizeof(int64_t))) {
+    if (slots->len < (Py_ssize_t)(N_SLOTS * sizeof(int64_t))) {
         PyErr_SetString(PyExc_ValueError, "slots buffer too small");
         return -1;
     }
@@ -246,25 +238,6 @@ out:
     PyBuffer_Release(&sb);
     PyBuffer_Release(&hb);
     return client_result(failed, closed);
-}
-
-/* time.sleep until the monotonic `due` (ns): clock_nanosleep to an absolute deadline, as CPython does;
- * resumed after EINTR when no signal handler raised. 0, or -1 with an exception set. */
-static int sleep_until(int64_t due) {
-    struct timespec ts = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
-    for (;;) {
-        int err = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-        if (!err)
-            return 0;
-        if (err == EINTR) {
-            if (PyErr_CheckSignals() < 0)
-                return -1;
-            continue;
-        }
-        errno = err;
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
 }
 
 PyDoc_STRVAR(paced_request_loop_doc,

@@ -19,20 +19,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
-/* counters.SLOTS order */
-enum {
-    BYTES_SENT,
-    BYTES_RECEIVED,
-    MESSAGES_SENT,
-    MESSAGES_RECEIVED,
-    TRANSACTIONS,
-    CONNECTIONS,
-    ERRORS,
-    ZEROCOPY_SENDS,
-    ZEROCOPY_COPIED,
-    JITTER_SUM_NS,
-    N_SLOTS
-};
+#include "_native.h"
+
 static const char *const slot_names[N_SLOTS] = {
     "bytes_sent",   "bytes_received", "messages_sent",  "messages_received", "transactions",
     "connections",  "errors",         "zerocopy_sends", "zerocopy_copied",   "jitter_sum_ns",
@@ -106,15 +94,9 @@ static int interrupted(void) {
     return -1;
 }
 
-static inline int64_t monotonic_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* udp_send_loop's stamp: the send time (CLOCK_MONOTONIC ns) and the sequence number, stream._STAMP. */
 static inline void stamp(char *buf, int64_t calls) {
-    int64_t now = monotonic_ns();
+    int64_t now = clock_ns();
     uint64_t seq = (uint64_t)calls;
     memcpy(buf, &now, sizeof now);
     memcpy(buf + sizeof now, &seq, sizeof seq);
@@ -155,27 +137,6 @@ static PyObject *sender(PyObject *args, int stamped) {
     return loop_close(&loop, failed);
 }
 
-/* time.sleep until the monotonic `due` (ns): clock_nanosleep to an absolute deadline, as CPython does;
- * resumed after EINTR when no signal handler raised. 0, or -1 with an exception set. */
-static int sleep_until(int64_t due) {
-    struct timespec ts = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
-    for (;;) {
-        int err = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-        if (!err) {
-            return 0;
-        }
-        if (err == EINTR) {
-            if (PyErr_CheckSignals() < 0) {
-                return -1;
-            }
-            continue;
-        }
-        errno = err;
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-}
-
 /* paced_send_loop (-b): sender()'s sends on stream.paced_send_loop's absolute schedule. A send of n
  * bytes moves `due` on by int(n * ns_per_byte); the loop sleeps (to due) only once it is more than
  * ahead_ns early, and forgives lag beyond lag_ns. A datagram lost to ENOBUFS still moves it on. */
@@ -194,13 +155,13 @@ static PyObject *paced_send_loop(PyObject *self, PyObject *args) {
     }
     int64_t sent = 0, calls = 0, errors = 0;
     int failed = 0;
-    int64_t due = monotonic_ns(); /* when the next byte may leave */
+    int64_t due = clock_ns(); /* when the next byte may leave */
     for (;;) {
         if (PyErr_CheckSignals() < 0) { /* a sender behind its schedule never sleeps */
             failed = 1;
             break;
         }
-        int64_t now = monotonic_ns();
+        int64_t now = clock_ns();
         if (due - now > ahead) {
             if (sleep_until(due) < 0) {
                 failed = 1;
@@ -334,7 +295,7 @@ static PyObject *udp_recv_loop(PyObject *self, PyObject *args) {
     if (n <= 0) {
         return loop_close(&loop, n < 0);
     }
-    int64_t previous = monotonic_ns() - sent_at(&loop); /* the first datagram only sets the reference */
+    int64_t previous = clock_ns() - sent_at(&loop); /* the first datagram only sets the reference */
     for (;;) {
         received += n;
         calls += 1;
@@ -348,7 +309,7 @@ static PyObject *udp_recv_loop(PyObject *self, PyObject *args) {
         if (n <= 0) {
             break;
         }
-        int64_t transit = monotonic_ns() - sent_at(&loop);
+        int64_t transit = clock_ns() - sent_at(&loop);
         int64_t d = transit - previous;
         previous = transit;
         jitter += ((d >= 0 ? d : -d) - jitter) >> 4; /* arithmetic shift: Python's floor, as in step() */
